@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from vidcompress.errors import ConfigError
+from vidcompress.layers import LayerInfo, LayerKind
+from vidcompress.rules import BITS, INDEX_BITS, SPARSITY, LayerRules
+
+LAYERS = [
+    LayerInfo("conv1.weight", LayerKind.CONV, (8, 3, 3, 3)),
+    LayerInfo("layer4.0.conv1.weight", LayerKind.CONV, (8, 8, 3, 3)),
+    LayerInfo("fc.weight", LayerKind.FC, (10, 8)),
+]
+
+
+def test_kinds_globs_and_later_rules_win() -> None:
+    rules = LayerRules.parse("conv=0.9,fc=0.95,layer4.*=0.8,fc.weight=0", SPARSITY)
+    assert rules.resolve(LAYERS) == {"conv1.weight": 0.9, "layer4.0.conv1.weight": 0.8}
+
+
+def test_off_leaves_a_layer_out_and_order_matters() -> None:
+    rules = LayerRules.parse("conv1.*=off,conv=8", BITS)
+    assert rules.resolve(LAYERS) == {"conv1.weight": 8, "layer4.0.conv1.weight": 8}
+    rules = LayerRules.parse("conv=8,conv1.*=off", BITS)
+    assert rules.resolve(LAYERS) == {"layer4.0.conv1.weight": 8}
+
+
+def test_a_kind_without_layers_is_allowed_but_a_glob_without_match_is_not() -> None:
+    fc_only = [LAYERS[2]]
+    assert LayerRules.parse("conv=0.9,fc=0.5", SPARSITY).resolve(fc_only) == {"fc.weight": 0.5}
+    with pytest.raises(ConfigError, match=r"'layer9\.\*' matches no compressible parameter"):
+        LayerRules.parse("layer9.*=0.5", SPARSITY).resolve(LAYERS)
+
+
+@pytest.mark.parametrize(
+    ("text", "spec", "message"),
+    [
+        ("conv", SPARSITY, "expected PATTERN=VALUE"),
+        ("conv=", SPARSITY, "expected PATTERN=VALUE"),
+        ("=0.5", SPARSITY, "expected PATTERN=VALUE"),
+        ("conv=x", SPARSITY, "expected a number"),
+        ("conv=1.0", SPARSITY, r"must be in \[0, 1\)"),
+        ("conv=-0.1", SPARSITY, r"must be in \[0, 1\)"),
+        ("conv=0", BITS, "must be from 1 to 16"),
+        ("conv=17", BITS, "must be from 1 to 16"),
+        ("conv=x", BITS, "expected an integer"),
+        ("conv=auto", BITS, "expected an integer"),
+        ("", SPARSITY, "no rule given"),
+    ],
+)
+def test_malformed_rules_are_config_errors(text: str, spec, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LayerRules.parse(text, spec)
+
+
+def test_index_bits_accept_auto() -> None:
+    assert LayerRules.parse("conv=auto,fc=5", INDEX_BITS).resolve(LAYERS)["conv1.weight"] == "auto"
+
+
+def test_json_and_toml_files_and_round_trip(tmp_path) -> None:
+    text = "conv=0.9,fc=0.95,layer4.*=0.8,fc.weight=off"
+    rules = LayerRules.parse(text, SPARSITY)
+    assert str(rules) == text
+    json_file = tmp_path / "rules.json"
+    json_file.write_text(json.dumps(rules.to_dict()))
+    assert LayerRules.parse(str(json_file), SPARSITY) == rules
+    toml_file = tmp_path / "rules.toml"
+    toml_file.write_text('conv = 0.9\nfc = 0.95\n"layer4.*" = 0.8\n"fc.weight" = "off"\n')
+    assert LayerRules.parse(str(toml_file), SPARSITY) == rules
+
+
+def test_bad_rule_files(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="rule file not found"):
+        LayerRules.parse(str(tmp_path / "missing.json"), SPARSITY)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a valid rule file"):
+        LayerRules.parse(str(broken), SPARSITY)
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="non-empty object"):
+        LayerRules.parse(str(listed), SPARSITY)

@@ -1,0 +1,170 @@
+"""Reading and writing state dicts: safetensors in and out, `.pt` only through weights_only, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_save
+
+from vidcompress.errors import InputError
+
+StateDict = dict[str, torch.Tensor]
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+_CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, str]]:
+    """Read a weights file into a state dict and its string metadata.
+
+    `.safetensors` files are read directly; `.pt`, `.pth`, `.bin` and `.ckpt` files are read with
+    `torch.load(weights_only=True)`, so pickled code is never run. A checkpoint dict that holds the
+    weights under `state_dict`, `model` or `model_state_dict` is unwrapped, and a `module.` prefix
+    left by DistributedDataParallel is removed.
+
+    Raises:
+        InputError: the file is missing, is not a weights file, or holds no tensors.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a weights file")
+    if path.suffix in PICKLE_SUFFIXES:
+        tensors, metadata = _load_torch(path), dict[str, str]()
+    else:
+        tensors, metadata = _load_safetensors(path)
+    if not tensors:
+        raise InputError(f"{path}: holds no tensors")
+    return tensors, metadata
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Return the string metadata of a safetensors file without reading its tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as error:
+        raise InputError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def _load_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise InputError(f"{path}: not a readable safetensors file ({error})") from None
+    return tensors, metadata
+
+
+def _load_torch(path: Path) -> StateDict:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(
+            f"{path}: cannot be read as a weights-only PyTorch file ({first_line}); "
+            "files holding pickled objects are refused"
+        ) from None
+    if isinstance(obj, Mapping):
+        for key in _CHECKPOINT_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise InputError(f"{path}: holds a {type(obj).__name__}, expected a dict of tensors")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if tensors and all(key.startswith("module.") for key in tensors):
+        tensors = {key[len("module.") :]: value for key, value in tensors.items()}
+    return tensors
+
+
+def check_output_path(
+    output: str | os.PathLike[str],
+    *,
+    inputs: tuple[str | os.PathLike[str], ...] = (),
+    force: bool = False,
+) -> Path:
+    """Refuse an output path that is one of the inputs, or that exists when `force` is off."""
+    output = Path(output)
+    for source in inputs:
+        if Path(source).exists() and output.exists() and output.samefile(source):
+            raise InputError(f"{output}: output is the same file as the input; choose another path")
+        if Path(os.path.abspath(source)) == Path(os.path.abspath(output)):
+            raise InputError(f"{output}: output is the same file as the input; choose another path")
+    if output.is_dir():
+        raise InputError(f"{output}: is a directory, expected a file path")
+    if output.exists() and not force:
+        raise InputError(f"{output}: exists; pass --force (force=True) to overwrite it")
+    if not output.parent.exists():
+        raise InputError(f"{output.parent}: output folder does not exist")
+    return output
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`, else removed.
+
+    An interrupted run therefore never leaves a partial file under the final name.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        with open(temporary_path, "rb+") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary_path, path)
+    finally:
+        temporary_path.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+    """Call `write(temporary_path)` and move the result onto `path` atomically."""
+    with atomic_path(path) as temporary:
+        write(temporary)
+
+
+def save_state_dict(
+    tensors: Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write tensors and string metadata to a `.safetensors` file atomically.
+
+    Tensors that share storage (tied weights) are copied, as safetensors stores each one on its own.
+    """
+    data = safetensors_bytes(tensors, metadata)
+
+    def write(temporary: Path) -> None:
+        temporary.write_bytes(data)
+
+    write_atomic(path, write)
+
+
+def safetensors_bytes(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> bytes:
+    """Serialise tensors and metadata to safetensors bytes (the file's exact content)."""
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InputError(f"metadata {key!r}: keys and values must be strings")
+    seen: set[int] = set()
+    plain: StateDict = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen and tensor.numel() > 0:
+            tensor = tensor.clone()
+        seen.add(pointer)
+        plain[name] = tensor
+    return safetensors_save(plain, metadata=dict(metadata) if metadata else None)

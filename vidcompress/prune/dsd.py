@@ -1,0 +1,192 @@
+"""Dense-Sparse-Dense training (Han et al. 2017) followed by the final pruning of T-C3D.
+
+Phases: sparse (progressive pruning to 0.85 conv / 0.9 fc), dense (masks released, pruned weights
+restart at zero, learning rate x 1/10), final pruning (progressive to 0.9 conv / 0.95 fc). The user
+supplies the training and evaluation functions, so any loop fits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidcompress.errors import ConfigError
+from vidcompress.layers import module_layers
+from vidcompress.prune.pruner import PruneConfig, Pruner, layer_sparsity
+from vidcompress.prune.schedules import Schedule, StepSchedule, parse_schedule
+from vidcompress.rules import SPARSITY, LayerRules
+
+TrainOneEpoch = Callable[[nn.Module, torch.optim.Optimizer, int], Any]
+Evaluate = Callable[[nn.Module], float]
+
+
+@dataclass(frozen=True)
+class DSDConfig:
+    """The three phases of DSD training with T-C3D's final pruning.
+
+    Args:
+        sparse_sparsity: targets of the sparse phase.
+        final_sparsity: targets of the final pruning phase.
+        schedule: how each pruning phase approaches its targets, one step per epoch.
+        sparse_epochs, dense_epochs, final_epochs: epochs per phase (0 skips a phase).
+        dense_lr_factor: the learning rate is multiplied by this when the dense phase begins.
+    """
+
+    sparse_sparsity: LayerRules = field(
+        default_factory=lambda: LayerRules.parse("conv=0.85,fc=0.9", SPARSITY)
+    )
+    final_sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse("conv=0.9,fc=0.95", SPARSITY))
+    schedule: Schedule = field(default_factory=StepSchedule)
+    sparse_epochs: int = 10
+    dense_epochs: int = 5
+    final_epochs: int = 10
+    dense_lr_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("sparse_sparsity", "final_sparsity"):
+            object.__setattr__(self, name, LayerRules.parse(getattr(self, name), SPARSITY))
+        object.__setattr__(self, "schedule", parse_schedule(self.schedule))  # type: ignore[arg-type]
+        for name in ("sparse_epochs", "dense_epochs", "final_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"DSD {name} {getattr(self, name)}: must be >= 0")
+        if not 0.0 < self.dense_lr_factor <= 1.0:
+            raise ConfigError(f"DSD dense_lr_factor {self.dense_lr_factor}: must be in (0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["sparse_sparsity"] = self.sparse_sparsity.to_dict()
+        data["final_sparsity"] = self.final_sparsity.to_dict()
+        data["schedule"] = self.schedule.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DSDConfig:
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> DSDConfig:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch of DSD did: phase, learning rate, metric and sparsity per layer."""
+
+    phase: str
+    epoch: int
+    lr: float
+    metric: float
+    sparsity: dict[str, float]
+    overall_sparsity: float
+
+
+@dataclass
+class DSDHistory:
+    """The record of a DSD run, epoch by epoch; `baseline` is the metric before it started."""
+
+    baseline: float
+    records: list[EpochRecord] = field(default_factory=list)
+
+    def phase_end(self, phase: str) -> EpochRecord | None:
+        matching = [record for record in self.records if record.phase == phase]
+        return matching[-1] if matching else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "records": [asdict(r) for r in self.records]}
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"Baseline metric: {self.baseline:.4f}",
+            "",
+            "| phase | epoch | lr | metric | overall sparsity |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in self.records:
+            lines.append(
+                f"| {r.phase} | {r.epoch} | {r.lr:.3g} | {r.metric:.4f} | {r.overall_sparsity:.3f} |"
+            )
+        return "\n".join(lines)
+
+
+def _overall(model: nn.Module, sparsity: Mapping[str, float]) -> float:
+    sizes = {layer.name: layer.numel for layer in module_layers(model)}
+    total = sum(sizes.values())
+    return sum(sparsity[n] * sizes[n] for n in sparsity) / total if total else 0.0
+
+
+def run_dsd(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_one_epoch: TrainOneEpoch,
+    evaluate: Evaluate,
+    config: DSDConfig | None = None,
+    *,
+    progress: Callable[[EpochRecord], None] | None = None,
+) -> tuple[DSDHistory, Pruner]:
+    """Run sparse, dense and final-pruning phases on `model` with the user's loop.
+
+    `train_one_epoch(model, optimizer, epoch)` trains one epoch; `evaluate(model)` returns a metric
+    (higher is better). Returns the history and the pruner of the last phase, whose masks are still
+    attached (call `pruner.finalize()` to bake them in, or go on to quantization).
+    """
+    config = config or DSDConfig()
+    layers = module_layers(model)
+    for phase, rules, epochs in (
+        ("sparse", config.sparse_sparsity, config.sparse_epochs),
+        ("final", config.final_sparsity, config.final_epochs),
+    ):
+        targets = rules.resolve(layers).values()
+        needed = max((config.schedule.steps_to_reach(t) for t in targets), default=0)
+        if 0 < epochs < needed:
+            raise ConfigError(
+                f"DSD {phase} phase: {epochs} epochs, but the {config.schedule.name} schedule needs "
+                f"{needed} to reach its targets; raise {phase}_epochs or the schedule's step"
+            )
+    history = DSDHistory(baseline=float(evaluate(model)))
+    epoch = 0
+
+    def record(phase: str) -> None:
+        sparsity = layer_sparsity(model)
+        entry = EpochRecord(
+            phase=phase,
+            epoch=epoch,
+            lr=float(optimizer.param_groups[0]["lr"]),
+            metric=float(evaluate(model)),
+            sparsity=sparsity,
+            overall_sparsity=_overall(model, sparsity),
+        )
+        history.records.append(entry)
+        if progress is not None:
+            progress(entry)
+
+    def pruning_phase(phase: str, rules: LayerRules, epochs: int) -> Pruner:
+        nonlocal epoch
+        pruner = Pruner(PruneConfig(sparsity=rules, schedule=config.schedule)).attach(model)
+        for _ in range(epochs):
+            pruner.step()
+            train_one_epoch(model, optimizer, epoch)
+            record(phase)
+            epoch += 1
+        return pruner
+
+    pruner = pruning_phase("sparse", config.sparse_sparsity, config.sparse_epochs)
+    if config.dense_epochs:
+        pruner.release()
+        for group in optimizer.param_groups:
+            group["lr"] *= config.dense_lr_factor
+        for _ in range(config.dense_epochs):
+            train_one_epoch(model, optimizer, epoch)
+            record("dense")
+            epoch += 1
+    if config.final_epochs:
+        pruner.release()
+        pruner = pruning_phase("final", config.final_sparsity, config.final_epochs)
+    return history, pruner

@@ -1,0 +1,170 @@
+"""Magnitude pruning of a module on a schedule, and one-shot pruning of a state dict."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidcompress.errors import ConfigError
+from vidcompress.layers import find_parameter, module_layers, state_dict_layers
+from vidcompress.prune.magnitude import magnitude_mask
+from vidcompress.prune.masks import get_mask, remove_mask, set_mask
+from vidcompress.prune.schedules import ConstantSchedule, Schedule, parse_schedule
+from vidcompress.rules import SPARSITY, LayerRules
+
+DEFAULT_SPARSITY = "conv=0.9,fc=0.95"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What to prune and how fast: per-layer target sparsities and a schedule.
+
+    Args:
+        sparsity: rules such as `conv=0.9,fc=0.95,layer4.*=0.8` (a string, mapping or LayerRules).
+        schedule: how the targets are approached, one `Pruner.step()` at a time.
+    """
+
+    sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse(DEFAULT_SPARSITY, SPARSITY))
+    schedule: Schedule = field(default_factory=ConstantSchedule)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sparsity", LayerRules.parse(self.sparsity, SPARSITY))  # type: ignore[arg-type]
+        object.__setattr__(self, "schedule", parse_schedule(self.schedule))  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sparsity": self.sparsity.to_dict(), "schedule": self.schedule.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PruneConfig:
+        unknown = set(data) - {"sparsity", "schedule"}
+        if unknown:
+            raise ConfigError(f"prune config: unknown field(s) {sorted(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> PruneConfig:
+        return cls.from_dict(json.loads(text))
+
+
+class Pruner:
+    """Prunes the compressible layers of a module by magnitude, following a schedule.
+
+    Usage in a plain loop (or from a trainer's epoch/iteration callback)::
+
+        pruner = Pruner(PruneConfig("conv=0.85,fc=0.9", StepSchedule(0.1))).attach(model)
+        for epoch in range(epochs):
+            pruner.step()          # raise sparsity, recompute masks
+            train_one_epoch(model, optimizer, epoch)
+        pruner.finalize()          # bake the zeros in, plain parameters again
+
+    Learned state: `targets_` (layer name -> target sparsity), `step_` (steps taken).
+    """
+
+    def __init__(self, config: PruneConfig | None = None) -> None:
+        self.config = config or PruneConfig()
+
+    def attach(self, model: nn.Module) -> Pruner:
+        """Bind to `model`, resolve the per-layer targets and register all-ones masks.
+
+        Attach before wrapping the model in DistributedDataParallel (or pass the wrapper: its
+        inner module is used), so that the parameters DDP sees do not change afterwards.
+        No weight changes until `step()`.
+        """
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        self.model_ = model
+        self.targets_: dict[str, float] = self.config.sparsity.resolve(module_layers(model))
+        self.step_ = 0
+        for name in self.targets_:
+            module, attribute = find_parameter(model, name)
+            if get_mask(module, attribute) is None:
+                set_mask(module, attribute, torch.ones_like(getattr(module, attribute), dtype=torch.bool))
+        return self
+
+    def step(self) -> dict[str, float]:
+        """Advance the schedule by one step and prune each layer to its new sparsity."""
+        self._check_attached()
+        self.step_ += 1
+        return self.prune_to_step(self.step_)
+
+    def prune_to_step(self, step: int) -> dict[str, float]:
+        """Prune every layer to the schedule's sparsity at `step` (used to resume)."""
+        self._check_attached()
+        self.step_ = step
+        levels = {
+            name: self.config.schedule.sparsity_at(target, step) for name, target in self.targets_.items()
+        }
+        self.apply_levels(levels)
+        return levels
+
+    def apply_levels(self, levels: Mapping[str, float]) -> None:
+        """Prune each named layer to the given sparsity by the magnitude of its current weight."""
+        for name, level in levels.items():
+            module, attribute = find_parameter(self.model_, name)
+            with torch.no_grad():
+                weight = getattr(module, attribute)
+                set_mask(module, attribute, magnitude_mask(weight, level))
+
+    def sparsity(self) -> dict[str, float]:
+        """The measured sparsity of every compressible layer (exact zeros over elements)."""
+        self._check_attached()
+        return layer_sparsity(self.model_)
+
+    def release(self) -> None:
+        """Remove the masks and keep the weights: pruned entries restart from zero (DSD's dense phase)."""
+        self._check_attached()
+        for name in self.targets_:
+            remove_mask(*find_parameter(self.model_, name))
+
+    def finalize(self) -> nn.Module:
+        """Bake the zeros in and leave plain parameters under their plain names."""
+        self.release()
+        return self.model_
+
+    def _check_attached(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ConfigError("Pruner is not attached to a model: call attach(model) first")
+
+
+def layer_sparsity(model: nn.Module) -> dict[str, float]:
+    """Fraction of exact zeros in each compressible parameter of `model`."""
+    result = {}
+    for layer in module_layers(model):
+        module, attribute = find_parameter(model, layer.name)
+        weight = getattr(module, attribute).detach()
+        result[layer.name] = float((weight == 0).sum()) / max(weight.numel(), 1)
+    return result
+
+
+def prune_(model: nn.Module, config: PruneConfig | str | None = None) -> dict[str, float]:
+    """One-shot magnitude pruning of `model` in place to the config's targets; returns them.
+
+    The zeros are baked in (no masks stay attached); use `Pruner` to keep masks while training.
+    """
+    if isinstance(config, str):
+        config = PruneConfig(sparsity=config)  # type: ignore[arg-type]
+    pruner = Pruner(config or PruneConfig()).attach(model)
+    pruner.apply_levels(pruner.targets_)
+    pruner.finalize()
+    return dict(pruner.targets_)
+
+
+def prune_state_dict(
+    tensors: Mapping[str, torch.Tensor], sparsity: LayerRules | str | Mapping[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """One-shot magnitude pruning of a state dict; returns the new dict and the per-layer targets."""
+    rules = LayerRules.parse(sparsity, SPARSITY)  # type: ignore[arg-type]
+    targets = rules.resolve(state_dict_layers(tensors))
+    pruned = dict(tensors)
+    for name, target in targets.items():
+        weight = tensors[name]
+        pruned[name] = weight.masked_fill(~magnitude_mask(weight, target), 0.0)
+    return pruned, targets

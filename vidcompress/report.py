@@ -1,0 +1,123 @@
+"""Reports on weights files: per-layer tables as Markdown and JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from vidcompress.layers import LayerKind
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub Markdown table; the first column is left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@dataclass
+class LayerStats:
+    """What `inspect` shows of one tensor."""
+
+    name: str
+    shape: list[int]
+    kind: str  # "conv", "fc" or "other" (biases, norms, buffers: never compressed)
+    dtype: str
+    parameters: int
+    nonzeros: int
+    distinct_values: int
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nonzeros / self.parameters if self.parameters else 0.0
+
+
+@dataclass
+class WeightsReport:
+    """Per-tensor statistics of a state dict plus totals, and the file's metadata."""
+
+    layers: list[LayerStats]
+    metadata: dict[str, str] = field(default_factory=dict)
+    file_bytes: int | None = None
+
+    @property
+    def compressible(self) -> list[LayerStats]:
+        return [layer for layer in self.layers if layer.kind != "other"]
+
+    def totals(self) -> dict[str, Any]:
+        params = sum(layer.parameters for layer in self.layers)
+        nonzeros = sum(layer.nonzeros for layer in self.layers)
+        c_params = sum(layer.parameters for layer in self.compressible)
+        c_nonzeros = sum(layer.nonzeros for layer in self.compressible)
+        return {
+            "tensors": len(self.layers),
+            "compressible_layers": len(self.compressible),
+            "parameters": params,
+            "nonzeros": nonzeros,
+            "sparsity": 1.0 - nonzeros / params if params else 0.0,
+            "compressible_parameters": c_params,
+            "compressible_sparsity": 1.0 - c_nonzeros / c_params if c_params else 0.0,
+            "file_bytes": self.file_bytes,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        layers = [{**asdict(layer), "sparsity": layer.sparsity} for layer in self.layers]
+        return {"layers": layers, "totals": self.totals(), "metadata": self.metadata}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self, *, all_tensors: bool = False) -> str:
+        shown = self.layers if all_tensors else self.compressible
+        rows = [
+            [
+                layer.name,
+                "x".join(map(str, layer.shape)),
+                layer.kind,
+                f"{layer.parameters:,}",
+                f"{layer.nonzeros:,}",
+                f"{layer.sparsity:.3f}",
+                f"{layer.distinct_values:,}",
+            ]
+            for layer in shown
+        ]
+        table = markdown_table(
+            ["layer", "shape", "kind", "parameters", "nonzeros", "sparsity", "distinct"], rows
+        )
+        totals = self.totals()
+        summary = (
+            f"{totals['compressible_layers']} compressible layers of {totals['tensors']} tensors; "
+            f"{totals['parameters']:,} parameters, {totals['nonzeros']:,} nonzero "
+            f"(sparsity {totals['sparsity']:.3f}; compressible layers {totals['compressible_sparsity']:.3f})"
+        )
+        if self.file_bytes is not None:
+            summary += f"; file {self.file_bytes:,} bytes"
+        return table + "\n\n" + summary
+
+
+def inspect_state_dict(
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None = None,
+    file_bytes: int | None = None,
+) -> WeightsReport:
+    """Statistics of every tensor of a state dict (kind, nonzeros, sparsity, distinct values)."""
+    layers = []
+    for name, tensor in tensors.items():
+        kind = LayerKind.of_shape(tensor.shape) if tensor.is_floating_point() else None
+        flat = tensor.detach().reshape(-1)
+        layers.append(
+            LayerStats(
+                name=name,
+                shape=list(tensor.shape),
+                kind=kind.value if kind else "other",
+                dtype=str(tensor.dtype).removeprefix("torch."),
+                parameters=flat.numel(),
+                nonzeros=int(torch.count_nonzero(flat)),
+                distinct_values=int(torch.unique(flat).numel()) if flat.numel() else 0,
+            )
+        )
+    return WeightsReport(layers, dict(metadata or {}), file_bytes)

@@ -1,0 +1,178 @@
+"""Per-layer settings from rule strings such as `conv=0.9,fc=0.95,layer4.*=0.8,fc.weight=0`.
+
+A rule's key is a layer kind (`conv`, `fc`) or a glob over parameter names; later rules win.
+The value `off` (and, for sparsity, `0`) leaves a layer out. The same rules come from a JSON
+object or a TOML table (`{"conv": 0.9, "layer4.*": 0.8}`), and are written back in that form into
+file metadata, so the CLI, the Python API and the files speak the same objects.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidcompress.errors import ConfigError
+from vidcompress.layers import LayerInfo, LayerKind
+
+OFF = "off"
+_KINDS = {kind.value for kind in LayerKind}
+
+
+@dataclass(frozen=True)
+class ValueSpec:
+    """What a rule's value means: its name in messages and how to read one."""
+
+    name: str
+    parse: Callable[[str], Any]  # returns the value, or None when the layer is turned off
+
+
+def _parse_sparsity(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"sparsity {text!r}: expected a number in [0, 1) or 'off'") from None
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"sparsity {text!r}: must be in [0, 1) (0 leaves the layer dense)")
+    return None if value == 0.0 else value
+
+
+def _parse_int(name: str, low: int, high: int, allow_auto: bool) -> Callable[[str], Any]:
+    def parse(text: str) -> int | str:
+        if allow_auto and text == "auto":
+            return "auto"
+        try:
+            value = int(text)
+        except ValueError:
+            extra = ", 'auto'" if allow_auto else ""
+            raise ConfigError(
+                f"{name} {text!r}: expected an integer from {low} to {high}{extra} or 'off'"
+            ) from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} {text!r}: must be from {low} to {high}")
+        return value
+
+    return parse
+
+
+SPARSITY = ValueSpec("sparsity", _parse_sparsity)
+BITS = ValueSpec("bits", _parse_int("bits", 1, 16, allow_auto=False))
+INDEX_BITS = ValueSpec("index bits", _parse_int("index bits", 1, 16, allow_auto=True))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One `pattern=value` pair; `value` None turns the matched layers off."""
+
+    pattern: str
+    value: Any
+
+    @property
+    def is_kind(self) -> bool:
+        return self.pattern in _KINDS
+
+    def matches(self, layer: LayerInfo) -> bool:
+        if self.is_kind:
+            return layer.kind.value == self.pattern
+        return fnmatch.fnmatchcase(layer.name, self.pattern)
+
+
+@dataclass(frozen=True)
+class LayerRules:
+    """An ordered list of rules for one setting (sparsity, bits or index bits)."""
+
+    spec: ValueSpec
+    rules: tuple[Rule, ...]
+
+    @classmethod
+    def parse(cls, source: str | Mapping[str, Any] | LayerRules, spec: ValueSpec) -> LayerRules:
+        """Read rules from a rule string, a mapping, a `.json`/`.toml` file path, or rules."""
+        if isinstance(source, LayerRules):
+            return source
+        if isinstance(source, Mapping):
+            pairs = [(str(key), value) for key, value in source.items()]
+        elif isinstance(source, str | os.PathLike) and str(source).endswith((".json", ".toml")):
+            pairs = list(_read_rule_file(Path(source)).items())
+        elif isinstance(source, str):
+            pairs = _split_rule_string(source, spec)
+        else:
+            raise ConfigError(f"{spec.name} rules: expected a string or a mapping, got {source!r}")
+        rules = []
+        for pattern, raw in pairs:
+            pattern = pattern.strip()
+            if not pattern:
+                raise ConfigError(f"{spec.name} rule {pattern}={raw!r}: empty layer pattern")
+            text = str(raw).strip().lower() if not isinstance(raw, str) else raw.strip()
+            if isinstance(raw, bool):
+                raise ConfigError(f"{spec.name} rule {pattern!r}: {raw!r} is not a value")
+            value = None if text == OFF else spec.parse(text)
+            rules.append(Rule(pattern, value))
+        return cls(spec, tuple(rules))
+
+    def resolve(self, layers: Iterable[LayerInfo]) -> dict[str, Any]:
+        """Map each layer name to its value (later rules win); layers turned off are left out.
+
+        Raises:
+            ConfigError: a name pattern matches no layer (a kind with no layer is allowed).
+        """
+        layers = list(layers)
+        for rule in self.rules:
+            if not rule.is_kind and not any(rule.matches(layer) for layer in layers):
+                raise ConfigError(
+                    f"{self.spec.name} rule {rule.pattern!r} matches no compressible parameter "
+                    f"(known: {_sample_names(layers)})"
+                )
+        resolved = {}
+        for layer in layers:
+            value = None
+            for rule in self.rules:
+                if rule.matches(layer):
+                    value = rule.value
+            if value is not None:
+                resolved[layer.name] = value
+        return resolved
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: an object from pattern to value (`"off"` for a layer turned off)."""
+        return {rule.pattern: OFF if rule.value is None else rule.value for rule in self.rules}
+
+    def __str__(self) -> str:
+        return ",".join(f"{key}={value}" for key, value in self.to_dict().items())
+
+
+def _split_rule_string(text: str, spec: ValueSpec) -> list[tuple[str, str]]:
+    pairs = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        pattern, sep, value = item.partition("=")
+        if not sep or not pattern.strip() or not value.strip():
+            raise ConfigError(f"{spec.name} rule {item!r}: expected PATTERN=VALUE, e.g. 'conv=0.9,fc=0.95'")
+        pairs.append((pattern.strip(), value.strip()))
+    if not pairs:
+        raise ConfigError(f"{spec.name} rules {text!r}: no rule given")
+    return pairs
+
+
+def _read_rule_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: rule file not found")
+    try:
+        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not a valid rule file ({error})") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: expected a non-empty object of pattern = value")
+    return data
+
+
+def _sample_names(layers: list[LayerInfo], limit: int = 4) -> str:
+    names = [layer.name for layer in layers[:limit]]
+    more = f", ... {len(layers) - limit} more" if len(layers) > limit else ""
+    return ", ".join(names) + more if names else "none"
