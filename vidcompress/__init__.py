@@ -19,6 +19,7 @@ from vidcompress.prune import (
     run_dsd,
     sensitivity_analysis,
 )
+from vidcompress.quantize import KMeans1D, QuantizeConfig, finalize_, quantize_, quantize_state_dict
 from vidcompress.report import inspect_state_dict
 from vidcompress.rules import BITS, INDEX_BITS, SPARSITY, LayerRules
 
@@ -32,19 +33,24 @@ __all__ = [
     "DSDConfig",
     "FormatError",
     "InputError",
+    "KMeans1D",
     "LayerInfo",
     "LayerKind",
     "LayerRules",
     "PruneConfig",
     "Pruner",
+    "QuantizeConfig",
     "StepSchedule",
     "VidcompressError",
     "__version__",
+    "finalize_",
     "inspect_state_dict",
     "load_state_dict",
     "module_layers",
     "prune_",
     "prune_state_dict",
+    "quantize_",
+    "quantize_state_dict",
     "run_dsd",
     "save_state_dict",
     "sensitivity_analysis",

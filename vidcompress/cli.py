@@ -15,8 +15,9 @@ from vidcompress.errors import VidcompressError
 from vidcompress.io import check_output_path, load_state_dict, save_state_dict
 from vidcompress.metadata import with_stage
 from vidcompress.prune.pruner import DEFAULT_SPARSITY, PruneConfig, prune_state_dict
+from vidcompress.quantize import DEFAULT_BITS, INITS, QuantizeConfig, quantize_state_dict
 from vidcompress.report import inspect_state_dict
-from vidcompress.rules import SPARSITY, LayerRules
+from vidcompress.rules import BITS, SPARSITY, LayerRules
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,11 +95,81 @@ def prune(input_path: Path, output_path: Path, sparsity: str, force: bool) -> No
 
 
 @main.command()
+@input_argument
+@output_option
+@click.option(
+    "--bits",
+    default=DEFAULT_BITS,
+    show_default=True,
+    help="Bits per layer (1-16; 2^b - 1 centroids plus zero): kinds or globs, later rules win, "
+    "'off' keeps a layer in full precision; or a .json/.toml rule file.",
+)
+@click.option(
+    "--init", type=click.Choice(INITS), default="linear", show_default=True, help="Centroid initialisation."
+)
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Cap on k-means iterations.",
+)
+@click.option(
+    "--plots",
+    "plot_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write a weight histogram with centroids per layer (PNG) into this folder.",
+)
+@force_option
+@user_errors
+def quantize(
+    input_path: Path,
+    output_path: Path,
+    bits: str,
+    init: str,
+    max_iter: int,
+    plot_dir: Path | None,
+    force: bool,
+) -> None:
+    """Per-layer k-means weight sharing of a weights file (zeros stay zero).
+
+    Each selected layer of the output holds at most 2^b distinct values; the codebooks are recorded
+    in the file's metadata. Fine-tuning the centroids needs data: use quantize_() in Python.
+    """
+    check_output_path(output_path, inputs=(input_path,), force=force)
+    config = QuantizeConfig(bits=LayerRules.parse(bits, BITS), init=init, max_iter=max_iter)
+    tensors, metadata = load_state_dict(input_path)
+    quantized, report = quantize_state_dict(tensors, config)
+    record = {
+        "config": config.to_dict(),
+        "layers": {
+            layer.name: {"bits": layer.bits, "codebook": layer.codebook, "sse": layer.sse}
+            for layer in report.layers
+        },
+    }
+    if plot_dir is not None:
+        from vidcompress.plots import plot_weight_histogram
+
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        for layer in report.layers:
+            plot_weight_histogram(
+                tensors[layer.name].float().numpy(),
+                layer.codebook,
+                plot_dir / f"{layer.name}.png",
+                f"{layer.name}: {layer.bits} bits",
+            )
+    save_state_dict(quantized, output_path, with_stage(metadata, "quantize", record, str(input_path)))
+    click.echo(report.to_markdown())
+    click.echo(f"wrote {output_path}: {len(report.layers)} layers quantized")
+
+
+@main.command()
 @click.argument("file_path", metavar="FILE", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--all", "all_tensors", is_flag=True, help="List biases, norms and buffers too.")
+@click.option("--codebooks", is_flag=True, help="Print the codebook of every quantized layer.")
 @user_errors
-def inspect(file_path: Path, as_json: bool, all_tensors: bool) -> None:
+def inspect(file_path: Path, as_json: bool, all_tensors: bool, codebooks: bool) -> None:
     """Per-layer shape, kind, parameters, nonzeros, sparsity and distinct values of FILE."""
     tensors, metadata = load_state_dict(file_path)
     report = inspect_state_dict(tensors, metadata, file_path.stat().st_size)
@@ -107,6 +178,8 @@ def inspect(file_path: Path, as_json: bool, all_tensors: bool) -> None:
         return
     click.echo(f"{file_path}")
     click.echo(report.to_markdown(all_tensors=all_tensors))
+    if codebooks:
+        click.echo("\n" + (report.codebooks_text() or "no quantized layers"))
 
 
 if __name__ == "__main__":  # pragma: no cover

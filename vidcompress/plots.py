@@ -17,3 +17,24 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_weight_histogram(weight: Any, codebook: Any, path: Any, title: str = "", bins: int = 200) -> None:
+    """Histogram of a layer's nonzero weights with its centroids marked, written as a PNG."""
+    import numpy as np
+
+    plt = pyplot()
+    values = np.asarray(weight, dtype=np.float64).ravel()
+    values = values[values != 0]
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    axes.hist(values, bins=bins, color="#4878a8", alpha=0.8, label="nonzero weights")
+    centroids = np.unique(np.asarray(codebook, dtype=np.float64)[1:])
+    for i, centroid in enumerate(centroids):
+        axes.axvline(centroid, color="#d1495b", lw=0.6, alpha=0.7, label="centroids" if i == 0 else None)
+    axes.set_xlabel("weight value")
+    axes.set_ylabel("count")
+    axes.set_title(title or f"{values.size:,} nonzero weights, {centroids.size} centroids")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from vidcompress.layers import LayerKind
+from vidcompress.metadata import read_stages
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -30,6 +31,8 @@ class LayerStats:
     parameters: int
     nonzeros: int
     distinct_values: int
+    bits: int | None = None  # from the quantize stage's metadata, when the file has one
+    codebook: list[float] | None = None
 
     @property
     def sparsity(self) -> float:
@@ -71,6 +74,14 @@ class WeightsReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def codebooks_text(self) -> str:
+        """One line per quantized layer: its codebook (symbol 0 is zero)."""
+        return "\n".join(
+            f"{layer.name} ({layer.bits} bits): " + ", ".join(f"{c:.4g}" for c in layer.codebook)
+            for layer in self.layers
+            if layer.codebook is not None
+        )
+
     def to_markdown(self, *, all_tensors: bool = False) -> str:
         shown = self.layers if all_tensors else self.compressible
         rows = [
@@ -82,11 +93,12 @@ class WeightsReport:
                 f"{layer.nonzeros:,}",
                 f"{layer.sparsity:.3f}",
                 f"{layer.distinct_values:,}",
+                "-" if layer.bits is None else layer.bits,
             ]
             for layer in shown
         ]
         table = markdown_table(
-            ["layer", "shape", "kind", "parameters", "nonzeros", "sparsity", "distinct"], rows
+            ["layer", "shape", "kind", "parameters", "nonzeros", "sparsity", "distinct", "bits"], rows
         )
         totals = self.totals()
         summary = (
@@ -105,6 +117,7 @@ def inspect_state_dict(
     file_bytes: int | None = None,
 ) -> WeightsReport:
     """Statistics of every tensor of a state dict (kind, nonzeros, sparsity, distinct values)."""
+    quantized = read_stages(metadata or {}).get("quantize", {}).get("layers", {})
     layers = []
     for name, tensor in tensors.items():
         kind = LayerKind.of_shape(tensor.shape) if tensor.is_floating_point() else None
@@ -118,6 +131,8 @@ def inspect_state_dict(
                 parameters=flat.numel(),
                 nonzeros=int(torch.count_nonzero(flat)),
                 distinct_values=int(torch.unique(flat).numel()) if flat.numel() else 0,
+                bits=quantized.get(name, {}).get("bits"),
+                codebook=quantized.get(name, {}).get("codebook"),
             )
         )
     return WeightsReport(layers, dict(metadata or {}), file_bytes)

@@ -1,0 +1,182 @@
+"""`quantize_(model, config)` and `quantize_state_dict`: per-layer k-means weight sharing."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from vidcompress.errors import ConfigError
+from vidcompress.layers import LayerInfo, find_parameter, module_layers, state_dict_layers
+from vidcompress.prune.masks import remove_mask
+from vidcompress.quantize.kmeans import INITS
+from vidcompress.quantize.sharing import SharedWeights, WeightSharing, share_weights
+from vidcompress.report import markdown_table
+from vidcompress.rules import BITS, LayerRules
+
+DEFAULT_BITS = "conv=8,fc=5"
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Per-layer bits and how the codebooks are found and trained.
+
+    Args:
+        bits: rules such as `conv=8,fc=5,fc.weight=4` (`off` leaves a layer in full precision).
+        init: centroid initialisation: linear (the paper's), density, random, k-means++.
+        max_iter: cap on k-means iterations (it stops earlier at a fixed point).
+        gradient: "sum" (the paper's: a centroid gets the sum of its members' gradients) or "mean".
+        seed: for the random initialisations.
+    """
+
+    bits: LayerRules = field(default_factory=lambda: LayerRules.parse(DEFAULT_BITS, BITS))
+    init: str = "linear"
+    max_iter: int = 300
+    gradient: str = "sum"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", LayerRules.parse(self.bits, BITS))  # type: ignore[arg-type]
+        if self.init not in INITS:
+            raise ConfigError(f"init {self.init!r}: expected one of {', '.join(INITS)}")
+        if self.gradient not in ("sum", "mean"):
+            raise ConfigError(f"gradient {self.gradient!r}: expected 'sum' or 'mean'")
+        if self.max_iter < 1:
+            raise ConfigError(f"max_iter {self.max_iter}: must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "bits": self.bits.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QuantizeConfig:
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> QuantizeConfig:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass
+class LayerQuantization:
+    """What weight sharing did to one layer."""
+
+    name: str
+    kind: str
+    bits: int
+    parameters: int
+    nonzeros: int
+    clusters: int  # centroids in use, zero excluded
+    sse: float
+    codebook: list[float]  # 2^bits entries; entry 0 is zero
+
+    @property
+    def compression_rate(self) -> float:
+        """Deep Compression's r = n b / (n log2 k + k b), with b = 32 and k = 2^bits."""
+        n, b, k = self.parameters, 32, 1 << self.bits
+        return n * b / (n * math.log2(k) + k * b)
+
+
+@dataclass
+class QuantizeReport:
+    layers: list[LayerQuantization]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": [{**asdict(layer), "compression_rate": layer.compression_rate} for layer in self.layers]
+        }
+
+    def to_markdown(self) -> str:
+        rows = [
+            [
+                layer.name,
+                layer.kind,
+                layer.bits,
+                layer.clusters,
+                f"{layer.nonzeros:,}",
+                f"{layer.sse:.4g}",
+                f"{layer.compression_rate:.2f}",
+            ]
+            for layer in self.layers
+        ]
+        return markdown_table(["layer", "kind", "bits", "k used", "nonzeros", "SSE", "rate r"], rows)
+
+
+def _layer_record(layer: LayerInfo, shared: SharedWeights, weight: torch.Tensor) -> LayerQuantization:
+    return LayerQuantization(
+        name=layer.name,
+        kind=layer.kind.value,
+        bits=shared.bits,
+        parameters=weight.numel(),
+        nonzeros=int(torch.count_nonzero(weight)),
+        clusters=shared.used_levels,
+        sse=shared.inertia,
+        codebook=[float(c) for c in shared.codebook.float()],
+    )
+
+
+def quantize_(model: nn.Module, config: QuantizeConfig | str | None = None) -> QuantizeReport:
+    """Replace each selected weight of `model` by shared weights, in place; returns the report.
+
+    Pruning masks are baked in first (their zeros become symbol 0 and stay zero). Centroids are
+    `nn.Parameter`s: train the model as usual to fine-tune them, then `finalize_(model)`.
+    """
+    if isinstance(config, str):
+        config = QuantizeConfig(bits=config)  # type: ignore[arg-type]
+    config = config or QuantizeConfig()
+    plan = config.bits.resolve(module_layers(model))
+    records = []
+    for layer in module_layers(model):
+        if layer.name not in plan:
+            continue
+        module, attribute = find_parameter(model, layer.name)
+        remove_mask(module, attribute)
+        if parametrize.is_parametrized(module, attribute):
+            raise ConfigError(f"{layer.name}: already quantized; finalize_(model) first")
+        weight = getattr(module, attribute).detach()
+        shared = share_weights(
+            weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name
+        )
+        parametrize.register_parametrization(
+            module, attribute, WeightSharing(shared, config.gradient), unsafe=True
+        )
+        records.append(_layer_record(layer, shared, weight))
+    return QuantizeReport(records)
+
+
+def finalize_(model: nn.Module) -> nn.Module:
+    """Bake every vidcompress parametrization (masks, weight sharing) into plain parameters."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for attribute in list(module.parametrizations):  # type: ignore[union-attr,arg-type]
+                parametrize.remove_parametrizations(module, attribute, leave_parametrized=True)
+    return model
+
+
+def quantize_state_dict(
+    tensors: Mapping[str, torch.Tensor], config: QuantizeConfig | None = None
+) -> tuple[dict[str, torch.Tensor], QuantizeReport]:
+    """Weight sharing on a state dict (no fine-tuning): each selected tensor gets <= 2^b values."""
+    config = config or QuantizeConfig()
+    layers = state_dict_layers(tensors)
+    plan = config.bits.resolve(layers)
+    result = dict(tensors)
+    records = []
+    for layer in layers:
+        if layer.name not in plan:
+            continue
+        weight = tensors[layer.name]
+        shared = share_weights(
+            weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name
+        )
+        result[layer.name] = shared.weight()
+        records.append(_layer_record(layer, shared, weight))
+    return result, QuantizeReport(records)

@@ -1,0 +1,172 @@
+"""Exact 1-D k-means: sort once, then Lloyd iterations on prefix sums in O(k log n) each.
+
+In one dimension the clusters of sorted centroids are contiguous runs of the sorted data, cut at the
+midpoints between neighbouring centroids. With prefix sums of x and x^2, each cluster's size, mean
+and squared error come from two lookups, so an iteration costs k binary searches instead of the
+n x k distances of a generic k-means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vidcompress.errors import ConfigError, InputError
+
+INITS = ("linear", "density", "random", "k-means++")
+
+
+@dataclass
+class _Sorted:
+    """Sorted data with prefix sums (float64; index i holds the sum of the first i values)."""
+
+    x: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> _Sorted:
+        x = np.sort(np.asarray(values, dtype=np.float64).ravel())
+        s1 = np.concatenate(([0.0], np.cumsum(x)))
+        s2 = np.concatenate(([0.0], np.cumsum(x * x)))
+        return cls(x, s1, s2)
+
+    def cuts(self, centroids: np.ndarray) -> np.ndarray:
+        """Cluster boundaries in the sorted data; ties at a midpoint go to the lower centroid."""
+        midpoints = (centroids[:-1] + centroids[1:]) / 2.0
+        inner = np.searchsorted(self.x, midpoints, side="right")
+        return np.concatenate(([0], inner, [self.x.size]))
+
+    def stats(self, cuts: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per cluster: count, sum, and squared error around the given centroids."""
+        count = np.diff(cuts).astype(np.float64)
+        total = self.s1[cuts[1:]] - self.s1[cuts[:-1]]
+        squares = self.s2[cuts[1:]] - self.s2[cuts[:-1]]
+        error = np.maximum(squares - 2.0 * centroids * total + centroids * centroids * count, 0.0)
+        return count, total, error
+
+
+def initial_centroids(values: np.ndarray, k: int, init: str, seed: int = 0) -> np.ndarray:
+    """The initial centroids of one of the four initialisations (sorted, float64).
+
+    linear: evenly spaced between min and max (Deep Compression's choice); density: evenly spaced
+    quantiles of the data's CDF; random: k distinct data points (Forgy); k-means++: D^2 sampling.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if init == "linear":
+        centroids = np.linspace(x.min(), x.max(), k)
+    elif init == "density":
+        centroids = np.quantile(x, np.linspace(0.0, 1.0, k))
+    elif init == "random":
+        rng = np.random.default_rng(seed)
+        centroids = x[rng.choice(x.size, size=min(k, x.size), replace=False)]
+    elif init == "k-means++":
+        centroids = _kmeans_plus_plus(x, k, np.random.default_rng(seed))
+    else:
+        raise ConfigError(f"k-means init {init!r}: expected one of {', '.join(INITS)}")
+    return np.sort(centroids)
+
+
+def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    chosen = [x[rng.integers(x.size)]]
+    nearest = (x - chosen[0]) ** 2
+    for _ in range(1, k):
+        total = nearest.sum()
+        if total <= 0.0:
+            break
+        index = int(np.searchsorted(np.cumsum(nearest), rng.random() * total, side="right"))
+        chosen.append(x[min(index, x.size - 1)])
+        np.minimum(nearest, (x - chosen[-1]) ** 2, out=nearest)
+    return np.asarray(chosen)
+
+
+class KMeans1D:
+    """Exact Lloyd k-means on scalars with empty-cluster repair (scikit-learn's estimator contract).
+
+    Args:
+        n_clusters: k.
+        init: "linear", "density", "random", "k-means++", or an array of initial centroids.
+        max_iter: cap on Lloyd iterations; it stops earlier at a fixed point of the assignment.
+        seed: for the random initialisations.
+
+    Learned: `cluster_centers_` (sorted), `inertia_` (sum of squared errors), `n_iter_`.
+    `predict(values)` gives each value's cluster index in `cluster_centers_`.
+    """
+
+    def __init__(
+        self, n_clusters: int, init: str | np.ndarray = "linear", max_iter: int = 300, seed: int = 0
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.max_iter = max_iter
+        self.seed = seed
+
+    def fit(self, values: np.ndarray) -> KMeans1D:
+        values = np.asarray(values)
+        if values.size == 0:
+            raise InputError("k-means: no values to cluster")
+        if not np.all(np.isfinite(values)):
+            raise InputError("k-means: values contain NaN or inf")
+        if self.n_clusters < 1:
+            raise ConfigError(f"k-means n_clusters {self.n_clusters}: must be at least 1")
+        data = _Sorted.of(values)
+        distinct = np.unique(data.x)
+        if distinct.size <= self.n_clusters:  # every value can be its own centroid
+            self.cluster_centers_ = distinct
+            self.inertia_, self.n_iter_ = 0.0, 0
+            return self
+        if isinstance(self.init, str):
+            centroids = initial_centroids(values, self.n_clusters, self.init, self.seed)
+        else:
+            centroids = np.sort(np.asarray(self.init, dtype=np.float64).ravel())
+        centroids = _repair(data, centroids, self.n_clusters)
+        cuts = data.cuts(centroids)
+        iteration = 0
+        for iteration in range(1, self.max_iter + 1):  # noqa: B007 (n_iter_ reads it)
+            count, total, _ = data.stats(cuts, centroids)
+            centroids = np.where(count > 0, total / np.maximum(count, 1.0), centroids)
+            centroids = _repair(data, np.sort(centroids), self.n_clusters)
+            new_cuts = data.cuts(centroids)
+            if np.array_equal(new_cuts, cuts):
+                cuts = new_cuts
+                break
+            cuts = new_cuts
+        residual = data.x - np.repeat(centroids, np.diff(cuts))  # exact, not from prefix sums
+        self.cluster_centers_ = centroids
+        self.inertia_ = float(np.dot(residual, residual))
+        self.n_iter_ = iteration
+        return self
+
+    def predict(self, values: np.ndarray) -> np.ndarray:
+        """Index of the nearest centroid for each value (ties to the lower centroid)."""
+        centroids = self.cluster_centers_
+        midpoints = (centroids[:-1] + centroids[1:]) / 2.0
+        return np.searchsorted(midpoints, np.asarray(values, dtype=np.float64), side="left")
+
+
+def _repair(data: _Sorted, centroids: np.ndarray, k: int) -> np.ndarray:
+    """Make all k clusters non-empty: drop empty or duplicate centroids, then split the cluster
+    with the largest squared error at its centroid into two halves, until there are k again."""
+    centroids = np.unique(centroids)
+    for _ in range(2 * k):
+        cuts = data.cuts(centroids)
+        count, _, error = data.stats(cuts, centroids)
+        if centroids.size == k and count.all():
+            break
+        if not count.all():
+            centroids = centroids[count > 0]
+            continue
+        # Only a cluster holding two or more distinct values can be split.
+        splittable = data.x[cuts[:-1]] < data.x[np.maximum(cuts[1:] - 1, 0)]
+        error = np.where(splittable, error, -1.0)
+        worst = int(np.argmax(error))
+        if error[worst] < 0.0:
+            break  # fewer distinct values than k: nothing left to split
+        start, stop = cuts[worst], cuts[worst + 1]
+        middle = start + int(np.searchsorted(data.x[start:stop], centroids[worst], side="right"))
+        middle = min(max(middle, start + 1), stop - 1)
+        left = (data.s1[middle] - data.s1[start]) / (middle - start)
+        right = (data.s1[stop] - data.s1[middle]) / (stop - middle)
+        centroids = np.unique(np.concatenate((np.delete(centroids, worst), [left, right])))
+    return centroids

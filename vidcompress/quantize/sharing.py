@@ -1,0 +1,109 @@
+"""Weight sharing: weight = codebook[assignments], with the codebook trained by autograd.
+
+The codebook convention, shared with the encoder: symbol 0 is exact zero (pruned weights and the
+encoder's filler entries); symbols 1 .. 2^b - 1 are the learned centroids, in increasing order.
+A layer of b bits therefore has at most 2^b distinct values, zero included.
+
+Indexing a tensor by the assignments routes, in the backward pass, the sum of the gradients of
+every member of a cluster to its centroid: the paper's centroid fine-tuning. `gradient="mean"`
+divides by the cluster size instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidcompress.errors import InputError
+from vidcompress.quantize.kmeans import KMeans1D
+
+
+@dataclass
+class SharedWeights:
+    """A layer's weights as a codebook and one symbol per weight (symbol 0 is zero)."""
+
+    codebook: torch.Tensor  # (2^b,) in the weight's dtype; entry 0 is 0.0; unused entries repeat the last
+    symbols: torch.Tensor  # int64, the weight's shape
+    bits: int
+    inertia: float
+
+    @property
+    def used_levels(self) -> int:
+        """Distinct centroids in use (zero excluded)."""
+        return int(torch.unique(self.symbols[self.symbols > 0]).numel())
+
+    def weight(self) -> torch.Tensor:
+        return self.codebook[self.symbols]
+
+
+def share_weights(
+    weight: torch.Tensor, bits: int, init: str = "linear", max_iter: int = 300, seed: int = 0, name: str = ""
+) -> SharedWeights:
+    """Cluster the nonzero weights of one layer into 2^bits - 1 centroids; zeros keep symbol 0."""
+    values = weight.detach().to("cpu", torch.float64).reshape(-1).numpy()
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{name or 'layer'}: weights contain NaN or inf; refusing to quantize")
+    levels = (1 << bits) - 1
+    nonzero = values != 0.0
+    codebook = np.zeros(levels + 1, dtype=np.float64)
+    symbols = np.zeros(values.shape, dtype=np.int64)
+    inertia = 0.0
+    if nonzero.any():
+        kmeans = KMeans1D(levels, init=init, max_iter=max_iter, seed=seed).fit(values[nonzero])
+        centers = kmeans.cluster_centers_
+        codebook[1 : centers.size + 1] = centers
+        codebook[centers.size + 1 :] = centers[-1]  # unused symbols: never emitted
+        symbols[nonzero] = kmeans.predict(values[nonzero]) + 1
+        inertia = kmeans.inertia_
+    table = torch.from_numpy(codebook).to(weight.dtype)
+    # A centroid that rounds to zero in the weight's dtype would alias symbol 0.
+    if bool((table[1:] == 0).any()):
+        raise InputError(f"{name or 'layer'}: a centroid rounds to zero in {weight.dtype}")
+    return SharedWeights(table, torch.from_numpy(symbols).view(weight.shape), bits, inertia)
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(scale)
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None
+
+
+class WeightSharing(nn.Module):
+    """Parametrization replacing a weight by `cat([0], centroids)[assignments]`.
+
+    `centroids` is a Parameter of 2^b - 1 values; `assignments` a buffer that stays fixed while the
+    centroids are fine-tuned. The incoming (original) tensor is ignored.
+    """
+
+    assignments: torch.Tensor
+    cluster_sizes: torch.Tensor
+
+    def __init__(self, shared: SharedWeights, gradient: str = "sum") -> None:
+        super().__init__()
+        if gradient not in ("sum", "mean"):
+            raise ValueError(f"gradient {gradient!r}: expected 'sum' or 'mean'")
+        self.gradient = gradient
+        self.bits = shared.bits
+        self.centroids = nn.Parameter(shared.codebook[1:].clone())
+        dtype = torch.uint8 if shared.bits <= 8 else torch.int16 if shared.bits <= 15 else torch.int32
+        self.register_buffer("assignments", shared.symbols.to(dtype))
+        sizes = torch.bincount(shared.symbols.reshape(-1), minlength=1 << shared.bits)[1:]
+        self.register_buffer("cluster_sizes", sizes.to(shared.codebook.dtype))
+
+    def codebook(self) -> torch.Tensor:
+        centroids = self.centroids
+        if self.gradient == "mean":
+            centroids = _ScaleGradient.apply(centroids, 1.0 / self.cluster_sizes.clamp(min=1))
+        return torch.cat([centroids.new_zeros(1), centroids])
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return self.codebook()[self.assignments.long()]
