@@ -60,9 +60,7 @@ class BasicBlock3d(nn.Module):
         self.bn1 = nn.BatchNorm3d(planes)
         self.conv2 = nn.Conv3d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm3d(planes)
-        self.downsample = nn.Sequential(
-            nn.Conv3d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm3d(planes)
-        )
+        self.downsample = nn.Sequential(nn.Conv3d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm3d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))

@@ -103,9 +103,7 @@ def test_sensitivity_analysis_restores_the_model_and_proposes(digits, tmp_path) 
         index = report.sparsities.index(value) if value else None
         assert index is None or drops[name][index] <= 0.01
     rules = report.proposed_rules(0.01)
-    assert rules.resolve(__import__("vidcompress").module_layers(model)) == {
-        k: v for k, v in proposal.items() if v > 0
-    }
+    assert rules.resolve(__import__("vidcompress").module_layers(model)) == {k: v for k, v in proposal.items() if v > 0}
     assert "drop @ 0.9" in report.to_markdown()
     pytest.importorskip("matplotlib")
     report.plot(tmp_path / "sensitivity.png")

@@ -135,10 +135,7 @@ def test_cli_quantize_on_dense_and_pruned_files(files, tmp_path, which: int) -> 
     shown = CliRunner().invoke(main, ["inspect", str(out), "--json"])
     assert shown.exit_code == 0
     listed = {layer["name"]: layer for layer in json.loads(shown.output)["layers"]}
-    assert (
-        listed["fc.weight"]["bits"] == 4
-        and listed["fc.weight"]["codebook"] == layers["fc.weight"]["codebook"]
-    )
+    assert listed["fc.weight"]["bits"] == 4 and listed["fc.weight"]["codebook"] == layers["fc.weight"]["codebook"]
     text = CliRunner().invoke(main, ["inspect", str(out), "--codebooks"]).output
     assert "fc.weight (4 bits): 0, " in text
 

@@ -11,13 +11,21 @@ from typing import Any, TypeVar
 import click
 
 from vidcompress._version import __version__
+from vidcompress.encode import (
+    DEFAULT_INDEX_BITS,
+    decode_with_metadata,
+    encode,
+    inspect_container,
+    is_container,
+    read_container,
+)
 from vidcompress.errors import VidcompressError
 from vidcompress.io import check_output_path, load_state_dict, save_state_dict
 from vidcompress.metadata import with_stage
 from vidcompress.prune.pruner import DEFAULT_SPARSITY, PruneConfig, prune_state_dict
 from vidcompress.quantize import DEFAULT_BITS, INITS, QuantizeConfig, quantize_state_dict
 from vidcompress.report import inspect_state_dict
-from vidcompress.rules import BITS, SPARSITY, LayerRules
+from vidcompress.rules import BITS, INDEX_BITS, SPARSITY, LayerRules
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,9 +112,7 @@ def prune(input_path: Path, output_path: Path, sparsity: str, force: bool) -> No
     help="Bits per layer (1-16; 2^b - 1 centroids plus zero): kinds or globs, later rules win, "
     "'off' keeps a layer in full precision; or a .json/.toml rule file.",
 )
-@click.option(
-    "--init", type=click.Choice(INITS), default="linear", show_default=True, help="Centroid initialisation."
-)
+@click.option("--init", type=click.Choice(INITS), default="linear", show_default=True, help="Centroid initialisation.")
 @click.option(
     "--max-iter",
     type=click.IntRange(min=1),
@@ -143,8 +149,7 @@ def quantize(
     record = {
         "config": config.to_dict(),
         "layers": {
-            layer.name: {"bits": layer.bits, "codebook": layer.codebook, "sse": layer.sse}
-            for layer in report.layers
+            layer.name: {"bits": layer.bits, "codebook": layer.codebook, "sse": layer.sse} for layer in report.layers
         },
     }
     if plot_dir is not None:
@@ -163,6 +168,53 @@ def quantize(
     click.echo(f"wrote {output_path}: {len(report.layers)} layers quantized")
 
 
+@main.command("encode")
+@input_argument
+@output_option
+@click.option(
+    "--index-bits",
+    default=DEFAULT_INDEX_BITS,
+    show_default=True,
+    help="Relative-index width per layer (1-16, or 'auto' for the smallest coded size).",
+)
+@click.option(
+    "--bits",
+    help="Layers to encode and their codebook bits; default: as recorded by 'vidcompress quantize', "
+    "else conv=8,fc=5. Other tensors are stored as they are.",
+)
+@force_option
+@user_errors
+def encode_command(input_path: Path, output_path: Path, index_bits: str, bits: str | None, force: bool) -> None:
+    """Encode a quantized weights file into one container (relative-index CSC + Huffman).
+
+    A selected layer with more than 2^b distinct values is an error: quantize it first.
+    """
+    check_output_path(output_path, inputs=(input_path,), force=force)
+    index_rules = LayerRules.parse(index_bits, INDEX_BITS)
+    bit_rules = LayerRules.parse(bits, BITS) if bits else None
+    tensors, metadata = load_state_dict(input_path)
+    container = encode(tensors, output_path, bits=bit_rules, index_bits=index_rules, metadata=metadata)
+    dense_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
+    click.echo(
+        f"wrote {output_path}: {len(container.layers)} layers encoded, {len(container.raw)} stored as they are; "
+        f"{container.file_bytes:,} bytes ({dense_bytes / container.file_bytes:.1f}x smaller than the tensors' "
+        f"{dense_bytes:,} bytes)"
+    )
+
+
+@main.command("decode")
+@input_argument
+@output_option
+@force_option
+@user_errors
+def decode_command(input_path: Path, output_path: Path, force: bool) -> None:
+    """Decode a container back to a .safetensors state dict, bit for bit."""
+    check_output_path(output_path, inputs=(input_path,), force=force)
+    tensors, metadata = decode_with_metadata(input_path)
+    save_state_dict(tensors, output_path, metadata)
+    click.echo(f"wrote {output_path}: {len(tensors)} tensors")
+
+
 @main.command()
 @click.argument("file_path", metavar="FILE", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -170,7 +222,15 @@ def quantize(
 @click.option("--codebooks", is_flag=True, help="Print the codebook of every quantized layer.")
 @user_errors
 def inspect(file_path: Path, as_json: bool, all_tensors: bool, codebooks: bool) -> None:
-    """Per-layer shape, kind, parameters, nonzeros, sparsity and distinct values of FILE."""
+    """Per-layer statistics of a weights file or a container.
+
+    Weights files: shape, kind, parameters, nonzeros, sparsity, distinct values, bits. Containers:
+    nonzeros, fillers, coded bits per nonzero next to the entropy, bytes by component, ratio to fp32.
+    """
+    if file_path.is_file() and is_container(file_path):
+        coded = inspect_container(read_container(file_path))
+        click.echo(coded.to_json() if as_json else f"{file_path}\n{coded.to_markdown()}")
+        return
     tensors, metadata = load_state_dict(file_path)
     report = inspect_state_dict(tensors, metadata, file_path.stat().st_size)
     if as_json:

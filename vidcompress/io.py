@@ -151,9 +151,7 @@ def save_state_dict(
     write_atomic(path, write)
 
 
-def safetensors_bytes(
-    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
-) -> bytes:
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
     """Serialise tensors and metadata to safetensors bytes (the file's exact content)."""
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):

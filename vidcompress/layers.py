@@ -71,9 +71,7 @@ def module_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, t
     """
     seen: set[int] = set()
     for module_name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, parametrize.ParametrizationList) or ".parametrizations." in (
-            f".{module_name}."
-        ):
+        if isinstance(module, parametrize.ParametrizationList) or ".parametrizations." in (f".{module_name}."):
             continue
         prefix = f"{module_name}." if module_name else ""
         names = list(module._parameters)

@@ -50,9 +50,7 @@ def _parse_int(name: str, low: int, high: int, allow_auto: bool) -> Callable[[st
             value = int(text)
         except ValueError:
             extra = ", 'auto'" if allow_auto else ""
-            raise ConfigError(
-                f"{name} {text!r}: expected an integer from {low} to {high}{extra} or 'off'"
-            ) from None
+            raise ConfigError(f"{name} {text!r}: expected an integer from {low} to {high}{extra} or 'off'") from None
         if not low <= value <= high:
             raise ConfigError(f"{name} {text!r}: must be from {low} to {high}")
         return value

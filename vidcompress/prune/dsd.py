@@ -37,9 +37,7 @@ class DSDConfig:
         dense_lr_factor: the learning rate is multiplied by this when the dense phase begins.
     """
 
-    sparse_sparsity: LayerRules = field(
-        default_factory=lambda: LayerRules.parse("conv=0.85,fc=0.9", SPARSITY)
-    )
+    sparse_sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse("conv=0.85,fc=0.9", SPARSITY))
     final_sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse("conv=0.9,fc=0.95", SPARSITY))
     schedule: Schedule = field(default_factory=StepSchedule)
     sparse_epochs: int = 10
@@ -110,9 +108,7 @@ class DSDHistory:
             "|---|---:|---:|---:|---:|",
         ]
         for r in self.records:
-            lines.append(
-                f"| {r.phase} | {r.epoch} | {r.lr:.3g} | {r.metric:.4f} | {r.overall_sparsity:.3f} |"
-            )
+            lines.append(f"| {r.phase} | {r.epoch} | {r.lr:.3g} | {r.metric:.4f} | {r.overall_sparsity:.3f} |")
         return "\n".join(lines)
 
 

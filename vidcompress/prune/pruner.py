@@ -99,9 +99,7 @@ class Pruner:
         """Prune every layer to the schedule's sparsity at `step` (used to resume)."""
         self._check_attached()
         self.step_ = step
-        levels = {
-            name: self.config.schedule.sparsity_at(target, step) for name, target in self.targets_.items()
-        }
+        levels = {name: self.config.schedule.sparsity_at(target, step) for name, target in self.targets_.items()}
         self.apply_levels(levels)
         return levels
 

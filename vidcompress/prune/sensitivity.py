@@ -50,10 +50,7 @@ class SensitivityReport:
     def to_markdown(self) -> str:
         header = "| layer | " + " | ".join(f"drop @ {s:g}" for s in self.sparsities) + " |"
         rule = "|---|" + "---:|" * len(self.sparsities)
-        rows = [
-            f"| {name} | " + " | ".join(f"{d:+.4f}" for d in drops) + " |"
-            for name, drops in self.drops().items()
-        ]
+        rows = [f"| {name} | " + " | ".join(f"{d:+.4f}" for d in drops) + " |" for name, drops in self.drops().items()]
         return "\n".join([f"Baseline metric: {self.baseline:.4f}", "", header, rule, *rows])
 
     def plot(self, path: str | Path) -> None:

@@ -90,9 +90,7 @@ class QuantizeReport:
     layers: list[LayerQuantization]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "layers": [{**asdict(layer), "compression_rate": layer.compression_rate} for layer in self.layers]
-        }
+        return {"layers": [{**asdict(layer), "compression_rate": layer.compression_rate} for layer in self.layers]}
 
     def to_markdown(self) -> str:
         rows = [
@@ -142,12 +140,8 @@ def quantize_(model: nn.Module, config: QuantizeConfig | str | None = None) -> Q
         if parametrize.is_parametrized(module, attribute):
             raise ConfigError(f"{layer.name}: already quantized; finalize_(model) first")
         weight = getattr(module, attribute).detach()
-        shared = share_weights(
-            weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name
-        )
-        parametrize.register_parametrization(
-            module, attribute, WeightSharing(shared, config.gradient), unsafe=True
-        )
+        shared = share_weights(weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name)
+        parametrize.register_parametrization(module, attribute, WeightSharing(shared, config.gradient), unsafe=True)
         records.append(_layer_record(layer, shared, weight))
     return QuantizeReport(records)
 
@@ -174,9 +168,7 @@ def quantize_state_dict(
         if layer.name not in plan:
             continue
         weight = tensors[layer.name]
-        shared = share_weights(
-            weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name
-        )
+        shared = share_weights(weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name)
         result[layer.name] = shared.weight()
         records.append(_layer_record(layer, shared, weight))
     return result, QuantizeReport(records)

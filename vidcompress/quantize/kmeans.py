@@ -88,6 +88,8 @@ class KMeans1D:
         n_clusters: k.
         init: "linear", "density", "random", "k-means++", or an array of initial centroids.
         max_iter: cap on Lloyd iterations; it stops earlier at a fixed point of the assignment.
+        tol: also stop when the squared centroid shift is at most tol x the data's variance
+            (scikit-learn's rule); 0, the default, runs to the fixed point.
         seed: for the random initialisations.
 
     Learned: `cluster_centers_` (sorted), `inertia_` (sum of squared errors), `n_iter_`.
@@ -95,11 +97,12 @@ class KMeans1D:
     """
 
     def __init__(
-        self, n_clusters: int, init: str | np.ndarray = "linear", max_iter: int = 300, seed: int = 0
+        self, n_clusters: int, init: str | np.ndarray = "linear", max_iter: int = 300, tol: float = 0.0, seed: int = 0
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
         self.max_iter = max_iter
+        self.tol = tol
         self.seed = seed
 
     def fit(self, values: np.ndarray) -> KMeans1D:
@@ -122,16 +125,18 @@ class KMeans1D:
             centroids = np.sort(np.asarray(self.init, dtype=np.float64).ravel())
         centroids = _repair(data, centroids, self.n_clusters)
         cuts = data.cuts(centroids)
+        tolerance = self.tol * float(np.var(data.x))
         iteration = 0
         for iteration in range(1, self.max_iter + 1):  # noqa: B007 (n_iter_ reads it)
             count, total, _ = data.stats(cuts, centroids)
-            centroids = np.where(count > 0, total / np.maximum(count, 1.0), centroids)
-            centroids = _repair(data, np.sort(centroids), self.n_clusters)
+            moved = np.where(count > 0, total / np.maximum(count, 1.0), centroids)
+            shift = float(np.sum((moved - centroids) ** 2))
+            centroids = _repair(data, np.sort(moved), self.n_clusters)
             new_cuts = data.cuts(centroids)
-            if np.array_equal(new_cuts, cuts):
-                cuts = new_cuts
-                break
+            converged = np.array_equal(new_cuts, cuts) or shift <= tolerance
             cuts = new_cuts
+            if converged:
+                break
         residual = data.x - np.repeat(centroids, np.diff(cuts))  # exact, not from prefix sums
         self.cluster_centers_ = centroids
         self.inertia_ = float(np.dot(residual, residual))
@@ -166,7 +171,7 @@ def _repair(data: _Sorted, centroids: np.ndarray, k: int) -> np.ndarray:
         start, stop = cuts[worst], cuts[worst + 1]
         middle = start + int(np.searchsorted(data.x[start:stop], centroids[worst], side="right"))
         middle = min(max(middle, start + 1), stop - 1)
-        left = (data.s1[middle] - data.s1[start]) / (middle - start)
-        right = (data.s1[stop] - data.s1[middle]) / (stop - middle)
+        # Direct means, not prefix sums: tiny values beside large ones would cancel out.
+        left, right = data.x[start:middle].mean(), data.x[middle:stop].mean()
         centroids = np.unique(np.concatenate((np.delete(centroids, worst), [left, right])))
     return centroids

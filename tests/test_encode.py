@@ -1,0 +1,220 @@
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from models import R3D18Like
+from safetensors import safe_open
+
+from vidcompress.cli import main
+from vidcompress.encode import (
+    decode,
+    encode,
+    encode_stream,
+    entropy_bits,
+    inspect_container,
+    load_compressed,
+    read_container,
+    relative_index_decode,
+    relative_index_encode,
+    size_breakdown,
+)
+from vidcompress.encode.huffman import canonical_code, decode_stream
+from vidcompress.errors import ConfigError, FormatError
+from vidcompress.io import load_state_dict, save_state_dict
+from vidcompress.prune import prune_
+from vidcompress.quantize import finalize_, quantize_
+
+DOCS = Path(__file__).parent.parent / "docs" / "format.md"
+
+
+def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point():
+        return torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+    return torch.equal(a, b)
+
+
+def _quantized_layer(shape, sparsity, levels, dtype, seed) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn(levels, generator=generator).to(dtype)
+    values = values[values != 0] if (values != 0).any() else torch.ones(1, dtype=dtype)
+    picks = torch.randint(0, values.numel(), shape, generator=generator)
+    weight = values[picks]
+    keep = torch.rand(shape, generator=generator) >= sparsity
+    return torch.where(keep, weight, torch.zeros((), dtype=dtype))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.sampled_from([(1, 1), (3, 1), (1, 7), (5, 4), (8, 3, 3), (4, 2, 3, 3, 3), (0, 4), (16, 40)]),
+    sparsity=st.sampled_from([0.0, 0.5, 0.9, 0.99, 1.0]),
+    bits=st.integers(1, 8),
+    index_bits=st.one_of(st.integers(1, 8), st.just("auto")),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]),
+    seed=st.integers(0, 1000),
+)
+def test_decode_encode_is_bit_exact(tmp_path, shape, sparsity, bits, index_bits, dtype, seed) -> None:
+    weight = _quantized_layer(shape, sparsity, (1 << bits) - 1, dtype, seed)
+    state = {"layer.weight": weight, "layer.bias": torch.randn(shape[0]).to(dtype)}
+    path = tmp_path / f"c{seed}.vcz"
+    encode(state, path, bits=f"*.weight={bits}", index_bits=f"*.weight={index_bits}")
+    out = decode(path)
+    assert list(out) == list(state)
+    assert all(_bits_equal(out[k], state[k]) for k in state)
+    path.unlink()
+
+
+@pytest.mark.parametrize("index_bits", [1, 2, 3, 5])
+def test_gaps_exactly_at_and_past_the_bound(index_bits: int) -> None:
+    span = 1 << index_bits
+    for gap in (span - 1, span, span + 1, 2 * span, 2 * span + 1):
+        flat = np.zeros(3 * gap + 2, dtype=np.int64)
+        flat[gap - 1] = 1  # first distance = gap
+        flat[2 * gap - 1] = 2
+        entries = relative_index_encode(flat, index_bits)
+        assert entries.fillers == 2 * ((gap - 1) // span) + (flat.size - (2 * gap - 1) - 1) // span
+        assert entries.codes.max() < span
+        assert np.array_equal(relative_index_decode(entries.symbols, entries.codes, flat.size, index_bits), flat)
+
+
+def test_negative_zero_survives(tmp_path) -> None:
+    weight = torch.tensor([[0.0, -0.0, 1.5], [-0.0, 0.0, 1.5]])
+    encode({"w": weight}, tmp_path / "c.vcz", bits="w=2")
+    assert _bits_equal(decode(tmp_path / "c.vcz")["w"], weight)
+
+
+def test_worked_example_of_the_format_doc(tmp_path) -> None:
+    text = DOCS.read_text()
+    block = text.split("<!-- worked-example -->", 1)[1].split("```")[1]
+    expected = {
+        name: bytes.fromhex(hexes.replace(" ", ""))
+        for name, hexes in re.findall(r"^(\S+):\s+([0-9a-f ]+)$", block, flags=re.MULTILINE)
+    }
+    weight = torch.tensor([[0, 0.5, 0, 0, 0], [0, 0, 0, -0.25, 0.5]])
+    container = encode({"w": weight}, tmp_path / "example.vcz", bits="w=2", index_bits="w=2")
+    with safe_open(str(tmp_path / "example.vcz"), framework="pt") as handle:
+        assert handle.get_tensor("layers/w").numpy().tobytes() == expected["layers/w"]
+        assert handle.get_tensor("codebooks/w").numpy().tobytes() == expected["codebooks/w"]
+    entry = container.layers[0]
+    assert (entry.nonzeros, entry.fillers, entry.weights.coding, entry.indices.coding) == (3, 1, "packed", "packed")
+    assert "symbol 1 -> `0`, symbol 0 -> `10`" in text
+    code = canonical_code(np.array([2, 1, 3, 3]))
+    assert {s: c.to01() for s, c in code.items()} == {1: "0", 0: "10", 2: "110", 3: "111"}
+
+
+def test_streams_are_close_to_their_entropy() -> None:
+    rng = np.random.default_rng(0)
+    for alphabet, probabilities in ((256, rng.dirichlet(np.ones(255) * 0.8)), (32, rng.dirichlet(np.ones(32)))):
+        symbols = rng.choice(probabilities.size, size=200_000, p=probabilities)
+        stream = encode_stream(symbols, alphabet)
+        assert stream.coding == "huffman"
+        assert stream.bit_length <= entropy_bits(symbols) * 1.01 + 64
+        assert np.array_equal(
+            decode_stream("huffman", stream.payload, stream.bit_length, symbols.size, alphabet, 0, stream.code_lengths),
+            symbols,
+        )
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    torch.manual_seed(0)
+    model = R3D18Like(width=8)
+    prune_(model, "conv=0.9,fc=0.95")
+    quantize_(model, "conv=8,fc=5")
+    finalize_(model)
+    return model.state_dict()
+
+
+def test_container_size_accounting_adds_up(quantized, tmp_path) -> None:
+    path = tmp_path / "model.vcz"
+    container = encode(quantized, path)
+    parts = size_breakdown(read_container(path))
+    assert parts["total"] == path.stat().st_size == container.file_bytes
+    assert sum(v for k, v in parts.items() if k != "total") == parts["total"]
+    assert min(parts.values()) >= 0
+    report = inspect_container(read_container(path))
+    layer = next(layer for layer in report.layers if layer.name == "layers.3.conv2.weight")
+    assert layer.weight_bits <= layer.weight_entropy_bits * 1.01 + 8 * 300
+    assert report.totals()["ratio_to_fp32"] > 5
+
+
+def test_load_compressed_gives_the_same_outputs(quantized, tmp_path) -> None:
+    encode(quantized, tmp_path / "model.vcz")
+    model = load_compressed(tmp_path / "model.vcz", R3D18Like(width=8)).eval()
+    reference = R3D18Like(width=8).eval()
+    reference.load_state_dict(quantized)
+    x = torch.randn(1, 3, 4, 16, 16)
+    assert torch.equal(model(x), reference(x))
+
+
+def test_unquantized_layer_is_an_error_naming_it(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"fc\.weight: .* distinct nonzero values.*vidcompress quantize"):
+        encode(R3D18Like(width=4).state_dict(), tmp_path / "x.vcz", bits="fc=5")
+    assert not (tmp_path / "x.vcz").exists()
+
+
+def _tensor_span(path: Path, name: str) -> tuple[int, int]:
+    data = path.read_bytes()
+    header_length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_length])
+    start, stop = header[name]["data_offsets"]
+    return 8 + header_length + start, 8 + header_length + stop
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        ("layers/fc.weight", "fc.weight: CRC32 mismatch in the (weights|indices) stream"),
+        ("codebooks/conv1.weight", "conv1.weight: CRC32 mismatch in the codebook"),
+        ("raw/bn1.running_var", "bn1.running_var: CRC32 mismatch in the raw tensor"),
+    ],
+)
+def test_corruption_is_a_format_error_naming_the_layer(quantized, tmp_path, tensor: str, message: str) -> None:
+    path = tmp_path / "model.vcz"
+    encode(quantized, path)
+    start, stop = _tensor_span(path, tensor)
+    data = bytearray(path.read_bytes())
+    data[(start + stop) // 2] ^= 0x5A
+    (tmp_path / "bad.vcz").write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=message):
+        decode(tmp_path / "bad.vcz")
+
+
+def test_truncation_is_a_format_error(quantized, tmp_path) -> None:
+    path = tmp_path / "model.vcz"
+    encode(quantized, path)
+    for keep in (0, 7, 100, path.stat().st_size - 50):
+        (tmp_path / "short.vcz").write_bytes(path.read_bytes()[:keep])
+        with pytest.raises(FormatError):
+            decode(tmp_path / "short.vcz")
+
+
+def test_cli_encode_decode_inspect(quantized, tmp_path) -> None:
+    source = tmp_path / "q.safetensors"
+    save_state_dict(quantized, source)
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["encode", str(source), "-o", str(tmp_path / "m.vcz"), "--index-bits", "conv=auto,fc=5"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["decode", str(tmp_path / "m.vcz"), "-o", str(tmp_path / "d.safetensors")])
+    assert result.exit_code == 0, result.output
+    decoded, _ = load_state_dict(tmp_path / "d.safetensors")
+    assert all(_bits_equal(decoded[k], quantized[k]) for k in quantized)
+    shown = runner.invoke(main, ["inspect", str(tmp_path / "m.vcz")])
+    assert shown.exit_code == 0 and "weight bits/nz (entropy)" in shown.output and "envelope_header" in shown.output
+    as_json = runner.invoke(main, ["inspect", str(tmp_path / "m.vcz"), "--json"])
+    assert as_json.exit_code == 0 and '"bits_per_parameter"' in as_json.output
+    dense = tmp_path / "dense.safetensors"
+    save_state_dict(R3D18Like(width=4).state_dict(), dense)
+    error = runner.invoke(main, ["encode", str(dense), "-o", str(tmp_path / "x.vcz")])
+    assert error.exit_code == 2 and "quantize" in error.output and not (tmp_path / "x.vcz").exists()
+    bad = runner.invoke(main, ["decode", str(dense), "-o", str(tmp_path / "y.safetensors")])
+    assert bad.exit_code == 2 and "not a vidcompress container" in bad.output

@@ -1,0 +1,45 @@
+"""Relative-index CSC with filler zeros, canonical Huffman coding, and the container file."""
+
+from vidcompress.encode.container import (
+    DEFAULT_INDEX_BITS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    Container,
+    decode,
+    decode_with_metadata,
+    encode,
+    is_container,
+    load_compressed,
+    read_container,
+    size_breakdown,
+)
+from vidcompress.encode.huffman import CodedStream, decode_stream, encode_stream
+from vidcompress.encode.layer import LayerEntry, decode_layer, encode_layer, entropy_bits
+from vidcompress.encode.relative_index import RelativeIndex, relative_index_decode, relative_index_encode
+from vidcompress.encode.report import ContainerReport, inspect_container
+
+__all__ = [
+    "DEFAULT_INDEX_BITS",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "CodedStream",
+    "Container",
+    "ContainerReport",
+    "LayerEntry",
+    "RelativeIndex",
+    "decode",
+    "decode_layer",
+    "decode_stream",
+    "decode_with_metadata",
+    "encode",
+    "encode_layer",
+    "encode_stream",
+    "entropy_bits",
+    "inspect_container",
+    "is_container",
+    "load_compressed",
+    "read_container",
+    "relative_index_decode",
+    "relative_index_encode",
+    "size_breakdown",
+]

@@ -1,0 +1,211 @@
+"""One layer through the codec: weight symbols, relative indices, two coded streams, and back."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidcompress.encode.huffman import CodedStream, code_lengths, decode_stream, encode_stream, packed_width
+from vidcompress.encode.relative_index import (
+    column_major,
+    from_column_major,
+    relative_index_decode,
+    relative_index_encode,
+)
+from vidcompress.errors import ConfigError, FormatError, InputError
+
+# Bit patterns are compared as integers so that decoding is exact to the bit (-0.0 included).
+_INT_OF = {
+    torch.float32: torch.int32,
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.float64: torch.int64,
+}
+DTYPES = {str(dtype).removeprefix("torch."): dtype for dtype in _INT_OF}
+AUTO_INDEX_BITS = range(1, 13)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """How one stream is stored: see `huffman.CodedStream`."""
+
+    coding: str
+    count: int
+    alphabet: int
+    bit_length: int
+    payload_bytes: int
+    table_bytes: int
+    constant: int
+    crc32: int
+
+    @classmethod
+    def of(cls, stream: CodedStream) -> StreamInfo:
+        return cls(
+            stream.coding,
+            stream.count,
+            stream.alphabet,
+            stream.bit_length,
+            len(stream.payload),
+            len(stream.code_lengths),
+            stream.constant,
+            zlib.crc32(stream.payload + stream.code_lengths),
+        )
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """The manifest entry of an encoded layer."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str
+    bits: int
+    index_bits: int
+    nonzeros: int
+    fillers: int
+    codebook_size: int
+    codebook_crc32: int
+    weights: StreamInfo
+    indices: StreamInfo
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(s.payload_bytes + s.table_bytes for s in (self.weights, self.indices))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["shape"] = list(self.shape)
+        return data
+
+
+def layer_codebook(tensor: torch.Tensor, bits: int, name: str) -> tuple[torch.Tensor, np.ndarray]:
+    """The codebook (entry 0 is +0.0, then the distinct nonzero values in increasing order) and the
+    symbol of every element in CSC order."""
+    if tensor.dtype not in _INT_OF:
+        raise InputError(f"{name}: dtype {tensor.dtype} is not supported (float32, float16, bfloat16, float64)")
+    if not bool(torch.isfinite(tensor).all()):
+        raise InputError(f"{name}: weights contain NaN or inf")
+    patterns = tensor.detach().cpu().contiguous().view(_INT_OF[tensor.dtype]).reshape(-1).numpy()
+    distinct = np.unique(patterns[patterns != 0])
+    levels = (1 << bits) - 1
+    if distinct.size > levels:
+        raise ConfigError(
+            f"{name}: {distinct.size} distinct nonzero values, more than 2^{bits} - 1 = {levels}; "
+            "quantize it first (vidcompress quantize) or give it more bits"
+        )
+    as_float = torch.from_numpy(distinct.copy()).view(tensor.dtype).double().numpy()
+    distinct = distinct[np.argsort(as_float, kind="stable")]
+    table = np.concatenate(([0], distinct)).astype(patterns.dtype)
+    order = np.argsort(table, kind="stable")
+    symbols = order[np.searchsorted(table, patterns, sorter=order)]
+    codebook = torch.from_numpy(table).view(tensor.dtype)
+    return codebook, column_major(symbols.astype(np.int64), tuple(tensor.shape))
+
+
+def coded_bytes(symbols: np.ndarray, alphabet: int) -> int:
+    """What `encode_stream` would store, without building the payload (for choosing index bits)."""
+    frequencies = np.bincount(symbols, minlength=alphabet)
+    if np.count_nonzero(frequencies) <= 1:
+        return 0
+    huffman = (int((frequencies * code_lengths(frequencies)).sum()) + 7) // 8 + alphabet
+    return min(huffman, (symbols.size * packed_width(alphabet) + 7) // 8)
+
+
+def choose_index_bits(flat_symbols: np.ndarray, alphabet: int) -> int:
+    """The index width that gives the smallest coded layer."""
+    best, best_bits = None, 0
+    for bits in AUTO_INDEX_BITS:
+        entries = relative_index_encode(flat_symbols, bits)
+        size = coded_bytes(entries.symbols, alphabet) + coded_bytes(entries.codes, 1 << bits)
+        if best is None or size < best:
+            best, best_bits = size, bits
+    return best_bits
+
+
+def encode_layer(
+    name: str, tensor: torch.Tensor, kind: str, bits: int, index_bits: int | str
+) -> tuple[LayerEntry, bytes, torch.Tensor]:
+    """Encode one layer: its manifest entry, its data bytes and its codebook tensor."""
+    codebook, flat = layer_codebook(tensor, bits, name)
+    if index_bits == "auto":
+        index_bits = choose_index_bits(flat, codebook.numel())
+    entries = relative_index_encode(flat, int(index_bits))
+    weights = encode_stream(entries.symbols, codebook.numel())
+    indices = encode_stream(entries.codes, 1 << int(index_bits))
+    entry = LayerEntry(
+        name=name,
+        shape=tuple(tensor.shape),
+        dtype=str(tensor.dtype).removeprefix("torch."),
+        kind=kind,
+        bits=bits,
+        index_bits=int(index_bits),
+        nonzeros=entries.entries - entries.fillers,
+        fillers=entries.fillers,
+        codebook_size=codebook.numel(),
+        codebook_crc32=zlib.crc32(codebook.view(torch.uint8).numpy().tobytes()),
+        weights=StreamInfo.of(weights),
+        indices=StreamInfo.of(indices),
+    )
+    data = weights.payload + weights.code_lengths + indices.payload + indices.code_lengths
+    return entry, data, codebook
+
+
+def decode_layer(entry: LayerEntry, data: bytes, codebook: torch.Tensor) -> torch.Tensor:
+    """Rebuild a layer from its entry, data and codebook; any inconsistency is a FormatError."""
+    name = entry.name
+    if len(data) != entry.data_bytes:
+        raise FormatError(f"{name}: data holds {len(data)} bytes, the manifest declares {entry.data_bytes}")
+    if codebook.numel() != entry.codebook_size or str(codebook.dtype).removeprefix("torch.") != entry.dtype:
+        raise FormatError(f"{name}: codebook does not match the manifest")
+    if zlib.crc32(codebook.contiguous().view(torch.uint8).numpy().tobytes()) != entry.codebook_crc32:
+        raise FormatError(f"{name}: CRC32 mismatch in the codebook")
+    symbols, codes = decode_streams(entry, data)
+    flat = relative_index_decode(symbols, codes, entry.numel, entry.index_bits, name)
+    stored = int(np.count_nonzero(symbols))
+    if stored != entry.nonzeros or symbols.size - stored != entry.fillers:
+        raise FormatError(f"{name}: decoded counts differ from the manifest")
+    patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
+    values = patterns[from_column_major(flat, entry.shape)]
+    return torch.from_numpy(np.ascontiguousarray(values)).view(codebook.dtype).reshape(entry.shape)
+
+
+def decode_streams(entry: LayerEntry, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The weight-symbol and index-code streams of a layer, CRC-checked and decoded."""
+    name = entry.name
+    offset, streams = 0, []
+    for label, info, alphabet in (
+        ("weights", entry.weights, entry.codebook_size),
+        ("indices", entry.indices, 1 << entry.index_bits),
+    ):
+        payload = data[offset : offset + info.payload_bytes]
+        table = data[offset + info.payload_bytes : offset + info.payload_bytes + info.table_bytes]
+        offset += info.payload_bytes + info.table_bytes
+        if zlib.crc32(payload + table) != info.crc32:
+            raise FormatError(f"{name}: CRC32 mismatch in the {label} stream")
+        if info.alphabet != alphabet:
+            raise FormatError(f"{name}: {label} alphabet {info.alphabet}, expected {alphabet}")
+        streams.append(
+            decode_stream(
+                info.coding, payload, info.bit_length, info.count, alphabet, info.constant, table, f"{name} {label}"
+            )
+        )
+    return streams[0], streams[1]
+
+
+def entropy_bits(symbols: np.ndarray) -> float:
+    """Order-0 empirical entropy of a stream, in bits for the whole stream."""
+    if symbols.size == 0:
+        return 0.0
+    counts = np.bincount(symbols)
+    p = counts[counts > 0] / symbols.size
+    return float(-(p * np.log2(p)).sum() * symbols.size)

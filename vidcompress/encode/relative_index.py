@@ -1,0 +1,87 @@
+"""Relative-index CSC with filler zeros (Deep Compression, section 3).
+
+A layer is viewed as the matrix `W.reshape(out, -1)` and walked column by column (CSC order); the
+index runs on across column boundaries, as in Han's released decoder, so no column pointers are
+stored. Each stored entry has a weight symbol and `code = d - 1`, where d >= 1 is its distance from
+the previous stored entry (the first entry's distance counts from position -1). A distance larger
+than 2^b gets filler entries of symbol 0 every 2^b positions. The end of the matrix is treated as a
+virtual entry at position n, so trailing zeros are bridged by fillers too; hence
+n <= (entries + 1) * 2^b, which bounds what a decoder allocates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vidcompress.errors import FormatError
+
+
+@dataclass(frozen=True)
+class RelativeIndex:
+    """Stored entries of one layer: weight symbols and index codes, fillers included."""
+
+    symbols: np.ndarray  # int64, 0 for fillers
+    codes: np.ndarray  # int64 in [0, 2^index_bits)
+    fillers: int
+
+    @property
+    def entries(self) -> int:
+        return int(self.symbols.size)
+
+
+def column_major(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The flat CSC walk of `values.reshape(out, -1)`: column after column."""
+    if values.size == 0:
+        return values.reshape(-1)
+    rows = shape[0] if shape else 1
+    return np.ascontiguousarray(values.reshape(rows, -1).T).reshape(-1)
+
+
+def from_column_major(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `column_major`."""
+    if flat.size == 0:
+        return flat.reshape(shape)
+    rows = shape[0] if shape else 1
+    return np.ascontiguousarray(flat.reshape(-1, rows).T).reshape(shape)
+
+
+def relative_index_encode(symbols_flat: np.ndarray, index_bits: int) -> RelativeIndex:
+    """Encode a flat (CSC-order) array of weight symbols, 0 meaning an absent entry."""
+    span = 1 << index_bits
+    positions = np.flatnonzero(symbols_flat)
+    # Distances to each stored entry and to the virtual end entry at position n.
+    bounds = np.concatenate((positions, [symbols_flat.size]))
+    distances = np.diff(bounds, prepend=-1)
+    fillers = (distances - 1) // span
+    real_distances = distances - fillers * span
+    # Entry t of the output: fillers[t] filler entries (distance `span`), then the real one.
+    count = fillers + 1
+    total = int(count.sum()) - 1  # the virtual end entry is not stored
+    codes = np.full(total + 1, span - 1, dtype=np.int64)
+    symbols = np.zeros(total + 1, dtype=np.int64)
+    real_at = np.cumsum(count) - 1
+    codes[real_at] = real_distances - 1
+    symbols[real_at[:-1]] = symbols_flat[positions]
+    return RelativeIndex(symbols[:total], codes[:total], int(fillers.sum()))
+
+
+def relative_index_decode(
+    symbols: np.ndarray, codes: np.ndarray, numel: int, index_bits: int, name: str = "layer"
+) -> np.ndarray:
+    """Rebuild the flat CSC-order symbol array (0 where nothing is stored); checks every bound."""
+    span = 1 << index_bits
+    if symbols.size != codes.size:
+        raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
+    if codes.size and (codes.min() < 0 or codes.max() >= span):
+        raise FormatError(f"{name}: index code outside [0, {span})")
+    positions = np.cumsum(codes + 1) - 1
+    last = int(positions[-1]) if positions.size else -1
+    if last >= numel:
+        raise FormatError(f"{name}: entries run past the end of the layer ({last} >= {numel})")
+    if numel - last > span:
+        raise FormatError(f"{name}: trailing gap of {numel - last} exceeds 2^{index_bits} without fillers")
+    flat = np.zeros(numel, dtype=np.int64)
+    flat[positions] = symbols
+    return flat
