@@ -13,9 +13,9 @@ import torch
 from vidcompress.encode.huffman import CodedStream, code_lengths, decode_stream, encode_stream, packed_width
 from vidcompress.encode.relative_index import (
     column_major,
-    from_column_major,
-    relative_index_decode,
     relative_index_encode,
+    relative_index_positions,
+    row_major_index,
 )
 from vidcompress.errors import ConfigError, FormatError, InputError
 
@@ -170,13 +170,17 @@ def decode_layer(entry: LayerEntry, data: bytes, codebook: torch.Tensor) -> torc
     if zlib.crc32(codebook.contiguous().view(torch.uint8).numpy().tobytes()) != entry.codebook_crc32:
         raise FormatError(f"{name}: CRC32 mismatch in the codebook")
     symbols, codes = decode_streams(entry, data)
-    flat = relative_index_decode(symbols, codes, entry.numel, entry.index_bits, name)
-    stored = int(np.count_nonzero(symbols))
+    positions = relative_index_positions(codes, entry.numel, entry.index_bits, name)
+    real = symbols != 0
+    stored = int(np.count_nonzero(real))
     if stored != entry.nonzeros or symbols.size - stored != entry.fillers:
         raise FormatError(f"{name}: decoded counts differ from the manifest")
+    if symbols.size != codes.size:
+        raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
     patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
-    values = patterns[from_column_major(flat, entry.shape)]
-    return torch.from_numpy(np.ascontiguousarray(values)).view(codebook.dtype).reshape(entry.shape)
+    values = np.zeros(entry.numel, dtype=patterns.dtype)  # zero pages: only touched where written
+    values[row_major_index(positions[real], entry.shape)] = patterns[symbols[real]]
+    return torch.from_numpy(values).view(codebook.dtype).reshape(entry.shape)
 
 
 def decode_streams(entry: LayerEntry, data: bytes) -> tuple[np.ndarray, np.ndarray]:

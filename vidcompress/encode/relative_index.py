@@ -39,14 +39,6 @@ def column_major(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(values.reshape(rows, -1).T).reshape(-1)
 
 
-def from_column_major(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of `column_major`."""
-    if flat.size == 0:
-        return flat.reshape(shape)
-    rows = shape[0] if shape else 1
-    return np.ascontiguousarray(flat.reshape(-1, rows).T).reshape(shape)
-
-
 def relative_index_encode(symbols_flat: np.ndarray, index_bits: int) -> RelativeIndex:
     """Encode a flat (CSC-order) array of weight symbols, 0 meaning an absent entry."""
     span = 1 << index_bits
@@ -67,13 +59,9 @@ def relative_index_encode(symbols_flat: np.ndarray, index_bits: int) -> Relative
     return RelativeIndex(symbols[:total], codes[:total], int(fillers.sum()))
 
 
-def relative_index_decode(
-    symbols: np.ndarray, codes: np.ndarray, numel: int, index_bits: int, name: str = "layer"
-) -> np.ndarray:
-    """Rebuild the flat CSC-order symbol array (0 where nothing is stored); checks every bound."""
+def relative_index_positions(codes: np.ndarray, numel: int, index_bits: int, name: str = "layer") -> np.ndarray:
+    """CSC-walk positions of the stored entries; checks that they stay inside the layer."""
     span = 1 << index_bits
-    if symbols.size != codes.size:
-        raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
     if codes.size and (codes.min() < 0 or codes.max() >= span):
         raise FormatError(f"{name}: index code outside [0, {span})")
     positions = np.cumsum(codes + 1) - 1
@@ -82,6 +70,22 @@ def relative_index_decode(
         raise FormatError(f"{name}: entries run past the end of the layer ({last} >= {numel})")
     if numel - last > span:
         raise FormatError(f"{name}: trailing gap of {numel - last} exceeds 2^{index_bits} without fillers")
+    return positions
+
+
+def row_major_index(positions: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Where CSC-walk positions of `W.reshape(out, -1)` land in the row-major (C-order) layout."""
+    rows = shape[0] if shape else 1
+    columns = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    return (positions % rows) * columns + positions // rows
+
+
+def relative_index_decode(
+    symbols: np.ndarray, codes: np.ndarray, numel: int, index_bits: int, name: str = "layer"
+) -> np.ndarray:
+    """Rebuild the flat CSC-order symbol array (0 where nothing is stored); checks every bound."""
+    if symbols.size != codes.size:
+        raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
     flat = np.zeros(numel, dtype=np.int64)
-    flat[positions] = symbols
+    flat[relative_index_positions(codes, numel, index_bits, name)] = symbols
     return flat

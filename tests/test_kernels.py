@@ -1,0 +1,129 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from models import R3D18Like, mlp
+from torch import nn
+
+from vidcompress import finalize_, prune_, quantize_
+from vidcompress.encode import encode
+from vidcompress.errors import ConfigError
+from vidcompress.kernels import SparseConv, SparseLayout, SparseLinear, cuda_available, load_sparse, spmm_cpu
+from vidcompress.kernels.cuda import SOURCE, spmm_cuda
+
+
+def _quantized(shape, sparsity=0.9, levels=255, seed=0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    codebook = torch.randn(levels, generator=generator)
+    weight = codebook[torch.randint(0, levels, shape, generator=generator)]
+    return torch.where(torch.rand(shape, generator=generator) < sparsity, torch.zeros(()), weight)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> bool:
+    return float((actual - expected).abs().max()) <= rel * max(float(expected.abs().max()), 1e-12)
+
+
+def test_layout_bytes_per_nonzero_and_round_trip() -> None:
+    weight = _quantized((64, 300))
+    layout = SparseLayout.from_dense(weight)
+    assert layout.bytes_per_nonzero == 3
+    assert layout.nonzeros == int((weight != 0).sum())
+    assert layout.size_bytes == 3 * layout.nonzeros + 4 * 65 + 4 * layout.codebook.numel()
+    assert torch.equal(layout.to_dense(), weight)
+
+
+def test_wide_matrices_and_many_levels_use_wider_fields() -> None:
+    wide = torch.zeros(2, 70_000)
+    wide[0, 69_999], wide[1, 3] = 1.5, -2.0
+    layout = SparseLayout.from_dense(wide)
+    assert layout.columns.dtype == torch.int32 and torch.equal(layout.to_dense(), wide)
+    many = _quantized((40, 500), sparsity=0.0, levels=1000)
+    layout = SparseLayout.from_dense(many)
+    assert layout.symbols.dtype == torch.int16 and layout.bytes_per_nonzero == 4
+    assert torch.equal(layout.to_dense(), many)
+    high = torch.zeros(1, 40_000)
+    high[0, 40_000 - 1] = 3.0  # a column index above 32767 survives the uint16-in-int16 storage
+    assert torch.equal(SparseLayout.from_dense(high).to_dense(), high)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_cpu_path_matches_dense(batch: int) -> None:
+    weight = _quantized((128, 257))
+    x = torch.randn(257, batch)
+    result = spmm_cpu(SparseLayout.from_dense(weight), x if batch > 1 else x[:, 0])
+    expected = weight @ x if batch > 1 else weight @ x[:, 0]
+    assert result.shape == expected.shape and _close(result, expected)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_sparse_conv_matches_dense(dims: int) -> None:
+    conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    conv = conv_type(4, 6, 3, stride=2, padding=1, bias=dims != 3)
+    prune_(conv, "conv=0.7")
+    x = torch.randn(2, 4, *([9] * dims))
+    assert _close(SparseConv.from_conv(conv)(x), conv(x))
+
+
+def test_sparse_linear_matches_dense_on_any_leading_shape() -> None:
+    linear = nn.Linear(20, 7)
+    prune_(linear, "fc=0.8")
+    x = torch.randn(3, 5, 20)
+    assert _close(SparseLinear.from_linear(linear)(x), linear(x))
+
+
+def test_grouped_convolutions_are_refused() -> None:
+    with pytest.raises(ConfigError, match="grouped or dilated"):
+        SparseConv.from_conv(nn.Conv2d(4, 4, 3, groups=2))
+
+
+@pytest.mark.parametrize(
+    ("build", "make_input"), [(mlp, lambda: torch.randn(4, 64)), (R3D18Like, lambda: torch.randn(2, 3, 4, 16, 16))]
+)
+def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input) -> None:
+    model = build()
+    prune_(model, "conv=0.9,fc=0.9")
+    quantize_(model, "conv=8,fc=5")
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    reference = build().eval()
+    reference.load_state_dict(model.state_dict())
+    sparse = load_sparse(tmp_path / "m.vcz", build()).eval()
+    swapped = [m for m in sparse.modules() if isinstance(m, SparseLinear | SparseConv)]
+    assert swapped
+    x = make_input()
+    with torch.no_grad():
+        assert _close(sparse(x), reference(x))
+
+
+def test_cuda_path_without_a_gpu_is_a_clear_error() -> None:
+    layout = SparseLayout.from_dense(_quantized((4, 4)))
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="CUDA"):
+        spmm_cuda(layout, torch.randn(4))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+def test_cuda_sources_compile_with_nvcc(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["nvcc", "-ptx", "-arch=sm_80", "-o", str(tmp_path / "spmv.ptx"), str(SOURCE)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    ptx = (tmp_path / "spmv.ptx").read_text()
+    for name in ("spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16"):
+        assert f".entry {name}" in ptx
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("batch", [1, 3, 8, 16])
+@pytest.mark.parametrize("shape", [(4096, 9216), (512, 13824), (101, 512)])
+def test_cuda_path_matches_dense(batch: int, shape) -> None:
+    weight = _quantized(shape)
+    layout = SparseLayout.from_dense(weight).to("cuda")
+    x = torch.randn(shape[1], batch, device="cuda")
+    expected = weight.cuda() @ x
+    result = spmm_cuda(layout, x[:, 0] if batch == 1 else x)
+    assert _close(result.reshape(expected.shape), expected)

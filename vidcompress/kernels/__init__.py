@@ -1,0 +1,21 @@
+"""Sparse kernels on the compressed layout: CPU (torch CSR) and CUDA (CuPy RawModule), and modules.
+
+Importing this package never imports CuPy; the CUDA path loads it on first use.
+"""
+
+from vidcompress.kernels.cpu import csr_tensor, spmm_cpu
+from vidcompress.kernels.cuda import cuda_available, spmm_cuda
+from vidcompress.kernels.layout import SparseLayout
+from vidcompress.kernels.modules import SparseConv, SparseLinear, load_sparse, sparse_matmul
+
+__all__ = [
+    "SparseConv",
+    "SparseLayout",
+    "SparseLinear",
+    "csr_tensor",
+    "cuda_available",
+    "load_sparse",
+    "sparse_matmul",
+    "spmm_cpu",
+    "spmm_cuda",
+]

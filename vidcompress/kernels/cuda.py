@@ -1,0 +1,78 @@
+"""CUDA multiplication on the layout through CuPy; CuPy is imported on first use only."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidcompress.errors import ConfigError
+from vidcompress.kernels.layout import SparseLayout
+
+SOURCE = Path(__file__).with_name("spmv.cu")
+THREADS = 256  # 8 warps per block, one row per warp
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and a CUDA device is present."""
+    try:
+        _cupy()
+    except ConfigError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _cupy() -> Any:
+    try:
+        import cupy
+    except ImportError:
+        raise ConfigError("the CUDA kernels need CuPy: pip install 'vidcompress[cuda]'") from None
+    return cupy
+
+
+@functools.cache
+def _module() -> Any:
+    cupy = _cupy()
+    return cupy.RawModule(code=SOURCE.read_text(), options=("--std=c++14",))
+
+
+def _suffix(layout: SparseLayout) -> str:
+    column = "u16" if layout.columns.dtype == torch.int16 else "i32"
+    symbol = "u8" if layout.symbols.dtype == torch.uint8 else "u16"
+    return f"{column}_{symbol}"
+
+
+def spmm_cuda(layout: SparseLayout, x: torch.Tensor) -> torch.Tensor:
+    """W @ X on the GPU for X of shape (columns,) or (columns, batch); fp32 accumulation."""
+    if not torch.cuda.is_available():
+        raise ConfigError("the CUDA path needs a CUDA device; none is available")
+    cupy = _cupy()
+    if layout.device.type != "cuda" or x.device != layout.device:
+        raise ConfigError(f"layout on {layout.device} and input on {x.device}: move both to the same GPU")
+    vector = x.ndim == 1
+    dense = x.reshape(layout.shape[1], -1).to(torch.float32).contiguous()
+    batch = dense.shape[1]
+    out = torch.empty(layout.shape[0], batch, dtype=torch.float32, device=x.device)
+    rows = layout.shape[0]
+    warps = THREADS // 32
+    blocks = max(1, min((rows + warps - 1) // warps, 65535))
+    shared = layout.codebook.numel() * 4
+    args = [
+        cupy.asarray(layout.row_pointers),
+        cupy.asarray(layout.columns),
+        cupy.asarray(layout.symbols),
+        cupy.asarray(layout.codebook),
+        cupy.int32(layout.codebook.numel()),
+        cupy.asarray(dense),
+        cupy.asarray(out),
+        cupy.int32(rows),
+    ]
+    name = f"spmv_{_suffix(layout)}" if batch == 1 else f"spmm_{_suffix(layout)}"
+    if batch != 1:
+        args.append(cupy.int32(batch))
+    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(x.device).cuda_stream)
+    with stream:
+        _module().get_function(name)((blocks,), (THREADS,), tuple(args), shared_mem=shared)
+    return out.reshape(-1) if vector else out

@@ -1,0 +1,111 @@
+"""The runtime layout the kernels multiply by: CSR rows of (narrow column index, codebook symbol).
+
+Decoded once from a container layer (or built from a quantized dense matrix): per nonzero a one-byte
+codebook symbol (two bytes above 256 levels) and a two-byte column index (four above 65,536 columns),
+plus int32 row pointers and the codebook itself (at most 2^16 floats; the CUDA kernels keep it in
+shared memory). That is 3 bytes per nonzero against CSR fp32's 8 (+ row pointers either way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vidcompress.encode.layer import LayerEntry, decode_layer
+from vidcompress.errors import InputError
+
+
+@dataclass
+class SparseLayout:
+    """W (rows x columns) as CSR over codebook symbols."""
+
+    shape: tuple[int, int]
+    row_pointers: torch.Tensor  # int32, rows + 1
+    columns: torch.Tensor  # int16 bit pattern of uint16 (<= 65536 columns) or int32
+    symbols: torch.Tensor  # uint8 (<= 256 codebook entries) or int16 bit pattern of uint16
+    codebook: torch.Tensor  # float32
+
+    @property
+    def nonzeros(self) -> int:
+        return int(self.symbols.numel())
+
+    @property
+    def device(self) -> torch.device:
+        return self.symbols.device
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes the layout occupies (and a kernel reads for one multiplication)."""
+        tensors = (self.row_pointers, self.columns, self.symbols, self.codebook)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    @property
+    def bytes_per_nonzero(self) -> float:
+        return (self.columns.element_size() + self.symbols.element_size()) if self.nonzeros else 0.0
+
+    def to(self, device: torch.device | str) -> SparseLayout:
+        return SparseLayout(
+            self.shape,
+            self.row_pointers.to(device),
+            self.columns.to(device),
+            self.symbols.to(device),
+            self.codebook.to(device),
+        )
+
+    def column_indices(self) -> torch.Tensor:
+        """Column indices as int64 (undoing the uint16-in-int16 storage)."""
+        columns = self.columns.long()
+        return columns & 0xFFFF if self.columns.dtype == torch.int16 else columns
+
+    def symbol_indices(self) -> torch.Tensor:
+        symbols = self.symbols.long()
+        return symbols & 0xFFFF if self.symbols.dtype == torch.int16 else symbols
+
+    def row_indices(self) -> torch.Tensor:
+        counts = (self.row_pointers[1:] - self.row_pointers[:-1]).long()
+        return torch.repeat_interleave(torch.arange(self.shape[0], device=self.device), counts)
+
+    def to_dense(self) -> torch.Tensor:
+        dense = torch.zeros(self.shape, dtype=torch.float32, device=self.device)
+        dense[self.row_indices(), self.column_indices()] = self.codebook[self.symbol_indices()]
+        return dense
+
+    @classmethod
+    def from_dense(cls, weight: torch.Tensor) -> SparseLayout:
+        """From a quantized weight of any shape, viewed as `weight.reshape(out, -1)`."""
+        matrix = weight.detach().to("cpu", torch.float32).reshape(weight.shape[0], -1)
+        values = matrix.numpy()
+        distinct = np.unique(values[values != 0])
+        if distinct.size >= 1 << 16:
+            raise InputError(f"{distinct.size} distinct values: quantize the layer before building a layout")
+        codebook = np.concatenate(([0.0], distinct)).astype(np.float32)
+        rows, cols = np.nonzero(values)  # row-major order: CSR
+        symbols = np.searchsorted(codebook[1:], values[rows, cols]) + 1
+        return cls._build((int(matrix.shape[0]), int(matrix.shape[1])), rows, cols, symbols, codebook)
+
+    @classmethod
+    def from_container(cls, entry: LayerEntry, data: bytes, codebook: torch.Tensor) -> SparseLayout:
+        """Decode a container layer straight into the layout."""
+        return cls.from_dense(decode_layer(entry, data, codebook))
+
+    @classmethod
+    def _build(
+        cls, shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, symbols: np.ndarray, codebook: np.ndarray
+    ) -> SparseLayout:
+        pointers = np.zeros(shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=shape[0]), out=pointers[1:])
+        if pointers[-1] >= 1 << 31:
+            raise InputError(f"{pointers[-1]} nonzeros: more than int32 row pointers can address")
+        narrow_columns = shape[1] <= 1 << 16
+        columns = cols.astype(np.uint16).view(np.int16) if narrow_columns else cols.astype(np.int32)
+        narrow_symbols = codebook.size <= 256
+        coded = symbols.astype(np.uint8) if narrow_symbols else symbols.astype(np.uint16).view(np.int16)
+        return cls(
+            (int(shape[0]), int(shape[1])),
+            torch.from_numpy(pointers.astype(np.int32)),
+            torch.from_numpy(np.ascontiguousarray(columns)),
+            torch.from_numpy(np.ascontiguousarray(coded)),
+            torch.from_numpy(codebook),
+        )
