@@ -1,0 +1,94 @@
+"""Evaluating T-C3D: video accuracy with S clips and with all clips, FPS, FLOPs, parameters, size.
+
+FPS, as in the paper's real-time claim: frames of video classified per second, batch 1, from decoded
+frames to the fused score (sampling, transform and network; decoding the file is excluded). A video
+of N frames classified from S clips in t seconds counts N / t.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from examples.tc3d.data import read_frames, ucf101_split
+from examples.tc3d.model import TC3D
+from examples.tc3d.sampling import all_clips, make_sampler
+from examples.tc3d.train import TrainConfig, build_model, evaluate, loader, make_dataset
+from examples.tc3d.transforms import video_transform
+from vidcompress.io import load_state_dict
+
+
+def clip_flops(model: TC3D, frames: int, size: int) -> int:
+    """FLOPs of the backbone on one clip (a multiply-add counts 2; MACs = FLOPs / 2)."""
+    model.eval()
+    clip = torch.zeros(1, 3, frames, size, size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.backbone(clip)
+    return int(counter.get_total_flops())
+
+
+def measure_fps(model: TC3D, config: TrainConfig, paths: list[Path], repeat: int = 1) -> float:
+    """Frames of video classified per second at batch 1 (see the module docstring)."""
+    sampler = make_sampler(config.sampler, config.frames, config.stride)
+    videos = [read_frames(p) for p in paths]
+    model.eval()
+    seen, elapsed = 0, 0.0
+    with torch.no_grad():
+        for _ in range(repeat):
+            for frames in videos:
+                start = time.perf_counter()
+                indices = sampler(len(frames), config.segments, None).frames
+                model(video_transform(frames[indices], config.size, None)[None])
+                elapsed += time.perf_counter() - start
+                seen += len(frames)
+    return seen / elapsed
+
+
+def load_trained(run: str | Path, weights: str | Path | None = None) -> tuple[TC3D, TrainConfig, list[str]]:
+    """The model of a training run (or other weights for its architecture, e.g. a compressed copy)."""
+    import json
+
+    run = Path(run)
+    config = TrainConfig.from_json(run / "config.json")
+    tensors, metadata = load_state_dict(weights or run / "model.safetensors")
+    classes = json.loads(metadata["classes"]) if "classes" in metadata else ucf101_split(config.data)[1]
+    model = build_model(config, len(classes))
+    model.load_state_dict(tensors)
+    return model.eval(), config, classes
+
+
+def evaluate_run(
+    run: str | Path, weights: str | Path | None = None, *, data: str | None = None, fps_videos: int = 8
+) -> dict[str, Any]:
+    """All the numbers of one trained model on the test split."""
+    model, config, classes = load_trained(run, weights)
+    if data:
+        config.data = data
+    items, _ = ucf101_split(config.data, config.split, train=False)
+    device = torch.device("cpu")
+    s_clips = evaluate(model, loader(make_dataset(config, items, False), 1, config.workers, False, 0, 0), device)
+    every = evaluate(model, loader(make_dataset(config, items, False, True), 1, config.workers, False, 0, 0), device)
+    flops = clip_flops(model, config.frames, config.size)
+    parameters = sum(p.numel() for p in model.parameters())
+    lengths = [len(read_frames(item.path)) for item in items[:fps_videos]]
+    return {
+        "classes": len(classes),
+        "test_videos": len(items),
+        "video_accuracy": s_clips["video_accuracy"],
+        "clip_accuracy": s_clips["clip_accuracy"],
+        "video_accuracy_all_clips": every["video_accuracy"],
+        "segments": config.segments,
+        "all_clips_per_video": int(all_clips(int(np.mean(lengths)), config.frames, config.stride).frames.shape[0]),
+        "parameters": parameters,
+        "fp32_megabytes": parameters * 4 / 1e6,
+        "clip_gflops": flops / 1e9,
+        "clip_gmacs": flops / 2e9,
+        "video_gflops": flops * config.segments / 1e9,
+        "fps": measure_fps(model, config, [item.path for item in items[:fps_videos]]),
+        "fps_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,226 @@
+"""Training T-C3D: SGD with momentum, step decay, checkpoints every epoch, resume, DDP under torchrun.
+
+Single process: `python -m examples.tc3d train ...`. Several: `torchrun --nproc-per-node 2 -m
+examples.tc3d train ...` (gloo on CPU, NCCL on GPU); only rank 0 evaluates and writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from examples.tc3d.data import VideoDataset, VideoItem, ucf101_split
+from examples.tc3d.model import TC3D, build_tc3d
+from examples.tc3d.sampling import make_sampler
+from vidcompress.io import atomic_path, save_state_dict
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; written next to its outputs as config.json."""
+
+    data: str = "data/synthetic"
+    out: str = "runs/tc3d"
+    width: int = 64
+    size: int = 112
+    frames: int = 8
+    stride: int = 2
+    segments: int = 3
+    fusion: str = "average"
+    sampler: str = "consecutive"
+    dropout: float = 0.8
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    lr_steps: list[int] = field(default_factory=lambda: [20, 25])
+    lr_gamma: float = 0.1
+    workers: int = 2
+    seed: int = 0
+    split: int = 1
+    progress: bool = True
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def is_main_process() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def setup_distributed() -> torch.device:
+    """Join the process group when launched by torchrun; pick the device."""
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def build_model(config: TrainConfig, num_classes: int) -> TC3D:
+    return build_tc3d(
+        num_classes=num_classes,
+        width=config.width,
+        segments=config.segments,
+        fusion=config.fusion,
+        dropout=config.dropout,
+    )
+
+
+def make_dataset(config: TrainConfig, items: list[VideoItem], train: bool, all_clips: bool = False) -> VideoDataset:
+    return VideoDataset(
+        items,
+        make_sampler(config.sampler, config.frames, config.stride),
+        segments=config.segments,
+        size=config.size,
+        train=train,
+        use_all_clips=all_clips,
+        seed=config.seed,
+    )
+
+
+def loader(dataset: VideoDataset, batch_size: int, workers: int, shuffle: bool, seed: int, epoch: int) -> DataLoader:
+    sampler = None
+    if dist.is_initialized() and shuffle:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        generator=generator,
+        drop_last=False,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: TC3D, data: DataLoader, device: torch.device) -> dict[str, float]:
+    """Loss, video-level accuracy (fused scores) and clip-level accuracy (each clip alone)."""
+    model.eval()
+    total = correct = clip_correct = clips = 0
+    loss = 0.0
+    for videos, labels in data:
+        videos, labels = videos.to(device), labels.to(device)
+        scores = model.clip_scores(videos)
+        fused = model.fusion(scores) if videos.shape[1] == model.segments else scores.mean(1)
+        loss += float(F.cross_entropy(fused, labels, reduction="sum"))
+        correct += int((fused.argmax(1) == labels).sum())
+        clip_correct += int((scores.argmax(2) == labels[:, None]).sum())
+        total += labels.numel()
+        clips += scores.shape[0] * scores.shape[1]
+    return {
+        "loss": loss / max(total, 1),
+        "video_accuracy": correct / max(total, 1),
+        "clip_accuracy": clip_correct / max(clips, 1),
+    }
+
+
+def train_one_epoch(
+    model: nn.Module, data: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device, progress: bool
+) -> float:
+    """One pass over the training data; returns the mean loss (on the video-level score)."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    total, count = 0.0, 0
+    for videos, labels in tqdm(data, desc="train", leave=False, disable=not progress or not is_main_process()):
+        videos, labels = videos.to(device), labels.to(device)
+        loss = F.cross_entropy(model(videos), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * labels.numel()
+        count += labels.numel()
+    return total / max(count, 1)
+
+
+def run_training(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate every epoch; returns the history. `stop_after` ends the run early (tests)."""
+    device = setup_distributed()
+    out = Path(config.out)
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    train_items, classes = ucf101_split(config.data, config.split, train=True)
+    test_items, _ = ucf101_split(config.data, config.split, train=False)
+    torch.manual_seed(config.seed)
+    model = build_model(config, len(classes)).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_steps, config.lr_gamma)
+    history: list[dict[str, Any]] = []
+    start = 0
+    checkpoint = out / "checkpoint.pt"
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start = state["history"], int(state["epoch"]) + 1
+    network: nn.Module = model
+    if dist.is_initialized():
+        network = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    train_set = make_dataset(config, train_items, train=True)
+    test_set = make_dataset(config, test_items, train=False)
+    per_process = max(1, config.batch_size // (dist.get_world_size() if dist.is_initialized() else 1))
+    for epoch in range(start, config.epochs):
+        torch.manual_seed(config.seed * 1000 + epoch)  # dropout and shuffling depend on the epoch only
+        train_set.set_epoch(epoch)
+        data = loader(train_set, per_process, config.workers, True, config.seed, epoch)
+        loss = train_one_epoch(network, data, optimizer, device, config.progress)
+        scheduler.step()
+        if is_main_process():
+            metrics = evaluate(
+                model, loader(test_set, config.batch_size, config.workers, False, config.seed, 0), device
+            )
+            record = {"epoch": epoch, "train_loss": loss, "lr": optimizer.param_groups[0]["lr"], **metrics}
+            history.append(record)
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "history": history,
+            }
+            with atomic_path(checkpoint) as temporary:
+                torch.save(state, temporary)
+            if on_epoch is not None:
+                on_epoch(record)
+        if dist.is_initialized():
+            dist.barrier()
+        if stop_after is not None and epoch + 1 >= stop_after:
+            break
+    if is_main_process():
+        metadata = {"classes": json.dumps(classes), "config": json.dumps(asdict(config))}
+        save_state_dict(model.state_dict(), out / "model.safetensors", metadata)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"history": history, "classes": classes}

@@ -1,0 +1,142 @@
+"""The T-C3D example: network, sampling, data, synthetic set, training (also under torchrun)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from examples.tc3d.data import VideoDataset, hmdb51_split, read_frames, ucf101_split
+from examples.tc3d.model import FUSIONS, build_tc3d, r3d18
+from examples.tc3d.sampling import ConsecutiveSampler, SegmentRandomSampler, all_clips
+from examples.tc3d.synthetic import CATALOGUE, generate
+from examples.tc3d.train import TrainConfig, run_training
+
+pytest.importorskip("av")
+ROOT = Path(__file__).parent.parent
+
+
+def test_parameter_count_matches_the_authors_layout() -> None:
+    model = r3d18(num_classes=101)
+    assert sum(p.numel() for p in model.parameters()) == 33_222_309
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("segments", [1, 3, 6])
+def test_output_shapes(fusion: str, segments: int) -> None:
+    model = build_tc3d(num_classes=5, width=4, segments=segments, fusion=fusion).eval()
+    videos = torch.randn(2, segments, 3, 8, 32, 32)
+    assert model(videos).shape == (2, 5)
+    assert model.clip_scores(videos).shape == (2, segments, 5)
+    assert model.forward_features(videos).shape == (2, 32)
+
+
+def test_weighted_fusion_tells_segments_apart() -> None:
+    model = build_tc3d(num_classes=2, width=4, segments=2, fusion="weighted")
+    with torch.no_grad():
+        model.fusion.segment_weight.copy_(torch.tensor([1.0, -1.0]))
+    scores = torch.tensor([[[2.0, 0.0], [0.0, 2.0]]])
+    assert model.fusion(scores).tolist() != model.fusion(scores.flip(1)).tolist()
+
+
+def test_consecutive_sampling_follows_the_paper_300_frame_example() -> None:
+    sampler = ConsecutiveSampler(frames_per_clip=8, stride=2)
+    test = sampler(300, 3, None).frames
+    assert test.shape == (3, 8)
+    # segments of 100 frames; a clip spans 15 frames, centred: offset (100 - 15) // 2 = 42
+    assert test[:, 0].tolist() == [42, 142, 242]
+    assert np.all(np.diff(test, axis=1) == 2)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        frames = sampler(300, 3, rng).frames
+        for s in range(3):
+            assert 100 * s <= frames[s, 0] <= 100 * s + 85 and frames[s, -1] == frames[s, 0] + 14
+
+
+def test_segment_random_sampling_takes_one_frame_per_sub_fragment() -> None:
+    sampler = SegmentRandomSampler(frames_per_clip=8)
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        frames = sampler(300, 3, rng).frames
+        piece = 100 / 8
+        for s in range(3):
+            for j in range(8):
+                assert int(100 * s + j * piece) <= frames[s, j] < 100 * s + (j + 1) * piece
+    assert sampler(300, 3, None).frames[0].tolist() == [int(j * 12.5 + 6.25) for j in range(8)]
+
+
+def test_all_clips_cover_the_video() -> None:
+    clips = all_clips(300, 8, 2).frames
+    assert clips.shape == (20, 8) and clips[0, 0] == 0 and clips[-1, -1] <= 299
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    return generate(root, classes=4, videos_per_class=12, frames=24, size=32, hmdb_splits=True)
+
+
+def test_generated_videos_read_back_through_the_ucf101_loader(tiny: Path) -> None:
+    train, classes = ucf101_split(tiny, train=True)
+    test, _ = ucf101_split(tiny, train=False)
+    assert classes == [c.name for c in CATALOGUE[:4]]
+    assert len(train) == 4 * 4 and len(test) == 4 * 8
+    frames = read_frames(train[0].path)
+    assert frames.shape == (24, 32, 32, 3) and frames.dtype == np.uint8
+    dataset = VideoDataset(train, ConsecutiveSampler(8, 2), segments=3, size=24)
+    videos, label = dataset[0]
+    assert videos.shape == (3, 3, 8, 24, 24) and label == train[0].label
+    hmdb_test, hmdb_classes = hmdb51_split(tiny / "UCF-101", tiny / "hmdb_splits", train=False)
+    assert sorted(hmdb_classes) == hmdb_classes and len(hmdb_test) == len(test)
+
+
+def test_synthetic_set_is_deterministic(tmp_path: Path) -> None:
+    a = generate(tmp_path / "a", classes=2, videos_per_class=8, frames=16, size=32)
+    b = generate(tmp_path / "b", classes=2, videos_per_class=8, frames=16, size=32)
+    first = sorted((a / "UCF-101").rglob("*.avi"))
+    assert [p.read_bytes() for p in first] == [(b / p.relative_to(a)).read_bytes() for p in first]
+
+
+def _config(tiny: Path, out: Path, epochs: int) -> TrainConfig:
+    return TrainConfig(
+        data=str(tiny), out=str(out), width=4, size=24, epochs=epochs, batch_size=4, workers=0,
+        lr=0.01, lr_steps=[1], progress=False,
+    )  # fmt: skip
+
+
+def test_resume_ends_with_the_same_weights(tiny: Path, tmp_path: Path) -> None:
+    straight = run_training(_config(tiny, tmp_path / "straight", 2))
+    run_training(_config(tiny, tmp_path / "resumed", 2), stop_after=1)  # "killed" after epoch 0
+    resumed = run_training(_config(tiny, tmp_path / "resumed", 2), resume=True)
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1]
+    from vidcompress.io import load_state_dict
+
+    a, _ = load_state_dict(tmp_path / "straight" / "model.safetensors")
+    b, _ = load_state_dict(tmp_path / "resumed" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight["history"][-1]["video_accuracy"] == resumed["history"][-1]["video_accuracy"]
+
+
+def test_two_process_torchrun_training(tiny: Path, tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "examples.tc3d", "train", "--data", str(tiny), "--out", str(tmp_path / "ddp"),
+        "--width", "4", "--size", "24", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model.safetensors").exists()
+    assert (tmp_path / "ddp" / "checkpoint.pt").exists()
+    assert "epoch 0" in result.stdout
+
+
+def test_cli_help() -> None:
+    for command in ("generate", "train", "evaluate", "features", "anomaly"):
+        result = subprocess.run(
+            [sys.executable, "-m", "examples.tc3d", command, "--help"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert result.returncode == 0 and "Usage" in result.stdout
