@@ -3,7 +3,7 @@
 Importing this package never imports CuPy; the CUDA path loads it on first use.
 """
 
-from vidcompress.kernels.cpu import csr_tensor, spmm_cpu
+from vidcompress.kernels.cpu import csr_matrix, spmm_cpu
 from vidcompress.kernels.cuda import cuda_available, spmm_cuda
 from vidcompress.kernels.layout import SparseLayout
 from vidcompress.kernels.modules import SparseConv, SparseLinear, load_sparse, sparse_matmul
@@ -12,7 +12,7 @@ __all__ = [
     "SparseConv",
     "SparseLayout",
     "SparseLinear",
-    "csr_tensor",
+    "csr_matrix",
     "cuda_available",
     "load_sparse",
     "sparse_matmul",

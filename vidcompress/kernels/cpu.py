@@ -1,31 +1,32 @@
-"""CPU multiplication on the layout: Y = W X with torch's CSR kernels, values gathered per call."""
+"""CPU multiplication on the layout: Y = W X through scipy's CSR kernels.
+
+Per call, the codebook symbols are expanded to fp32 values and the narrow column indices widened to
+int32; nothing but the 3-byte-per-nonzero layout is kept between calls.
+"""
 
 from __future__ import annotations
 
-import warnings
-
+import numpy as np
+import scipy.sparse
 import torch
 
 from vidcompress.kernels.layout import SparseLayout
 
 
-def csr_tensor(layout: SparseLayout) -> torch.Tensor:
-    """A torch sparse CSR view of the layout (values gathered from the codebook)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        # The layout's invariants were established when it was built; no need to re-check per call.
-        return torch.sparse_csr_tensor(
-            layout.row_pointers.long(),
-            layout.column_indices(),
-            layout.codebook[layout.symbol_indices()],
-            size=layout.shape,
-            check_invariants=False,
-        )
+def csr_matrix(layout: SparseLayout) -> scipy.sparse.csr_matrix:
+    """A scipy CSR matrix expanded from the layout (values gathered from the codebook)."""
+    symbols = layout.symbols.numpy()
+    columns = layout.columns.numpy()
+    # uint16 fields are stored in int16 tensors (torch has no uint16 arithmetic); view them back.
+    symbols = symbols.view(np.uint16) if symbols.dtype == np.int16 else symbols
+    columns = columns.view(np.uint16).astype(np.int32) if columns.dtype == np.int16 else columns
+    values = layout.codebook.numpy()[symbols]
+    return scipy.sparse.csr_matrix((values, columns, layout.row_pointers.numpy()), shape=layout.shape, copy=False)
 
 
 def spmm_cpu(layout: SparseLayout, x: torch.Tensor) -> torch.Tensor:
     """W @ X for X of shape (columns,) or (columns, batch), in fp32."""
-    vector = x.ndim == 1
-    dense = x.reshape(layout.shape[1], -1).to(torch.float32)
-    result = csr_tensor(layout) @ dense
-    return result.reshape(-1) if vector else result
+    dense = x.detach().to(torch.float32).reshape(layout.shape[1], -1).numpy()
+    result = csr_matrix(layout) @ dense
+    out = torch.from_numpy(np.ascontiguousarray(result, dtype=np.float32))
+    return out.reshape(-1) if x.ndim == 1 else out

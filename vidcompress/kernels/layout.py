@@ -55,12 +55,13 @@ class SparseLayout:
         )
 
     def column_indices(self) -> torch.Tensor:
-        """Column indices as int64 (undoing the uint16-in-int16 storage)."""
-        columns = self.columns.long()
+        """Column indices widened to int32 (undoing the uint16-in-int16 storage)."""
+        columns = self.columns.int()
         return columns & 0xFFFF if self.columns.dtype == torch.int16 else columns
 
     def symbol_indices(self) -> torch.Tensor:
-        symbols = self.symbols.long()
+        """Codebook symbols widened to int32 (undoing the uint16-in-int16 storage)."""
+        symbols = self.symbols.int()
         return symbols & 0xFFFF if self.symbols.dtype == torch.int16 else symbols
 
     def row_indices(self) -> torch.Tensor:
@@ -69,7 +70,7 @@ class SparseLayout:
 
     def to_dense(self) -> torch.Tensor:
         dense = torch.zeros(self.shape, dtype=torch.float32, device=self.device)
-        dense[self.row_indices(), self.column_indices()] = self.codebook[self.symbol_indices()]
+        dense[self.row_indices(), self.column_indices().long()] = self.codebook[self.symbol_indices().long()]
         return dense
 
     @classmethod
