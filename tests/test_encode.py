@@ -84,6 +84,33 @@ def test_gaps_exactly_at_and_past_the_bound(index_bits: int) -> None:
         assert np.array_equal(relative_index_decode(entries.symbols, entries.codes, flat.size, index_bits), flat)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.sampled_from([(1, 1), (5, 4), (8, 3, 3), (0, 3), (16, 40)]),
+    sparsity=st.sampled_from([0.0, 0.5, 0.95, 1.0]),
+    index_bits=st.integers(1, 8),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]),
+    huffman=st.booleans(),
+)
+def test_raw_layers_are_bit_exact(tmp_path, shape, sparsity, index_bits, dtype, huffman) -> None:
+    weight = torch.randn(shape).to(dtype)
+    weight = torch.where(torch.rand(shape) < sparsity, torch.zeros((), dtype=dtype), weight)
+    path = tmp_path / "raw.vcz"
+    container = encode({"w": weight}, path, bits="w=raw", index_bits=f"w={index_bits}", huffman=huffman)
+    assert container.layers[0].weights.coding == "raw" and container.layers[0].bits == 0
+    assert _bits_equal(decode(path)["w"], weight)
+    path.unlink()
+
+
+def test_without_huffman_streams_are_packed(quantized, tmp_path) -> None:
+    plain = encode(quantized, tmp_path / "plain.vcz", huffman=False)
+    coded = encode(quantized, tmp_path / "coded.vcz")
+    assert {e.weights.coding for e in plain.layers} <= {"packed", "constant"}
+    assert coded.file_bytes < plain.file_bytes
+    decoded = decode(tmp_path / "plain.vcz")
+    assert all(_bits_equal(decoded[k], quantized[k]) for k in quantized)
+
+
 def test_negative_zero_survives(tmp_path) -> None:
     weight = torch.tensor([[0.0, -0.0, 1.5], [-0.0, 0.0, 1.5]])
     encode({"w": weight}, tmp_path / "c.vcz", bits="w=2")

@@ -25,7 +25,7 @@ from vidcompress.metadata import with_stage
 from vidcompress.prune.pruner import DEFAULT_SPARSITY, PruneConfig, prune_state_dict
 from vidcompress.quantize import DEFAULT_BITS, INITS, QuantizeConfig, quantize_state_dict
 from vidcompress.report import inspect_state_dict
-from vidcompress.rules import BITS, INDEX_BITS, SPARSITY, LayerRules
+from vidcompress.rules import BITS, ENCODE_BITS, INDEX_BITS, SPARSITY, LayerRules
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -177,23 +177,28 @@ def quantize(
     show_default=True,
     help="Relative-index width per layer (1-16, or 'auto' for the smallest coded size).",
 )
+@click.option("--no-huffman", is_flag=True, help="Store every stream packed: the size before Huffman coding.")
 @click.option(
     "--bits",
-    help="Layers to encode and their codebook bits; default: as recorded by 'vidcompress quantize', "
-    "else conv=8,fc=5. Other tensors are stored as they are.",
+    help="Layers to encode and their codebook bits, or 'raw' for pruned-only layers (values stored as they "
+    "are); default: as recorded by 'vidcompress quantize', else conv=8,fc=5. Other tensors are stored whole.",
 )
 @force_option
 @user_errors
-def encode_command(input_path: Path, output_path: Path, index_bits: str, bits: str | None, force: bool) -> None:
+def encode_command(
+    input_path: Path, output_path: Path, index_bits: str, no_huffman: bool, bits: str | None, force: bool
+) -> None:
     """Encode a quantized weights file into one container (relative-index CSC + Huffman).
 
     A selected layer with more than 2^b distinct values is an error: quantize it first.
     """
     check_output_path(output_path, inputs=(input_path,), force=force)
     index_rules = LayerRules.parse(index_bits, INDEX_BITS)
-    bit_rules = LayerRules.parse(bits, BITS) if bits else None
+    bit_rules = LayerRules.parse(bits, ENCODE_BITS) if bits else None
     tensors, metadata = load_state_dict(input_path)
-    container = encode(tensors, output_path, bits=bit_rules, index_bits=index_rules, metadata=metadata)
+    container = encode(
+        tensors, output_path, bits=bit_rules, index_bits=index_rules, metadata=metadata, huffman=not no_huffman
+    )
     dense_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
     click.echo(
         f"wrote {output_path}: {len(container.layers)} layers encoded, {len(container.raw)} stored as they are; "

@@ -42,14 +42,14 @@ def _parse_sparsity(text: str) -> float | None:
     return None if value == 0.0 else value
 
 
-def _parse_int(name: str, low: int, high: int, allow_auto: bool) -> Callable[[str], Any]:
+def _parse_int(name: str, low: int, high: int, word: str | None) -> Callable[[str], Any]:
     def parse(text: str) -> int | str:
-        if allow_auto and text == "auto":
-            return "auto"
+        if word is not None and text == word:
+            return word
         try:
             value = int(text)
         except ValueError:
-            extra = ", 'auto'" if allow_auto else ""
+            extra = f", '{word}'" if word else ""
             raise ConfigError(f"{name} {text!r}: expected an integer from {low} to {high}{extra} or 'off'") from None
         if not low <= value <= high:
             raise ConfigError(f"{name} {text!r}: must be from {low} to {high}")
@@ -59,8 +59,10 @@ def _parse_int(name: str, low: int, high: int, allow_auto: bool) -> Callable[[st
 
 
 SPARSITY = ValueSpec("sparsity", _parse_sparsity)
-BITS = ValueSpec("bits", _parse_int("bits", 1, 16, allow_auto=False))
-INDEX_BITS = ValueSpec("index bits", _parse_int("index bits", 1, 16, allow_auto=True))
+BITS = ValueSpec("bits", _parse_int("bits", 1, 16, word=None))
+INDEX_BITS = ValueSpec("index bits", _parse_int("index bits", 1, 16, word="auto"))
+# What `encode` stores per layer: a codebook of 2^bits values, or "raw" values (pruned, not quantized).
+ENCODE_BITS = ValueSpec("bits", _parse_int("bits", 1, 16, word="raw"))
 
 
 @dataclass(frozen=True)

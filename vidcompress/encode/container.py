@@ -30,7 +30,7 @@ from vidcompress.errors import ConfigError, FormatError, InputError
 from vidcompress.io import StateDict, safetensors_bytes, write_atomic
 from vidcompress.layers import state_dict_layers
 from vidcompress.metadata import METADATA_KEY, read_stages
-from vidcompress.rules import BITS, INDEX_BITS, LayerRules
+from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
 
 FORMAT_NAME = "vidcompress.container"
 FORMAT_VERSION = 1
@@ -59,15 +59,18 @@ def encode(
     bits: str | LayerRules | Mapping[str, Any] | None = None,
     index_bits: str | LayerRules | Mapping[str, Any] = DEFAULT_INDEX_BITS,
     metadata: Mapping[str, str] | None = None,
+    huffman: bool = True,
 ) -> Container:
     """Write a model or state dict as a container; returns what was written.
 
     Args:
         source: a module (its state dict is used) or a state dict of quantized weights.
-        bits: which layers to encode and their codebook capacity (2^b values, zero included).
+        bits: which layers to encode and their codebook capacity (2^b values, zero included), or
+            `raw` to store a pruned layer's nonzero values as they are (no codebook).
             Default: the bits recorded by `vidcompress quantize` in `metadata`, else `conv=8,fc=5`.
         index_bits: relative-index width per layer (`conv=8,fc=5`, or `auto` for the smallest).
         metadata: the input file's metadata; its stage record is carried over.
+        huffman: False stores every stream packed (or constant): the size before Huffman coding.
 
     Raises:
         ConfigError: a selected layer has more distinct values than its bits allow.
@@ -80,7 +83,7 @@ def encode(
         recorded = stages["quantize"].get("layers", {})
         plan_bits = {layer.name: int(recorded[layer.name]["bits"]) for layer in layers if layer.name in recorded}
     else:
-        plan_bits = LayerRules.parse(bits or "conv=8,fc=5", BITS).resolve(layers)  # type: ignore[arg-type]
+        plan_bits = LayerRules.parse(bits or "conv=8,fc=5", ENCODE_BITS).resolve(layers)  # type: ignore[arg-type]
     plan_index = LayerRules.parse(index_bits, INDEX_BITS).resolve(layers)  # type: ignore[arg-type]
     kinds = {layer.name: layer.kind.value for layer in layers}
     envelope: StateDict = {}
@@ -90,7 +93,7 @@ def encode(
         if name in plan_bits:
             if name not in plan_index:
                 raise ConfigError(f"{name}: index bits are off for a layer selected for encoding")
-            entry, data, codebook = encode_layer(name, tensor, kinds[name], plan_bits[name], plan_index[name])
+            entry, data, codebook = encode_layer(name, tensor, kinds[name], plan_bits[name], plan_index[name], huffman)
             entries.append(entry)
             envelope[f"layers/{name}"] = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
             envelope[f"codebooks/{name}"] = codebook
@@ -267,15 +270,18 @@ def _layer_entry(item: Any, fail: Any) -> LayerEntry:
     for info in streams.values():
         numbers += [info.count, info.alphabet, info.bit_length, info.payload_bytes, info.table_bytes, info.constant]
         numbers.append(info.crc32)
-        if info.coding not in ("constant", "huffman", "packed"):
+        if info.coding not in ("constant", "huffman", "packed", "raw"):
             raise fail(f"entry of {name!r} has unknown coding {info.coding!r}")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
         raise fail(f"entry of {name!r} has a negative or non-integer number")
     if entry.dtype not in DTYPES or entry.kind not in ("conv", "fc"):
         raise fail(f"entry of {name!r} has dtype {entry.dtype!r} or kind {entry.kind!r} unknown")
-    if not 1 <= entry.bits <= 16 or not 1 <= entry.index_bits <= MAX_INDEX_BITS:
+    if not 0 <= entry.bits <= 16 or not 1 <= entry.index_bits <= MAX_INDEX_BITS:
         raise fail(f"entry of {name!r} has bits or index bits out of range")
-    if not 1 <= entry.codebook_size <= (1 << entry.bits):
+    if entry.indices.coding == "raw" or (entry.bits == 0) != (entry.weights.coding == "raw"):
+        raise fail(f"entry of {name!r}: raw weights go with bits 0, and only weights can be raw")
+    low = 0 if entry.bits == 0 else 1
+    if not low <= entry.codebook_size <= (1 << entry.bits) or (entry.bits == 0 and entry.codebook_size):
         raise fail(f"entry of {name!r} has a codebook of {entry.codebook_size} for {entry.bits} bits")
     stored = entry.nonzeros + entry.fillers
     if entry.weights.count != stored or entry.indices.count != stored:

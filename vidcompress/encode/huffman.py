@@ -26,7 +26,7 @@ MAX_CODE_LENGTH = 63  # no stream shorter than 2^63 symbols can need more
 class CodedStream:
     """A coded stream: its coding, payload bytes, bit length and code lengths (huffman only)."""
 
-    coding: str  # "constant", "huffman" or "packed"
+    coding: str  # "constant", "huffman", "packed" (or "raw" for a layer's values, see layer.py)
     payload: bytes
     bit_length: int
     count: int
@@ -81,8 +81,9 @@ def packed_width(alphabet: int) -> int:
     return max(1, math.ceil(math.log2(alphabet))) if alphabet > 1 else 1
 
 
-def encode_stream(symbols: np.ndarray, alphabet: int) -> CodedStream:
-    """Code a stream of ints in [0, alphabet) in the smallest of constant, huffman and packed."""
+def encode_stream(symbols: np.ndarray, alphabet: int, huffman: bool = True) -> CodedStream:
+    """Code a stream of ints in [0, alphabet) in the smallest of constant, huffman and packed
+    (`huffman=False` leaves Huffman out: the quantized-but-not-entropy-coded size)."""
     count = int(symbols.size)
     frequencies = np.bincount(symbols, minlength=alphabet) if count else np.zeros(alphabet, np.int64)
     used = np.flatnonzero(frequencies)
@@ -91,7 +92,7 @@ def encode_stream(symbols: np.ndarray, alphabet: int) -> CodedStream:
     lengths = code_lengths(frequencies)
     huffman_bits = int((frequencies * lengths).sum())
     width = packed_width(alphabet)
-    if (huffman_bits + 7) // 8 + alphabet < (count * width + 7) // 8:
+    if huffman and (huffman_bits + 7) // 8 + alphabet < (count * width + 7) // 8:
         bits = bitarray(endian="big")
         bits.encode(canonical_code(lengths), symbols.tolist())
         return CodedStream("huffman", bits.tobytes(), len(bits), count, alphabet, 0, lengths.astype(np.uint8).tobytes())

@@ -27,6 +27,7 @@ _INT_OF = {
     torch.float64: torch.int64,
 }
 DTYPES = {str(dtype).removeprefix("torch."): dtype for dtype in _INT_OF}
+_NUMPY_INT = {"float32": np.int32, "float16": np.int16, "bfloat16": np.int16, "float64": np.int64}
 AUTO_INDEX_BITS = range(1, 13)
 
 
@@ -132,22 +133,46 @@ def choose_index_bits(flat_symbols: np.ndarray, alphabet: int) -> int:
     return best_bits
 
 
+def _raw_values(tensor: torch.Tensor, name: str) -> tuple[torch.Tensor, np.ndarray]:
+    """For a layer stored without a codebook: an empty codebook and its bit patterns in CSC order."""
+    if tensor.dtype not in _INT_OF:
+        raise InputError(f"{name}: dtype {tensor.dtype} is not supported (float32, float16, bfloat16, float64)")
+    if not bool(torch.isfinite(tensor).all()):
+        raise InputError(f"{name}: weights contain NaN or inf")
+    patterns = tensor.detach().cpu().contiguous().view(_INT_OF[tensor.dtype]).numpy()
+    return torch.empty(0, dtype=tensor.dtype), column_major(patterns.reshape(-1), tuple(tensor.shape))
+
+
 def encode_layer(
-    name: str, tensor: torch.Tensor, kind: str, bits: int, index_bits: int | str
+    name: str, tensor: torch.Tensor, kind: str, bits: int | str, index_bits: int | str, huffman: bool = True
 ) -> tuple[LayerEntry, bytes, torch.Tensor]:
-    """Encode one layer: its manifest entry, its data bytes and its codebook tensor."""
-    codebook, flat = layer_codebook(tensor, bits, name)
+    """Encode one layer: its manifest entry, its data bytes and its codebook tensor.
+
+    `bits="raw"` stores the nonzero values themselves (pruned, not quantized: no codebook).
+    """
+    raw = bits == "raw"
+    if raw:
+        codebook, patterns = _raw_values(tensor, name)
+        flat = (patterns != 0).astype(np.int64)
+    else:
+        codebook, flat = layer_codebook(tensor, int(bits), name)
     if index_bits == "auto":
-        index_bits = choose_index_bits(flat, codebook.numel())
+        index_bits = choose_index_bits(flat, max(codebook.numel(), 2))
     entries = relative_index_encode(flat, int(index_bits))
-    weights = encode_stream(entries.symbols, codebook.numel())
-    indices = encode_stream(entries.codes, 1 << int(index_bits))
+    if raw:
+        values = np.zeros(entries.entries, dtype=patterns.dtype)
+        values[entries.symbols != 0] = patterns[patterns != 0]
+        payload = values.astype(values.dtype.newbyteorder("<")).tobytes()
+        weights = CodedStream("raw", payload, 8 * len(payload), entries.entries, 0)
+    else:
+        weights = encode_stream(entries.symbols, codebook.numel(), huffman)
+    indices = encode_stream(entries.codes, 1 << int(index_bits), huffman)
     entry = LayerEntry(
         name=name,
         shape=tuple(tensor.shape),
         dtype=str(tensor.dtype).removeprefix("torch."),
         kind=kind,
-        bits=bits,
+        bits=0 if raw else int(bits),
         index_bits=int(index_bits),
         nonzeros=entries.entries - entries.fillers,
         fillers=entries.fillers,
@@ -179,7 +204,8 @@ def decode_layer(entry: LayerEntry, data: bytes, codebook: torch.Tensor) -> torc
         raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
     patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
     values = np.zeros(entry.numel, dtype=patterns.dtype)  # zero pages: only touched where written
-    values[row_major_index(positions[real], entry.shape)] = patterns[symbols[real]]
+    stored = symbols[real] if entry.weights.coding == "raw" else patterns[symbols[real]]
+    values[row_major_index(positions[real], entry.shape)] = stored
     return torch.from_numpy(values).view(codebook.dtype).reshape(entry.shape)
 
 
@@ -196,6 +222,9 @@ def decode_streams(entry: LayerEntry, data: bytes) -> tuple[np.ndarray, np.ndarr
         offset += info.payload_bytes + info.table_bytes
         if zlib.crc32(payload + table) != info.crc32:
             raise FormatError(f"{name}: CRC32 mismatch in the {label} stream")
+        if info.coding == "raw" and label == "weights":
+            streams.append(_raw_stream(entry, payload))
+            continue
         if info.alphabet != alphabet:
             raise FormatError(f"{name}: {label} alphabet {info.alphabet}, expected {alphabet}")
         streams.append(
@@ -206,10 +235,22 @@ def decode_streams(entry: LayerEntry, data: bytes) -> tuple[np.ndarray, np.ndarr
     return streams[0], streams[1]
 
 
+def _raw_stream(entry: LayerEntry, payload: bytes) -> np.ndarray:
+    """The bit patterns of a raw weight stream (values of the stored entries, fillers 0)."""
+    if entry.bits != 0 or entry.codebook_size != 0:
+        raise FormatError(f"{entry.name}: a raw weight stream needs bits 0 and no codebook")
+    dtype = np.dtype(_NUMPY_INT[entry.dtype])
+    if len(payload) != entry.weights.count * dtype.itemsize:
+        raise FormatError(
+            f"{entry.name}: raw weight stream holds {len(payload)} bytes for {entry.weights.count} values"
+        )
+    return np.frombuffer(payload, dtype=dtype.newbyteorder("<")).astype(dtype)
+
+
 def entropy_bits(symbols: np.ndarray) -> float:
     """Order-0 empirical entropy of a stream, in bits for the whole stream."""
     if symbols.size == 0:
         return 0.0
-    counts = np.bincount(symbols)
-    p = counts[counts > 0] / symbols.size
+    _, counts = np.unique(symbols, return_counts=True)
+    p = counts / symbols.size
     return float(-(p * np.log2(p)).sum() * symbols.size)

@@ -74,7 +74,7 @@ class ContainerReport:
                 f"{layer.parameters:,}",
                 f"{layer.nonzeros:,}",
                 f"{layer.fillers:,}",
-                f"{layer.bits}/{layer.index_bits}",
+                f"{'raw' if layer.bits == 0 else layer.bits}/{layer.index_bits}",
                 f"{per(layer.weight_bits, layer.nonzeros)} ({per(layer.weight_entropy_bits, layer.nonzeros)})",
                 f"{per(layer.index_bits_total, layer.nonzeros)} ({per(layer.index_entropy_bits, layer.nonzeros)})",
                 f"{layer.bytes:,}",
