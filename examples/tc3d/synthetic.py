@@ -7,11 +7,11 @@ can be downloaded:
 - long-term composition: a run-up across the frame for two thirds of the video, then a rise
   (HighJump) or a fall (LongJump): a clip from the run-up, two thirds of the video, cannot tell them
   apart; clips from every segment can;
-- long-term order: a rise, a pause, a fall (RiseThenFall) or the reverse (FallThenRise). The pause is
-  as long as a segment, so no clip ever sees both movements: only a fusion that knows which segment a
-  score came from (the weighted fusion) can tell them apart. With average, max or attention fusion
-  these two classes are at chance level, whatever S is, and that is honest: those fusions are
-  symmetric in the clips.
+- long-term order: a rise, a pause, a fall (RiseThenFall) or the reverse (FallThenRise), each part
+  starting at a fresh random place so that position gives nothing away. The pause is as long as a
+  segment, so no clip sees both movements: only a fusion that knows which segment a score came from
+  (the weighted fusion) can tell them apart. With average, max or attention fusion these two classes
+  are at chance level whatever S is, and that is honest: those fusions are symmetric in the clips.
 Every video has its own background, object size, start position and noise; everything is seeded.
 
 Layout: <root>/UCF-101/<Class>/v_<Class>_gXX_cYY.avi and <root>/ucfTrainTestlist/{classInd,
@@ -78,11 +78,14 @@ def _run_then(direction: float) -> Track:
 
 def _then_pause_then(first: float) -> Track:
     def track(t: np.ndarray, rng: np.random.Generator, size: float) -> np.ndarray:
-        x = np.full_like(t, rng.uniform(0.3, 0.7))
-        a = np.clip(t / (1 / 3), 0, 1)  # first movement
-        b = np.clip((t - 2 / 3) / (1 / 3), 0, 1)  # second movement, after a pause
-        y = 0.5 + first * 0.3 * (a - 0.5) - first * 0.3 * b
-        return np.stack([x, y], axis=1)
+        # Three parts, each starting at a fresh random place (a cut), so that where the object is
+        # says nothing about the class: a vertical movement, a still pause, the opposite movement.
+        part = np.minimum((t * 3).astype(int), 2)
+        local = t * 3 - part
+        x = rng.uniform(0.25, 0.75, 3)[part]
+        y = rng.uniform(0.35, 0.65, 3)[part]
+        direction = np.array([first, 0.0, -first])[part]
+        return np.stack([x, y + direction * 0.25 * (local - 0.5)], axis=1)
 
     return track
 
