@@ -58,7 +58,13 @@ def test_dsd_runs_three_phases_and_records_history(digits) -> None:
         dense_epochs=2,
         final_epochs=4,
     )
-    history, pruner = run_dsd(model, optimizer, train_one_epoch, evaluate, config)
+    ends: list[tuple[str, float]] = []
+    history, pruner = run_dsd(
+        model, optimizer, train_one_epoch, evaluate, config,
+        on_phase_end=lambda phase, m: ends.append((phase, float((m[0].weight == 0).float().mean()))),
+    )  # fmt: skip
+    assert [phase for phase, _ in ends] == ["sparse", "dense", "final"]
+    assert ends[0][1] == pytest.approx(0.5, abs=1e-3) and ends[2][1] == pytest.approx(0.8, abs=1e-3)
     assert [r.phase for r in history.records] == ["sparse"] * 3 + ["dense"] * 2 + ["final"] * 4
     assert [r.epoch for r in history.records] == list(range(9))
     assert history.records[0].sparsity["0.weight"] == pytest.approx(0.25)

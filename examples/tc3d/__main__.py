@@ -125,5 +125,48 @@ def anomaly(anomalies: tuple[str, ...], **options) -> None:
     click.echo(json.dumps(anomaly_run(config_from(options), list(anomalies)), indent=2))
 
 
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default="runs/demo", show_default=True)
+@click.option("--full", is_flag=True, help="the paper's full-size model (width 64, 112 x 112): for a GPU")
+@click.option("--epochs", type=int, help="training epochs [default: 15, or 30 with --full]")
+@click.option("--videos-per-class", type=int, default=32, show_default=True)
+@click.option("--retrain", is_flag=True, help="train again even if the run folder has a model")
+def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retrain: bool) -> None:
+    """The whole job: synthetic data, a trained T-C3D, the five compression steps, a report."""
+    import time
+
+    from benchmarks.common import machine, machine_line
+    from examples.tc3d.compress import CompressConfig, compress_run, default_run_config
+    from examples.tc3d.report import write_report
+    from examples.tc3d.synthetic import generate as write
+    from examples.tc3d.train import run_training
+
+    start = time.perf_counter()
+    data = out / "data"
+    if not (data / "ucfTrainTestlist" / "classInd.txt").exists():
+        click.echo(f"1/4 generating the synthetic action set in {data}")
+        write(data, classes=8, videos_per_class=videos_per_class, frames=48, size=128 if full else 64, progress=True)
+    width, size = (64, 112) if full else (8, 48)
+    config = default_run_config(str(data), str(out / "train"), width, size, epochs or (30 if full else 15))
+    if retrain or not (out / "train" / "model.safetensors").exists():
+        click.echo(f"2/4 training T-C3D (width {width}, {size} x {size}, {config.epochs} epochs)")
+        run_training(
+            config,
+            on_epoch=lambda r: click.echo(
+                f"  epoch {r['epoch']}: loss {r['train_loss']:.3f}, video accuracy {100 * r['video_accuracy']:.1f}%"
+            ),
+        )
+    click.echo("3/4 compressing: sparse, dense, prune, quantize, Huffman")
+    summary = compress_run(out / "train", out / "compressed", CompressConfig(), log=click.echo)
+    click.echo("4/4 writing the report")
+    report = write_report(
+        summary, out / "compressed", machine=machine_line(machine()), wall_seconds=time.perf_counter() - start
+    )
+    click.echo(
+        f"done in {(time.perf_counter() - start) / 60:.1f} min: {summary['ratio']:.1f}x smaller, accuracy "
+        f"{-summary['accuracy_drop_points']:+.1f} points; report: {report}"
+    )
+
+
 if __name__ == "__main__":
     main()

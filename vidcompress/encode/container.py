@@ -111,7 +111,8 @@ def encode(
         "raw_crc32": raw_crc32,
         "layers": [entry.to_dict() for entry in entries],
     }
-    file_metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "manifest": json.dumps(manifest)}
+    compact = json.dumps(manifest, separators=(",", ":"))
+    file_metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "manifest": compact}
     if METADATA_KEY in metadata:
         file_metadata[METADATA_KEY] = metadata[METADATA_KEY]
     data = safetensors_bytes(envelope, file_metadata)

@@ -126,6 +126,7 @@ def run_dsd(
     config: DSDConfig | None = None,
     *,
     progress: Callable[[EpochRecord], None] | None = None,
+    on_phase_end: Callable[[str, nn.Module], None] | None = None,
 ) -> tuple[DSDHistory, Pruner]:
     """Run sparse, dense and final-pruning phases on `model` with the user's loop.
 
@@ -173,7 +174,12 @@ def run_dsd(
             epoch += 1
         return pruner
 
+    def phase_end(phase: str, epochs: int) -> None:
+        if epochs and on_phase_end is not None:
+            on_phase_end(phase, model)
+
     pruner = pruning_phase("sparse", config.sparse_sparsity, config.sparse_epochs)
+    phase_end("sparse", config.sparse_epochs)
     if config.dense_epochs:
         pruner.release()
         for group in optimizer.param_groups:
@@ -182,7 +188,9 @@ def run_dsd(
             train_one_epoch(model, optimizer, epoch)
             record("dense")
             epoch += 1
+        phase_end("dense", config.dense_epochs)
     if config.final_epochs:
         pruner.release()
         pruner = pruning_phase("final", config.final_sparsity, config.final_epochs)
+        phase_end("final", config.final_epochs)
     return history, pruner

@@ -1,0 +1,133 @@
+"""Run every benchmark, then write benchmarks/results/summary.md (with plots) from their JSON files.
+
+python -m benchmarks.run_all            # all of them (about an hour on 2 CPU cores)
+python -m benchmarks.run_all --summary  # only rebuild summary.md from the existing results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.common import RESULTS
+
+SCRIPTS = ("kmeans", "codec", "spmv", "lenet", "tc3d_tables", "tc3d_compress")
+
+
+def run_all() -> None:
+    for name in SCRIPTS:
+        print(f"== benchmarks.{name}", flush=True)
+        subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], check=True)
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_summary() -> Path:
+    from vidcompress.plots import pyplot
+
+    lines = ["# Benchmark summary", "", "Built by `python -m benchmarks.run_all --summary` from the JSON files beside it;",
+             "each section names its source file, which names its machine and command.", ""]  # fmt: skip
+    compress = _load("tc3d_compress")
+    if compress:
+        first, last = compress["steps"][0], compress["steps"][-1]
+        lines += [
+            "## T-C3D compressed end to end (`tc3d_compress.md`)",
+            "",
+            f"{first['bytes']:,} -> {last['bytes']:,} bytes: **{compress['ratio']:.1f}x** "
+            f"({compress['bits_per_parameter']:.3f} bits per parameter), accuracy "
+            f"{100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% "
+            f"({-compress['accuracy_drop_points']:+.1f} points). Paper: 28.9x, 92.5% -> 92.4%.",
+            "",
+        ]
+    lenet = _load("lenet")
+    if lenet:
+        lines += ["## LeNets on digits (`lenet.md`)", ""]
+        for name, row in lenet["rows"].items():
+            lines.append(
+                f"- {name}: **{row['ratio']:.1f}x** (paper {row['paper_ratio']}x), accuracy "
+                f"{100 * row['accuracy_dense']:.2f}% -> {100 * row['accuracy_compressed']:.2f}%"
+            )
+        lines.append("")
+    codec = _load("codec")
+    if codec:
+        lines += ["## Codec on full-size T-C3D (`codec.md`)", "", "| file | bytes | vs dense fp32 |", "|---|---:|---:|"]
+        lines += [f"| {r['name'].strip()} | {r['bytes']:,} | {r['ratio_to_dense_fp32']:.1f}x |" for r in codec["rows"]]
+        lines += [
+            "",
+            f"Decoding takes {codec['decode_vs_zstd3']:.2f}x the time of zstd -3 decompressing the fp32 file.",
+            "",
+        ]
+        plt = pyplot()
+        figure, axes = plt.subplots(figsize=(7, 3.5))
+        names = [r["name"].strip().replace("that file, ", "") for r in codec["rows"]]
+        axes.barh(names, [r["bytes"] / 1e6 for r in codec["rows"]], color="#4878a8")
+        axes.set_xscale("log")
+        axes.set_xlabel("MB on disk (log scale)")
+        axes.invert_yaxis()
+        figure.tight_layout()
+        figure.savefig(RESULTS / "codec.png", dpi=120)
+        plt.close(figure)
+        lines += ["![codec sizes](codec.png)", ""]
+    kmeans = _load("kmeans")
+    if kmeans:
+        model = kmeans["model"]
+        lines += [
+            "## k-means (`kmeans.md`)",
+            "",
+            f"All layers of a pruned full-size R3D-18: **{model['speedup']:.0f}x** faster than scikit-learn from the "
+            f"same initial centroids, SSE {model['sse_ratio']:.3f} of scikit-learn's.",
+            *[
+                f"- 3 M Laplacian samples, k = {r['k']}, {r['init']}: {r['speedup']:.0f}x, SSE ratio {r['sse_ratio']:.4f}"
+                for r in kmeans["laplace"]
+            ],
+            "",
+        ]
+    tables = _load("tc3d_tables")
+    if tables:
+        lines += ["## T-C3D Tables I and II on the synthetic set (`tc3d_tables.md`)", "",
+                  "| configuration | all | appearance | motion | composition | order |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for name, row in tables["rows"].items():
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{100 * row[k]:.1f}" for k in ("all", "appearance", "motion", "composition", "order"))
+                + " |"
+            )
+        lines.append("")
+    for name in ("spmv_cpu", "spmv_gpu"):
+        spmv = _load(name)
+        if spmv:
+            ratios = [r["scipy_csr_s"] / r["ours_cpu_s"] for r in spmv["rows"]]
+            lines += [
+                f"## Sparse kernels (`{name}.md`)",
+                "",
+                f"CPU, ours vs scipy CSR: {min(ratios):.2f}x to {max(ratios):.2f}x (the layout is expanded per call; "
+                "it holds 3 bytes per nonzero against CSR's 8).",
+            ]
+            if spmv.get("gpu"):
+                gpu = [r["cusparse_csr_s"] / r["ours_gpu_s"] for r in spmv["rows"] if r["batch"] == 1]
+                lines.append(f"GPU, batch 1, ours vs cuSPARSE: {min(gpu):.2f}x to {max(gpu):.2f}x.")
+            else:
+                lines.append("No GPU rows: no GPU was available to the run.")
+            lines.append("")
+    path = RESULTS / "summary.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--summary", action="store_true", help="only rebuild summary.md")
+    args = parser.parse_args()
+    if not args.summary:
+        run_all()
+    print("wrote", write_summary())
+
+
+if __name__ == "__main__":
+    main()

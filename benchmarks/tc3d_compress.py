@@ -1,0 +1,52 @@
+"""The demo as a benchmark: T-C3D trained on the synthetic set and compressed through the five steps.
+
+Writes benchmarks/results/tc3d_compress.{json,md} and the report's plots.
+
+    python -m benchmarks.tc3d_compress [--out runs/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from benchmarks.common import RESULTS, machine, machine_line, write_results
+from examples.tc3d.compress import CompressConfig, compress_run, default_run_config
+from examples.tc3d.report import write_report
+from examples.tc3d.synthetic import generate
+from examples.tc3d.train import run_training
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/bench", help="work folder (data, run, compressed files)")
+    parser.add_argument("--epochs", type=int, default=15)
+    args = parser.parse_args()
+    info = machine()
+    out = Path(args.out)
+    start = time.perf_counter()
+    if not (out / "data" / "ucfTrainTestlist" / "classInd.txt").exists():
+        generate(out / "data", classes=8, videos_per_class=32)
+    config = default_run_config(str(out / "data"), str(out / "train"), 8, 48, args.epochs)
+    config.progress = False
+    if not (out / "train" / "model.safetensors").exists():
+        run_training(config)
+    summary = compress_run(out / "train", out / "compressed", CompressConfig(progress=False))
+    wall = time.perf_counter() - start
+    report = write_report(summary, out / "compressed", machine=machine_line(info), wall_seconds=wall)
+    text = report.read_text().replace("](", "](tc3d_compress_")
+    for png in ("accuracy_vs_size.png", "layers.png", "histogram.png"):
+        shutil.copy(out / "compressed" / png, RESULTS / f"tc3d_compress_{png}")
+    summary["machine"] = info
+    summary["wall_seconds"] = wall
+    text = text.replace("Wall time of the whole demo", "Wall time (data, training, compression)")
+    text += "\nCommand: `python -m benchmarks.tc3d_compress`.\n"
+    write_results("tc3d_compress", json.loads(json.dumps(summary)), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
