@@ -37,6 +37,11 @@ FORMAT_VERSION = 1
 DEFAULT_INDEX_BITS = "conv=8,fc=5"
 MAX_INDEX_BITS = 16
 MAX_ELEMENTS = 1 << 34  # per layer; a guard against a manifest declaring an absurd shape
+# Decoded bytes may exceed the file's size by at most this factor (plus a floor for tiny files), so
+# a hostile manifest cannot make a small file allocate unbounded memory. Deep Compression reaches
+# 30-50x; an all-zero layer legitimately more, hence the wide margin.
+MAX_EXPANSION = 4096
+EXPANSION_FLOOR = 1 << 26
 
 
 @dataclass
@@ -112,7 +117,12 @@ def encode(
         "layers": [entry.to_dict() for entry in entries],
     }
     compact = json.dumps(manifest, separators=(",", ":"))
-    file_metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "manifest": compact}
+    file_metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "manifest": compact,
+        "manifest_crc32": str(zlib.crc32(compact.encode())),
+    }
     if METADATA_KEY in metadata:
         file_metadata[METADATA_KEY] = metadata[METADATA_KEY]
     data = safetensors_bytes(envelope, file_metadata)
@@ -151,17 +161,28 @@ def read_container(path: str | os.PathLike[str]) -> Container:
             f"{path}: container format version {metadata.get('format_version')!r}; "
             f"this vidcompress reads version {FORMAT_VERSION}"
         )
+    text = metadata.get("manifest", "")
+    if metadata.get("manifest_crc32") != str(zlib.crc32(text.encode())):
+        raise FormatError(f"{path}: CRC32 mismatch in the manifest")
     try:
-        manifest = json.loads(metadata.get("manifest", ""))
+        manifest = json.loads(text)
     except ValueError:
         raise FormatError(f"{path}: manifest is not valid JSON") from None
     layers, raw, order, raw_crc32 = _validate_manifest(manifest, path)
+    file_bytes = path.stat().st_size
+    itemsize = {name: torch.empty(0, dtype=dtype).element_size() for name, dtype in DTYPES.items()}
+    decoded = sum(entry.numel * itemsize[entry.dtype] for entry in layers)
+    if decoded > MAX_EXPANSION * file_bytes + EXPANSION_FLOOR:
+        raise FormatError(
+            f"{path}: manifest declares {decoded:,} decoded bytes for a {file_bytes:,}-byte file "
+            f"(more than {MAX_EXPANSION}x); refusing to allocate"
+        )
     expected = {f"layers/{e.name}" for e in layers} | {f"codebooks/{e.name}" for e in layers}
     expected |= {f"raw/{name}" for name in raw}
     if keys != expected:
         missing, extra = sorted(expected - keys), sorted(keys - expected)
         raise FormatError(f"{path}: tensors do not match the manifest (missing {missing[:3]}, unexpected {extra[:3]})")
-    return Container(path, layers, raw, order, metadata, path.stat().st_size, raw_crc32)
+    return Container(path, layers, raw, order, metadata, file_bytes, raw_crc32)
 
 
 def decode(path: str | os.PathLike[str]) -> StateDict:
@@ -235,6 +256,8 @@ def _validate_manifest(manifest: Any, path: Path) -> tuple[list[LayerEntry], lis
 
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise fail("is not a vidcompress manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise fail(f"has format version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
     raw: Any = manifest.get("raw")
     order: Any = manifest.get("order")
     layers: Any = manifest.get("layers")

@@ -1,0 +1,236 @@
+"""Hostile files, interrupted work and odd inputs: every case ends in the package's own error."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from models import R3D18Like, mlp
+
+from vidcompress import prune_, quantize_, quantize_state_dict
+from vidcompress.encode import decode, encode
+from vidcompress.errors import FormatError, InputError, VidcompressError
+from vidcompress.io import load_state_dict, save_state_dict
+from vidcompress.metadata import read_stages
+
+
+@pytest.fixture(scope="module")
+def container(tmp_path_factory) -> bytes:
+    torch.manual_seed(0)
+    model = R3D18Like(width=4)
+    prune_(model, "conv=0.8,fc=0.9")
+    state, _ = quantize_state_dict(model.state_dict())
+    path = tmp_path_factory.mktemp("c") / "model.vcz"
+    encode(state, path, index_bits="conv=4,fc=3")
+    return path.read_bytes()
+
+
+def _expect_format_error(data: bytes, original: bytes, folder: Path) -> None:
+    """The package's error, or (for a change the format does not cover, such as the stage record in
+    the metadata) exactly the original weights: never another exception, never wrong weights."""
+    path = folder / "mutated.vcz"
+    path.write_bytes(data)
+    start = time.perf_counter()
+    decoded = None
+    with contextlib.suppress(VidcompressError):
+        decoded = decode(path)
+    assert time.perf_counter() - start < 10
+    if decoded is not None:
+        (folder / "original.vcz").write_bytes(original)
+        reference = decode(folder / "original.vcz")
+        assert list(decoded) == list(reference)
+        assert all(
+            torch.equal(decoded[k].reshape(-1).view(torch.uint8), reference[k].reshape(-1).view(torch.uint8))
+            for k in reference
+        )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_containers_fail_cleanly(container: bytes, tmp_path: Path, data) -> None:
+    blob = bytearray(container)
+    kind = data.draw(st.sampled_from(["flip", "truncate", "append", "overwrite"]))
+    if kind == "flip":
+        for _ in range(data.draw(st.integers(1, 8))):
+            position = data.draw(st.integers(0, len(blob) - 1))
+            blob[position] ^= 1 << data.draw(st.integers(0, 7))
+    elif kind == "truncate":
+        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
+    elif kind == "append":
+        blob += data.draw(st.binary(min_size=1, max_size=64))
+    else:
+        position = data.draw(st.integers(0, len(blob) - 1))
+        chunk = data.draw(st.binary(min_size=1, max_size=32))
+        blob[position : position + len(chunk)] = chunk
+    _expect_format_error(bytes(blob), container, tmp_path)
+
+
+def _edit_manifest(container: bytes, edit) -> bytes:
+    header_length = int.from_bytes(container[:8], "little")
+    header = json.loads(container[8 : 8 + header_length])
+    manifest = json.loads(header["__metadata__"]["manifest"])
+    edit(manifest)
+    text = json.dumps(manifest)
+    header["__metadata__"]["manifest"] = text
+    header["__metadata__"]["manifest_crc32"] = str(zlib.crc32(text.encode()))  # a consistent forgery
+    new_header = json.dumps(header).encode()
+    new_header += b" " * (-len(new_header) % 8)
+    return len(new_header).to_bytes(8, "little") + new_header + container[8 + header_length :]
+
+
+def _set(path: list, value):
+    def edit(manifest: dict) -> None:
+        target = manifest
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set(["layers", 0, "shape"], [1 << 40, 1 << 20]), "declares"),
+        (_set(["layers", 0, "shape"], [64, 64, 64, 64]), "declares"),
+        (_set(["layers", 0, "nonzeros"], -5), "negative or non-integer"),
+        (_set(["layers", 0, "nonzeros"], 3), "stream counts"),
+        (_set(["layers", 0, "weights", "count"], 10**12), "stream counts"),
+        (_set(["layers", 0, "index_bits"], 40), "out of range"),
+        (_set(["layers", 0, "shape"], "abc"), "negative or non-integer"),
+        (_set(["layers", 0, "weights"], [1, 2]), "malformed"),
+        (_set(["layers", 0, "weights", "payload_bytes"], 10**15), "declares"),
+        (_set(["layers", 0, "weights", "coding"], "zip"), "unknown coding"),
+        (_set(["format_version"], 99), "format version 99"),
+        (_set(["raw"], ["not-there"]), "raw"),
+        (_set(["order"], []), "disagree"),
+    ],
+)
+def test_edited_manifests_are_format_errors(container: bytes, tmp_path: Path, edit, message: str) -> None:
+    path = tmp_path / "edited.vcz"
+    path.write_bytes(_edit_manifest(container, edit))
+    with pytest.raises(FormatError, match=message):
+        decode(path)
+
+
+def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) -> None:
+    header_length = int.from_bytes(container[:8], "little")
+    header = json.loads(container[8 : 8 + header_length])
+    header["__metadata__"]["format_version"] = "2"
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    (tmp_path / "v2.vcz").write_bytes(len(text).to_bytes(8, "little") + text + container[8 + header_length :])
+    with pytest.raises(FormatError, match="format version '2'"):
+        decode(tmp_path / "v2.vcz")
+
+    def all_zero(manifest: dict) -> None:  # a consistent, tiny description of a huge all-zero layer
+        layer = manifest["layers"][0]
+        layer["shape"] = [1 << 16, 1 << 15]
+        span = 1 << layer["index_bits"]
+        fillers = (1 << 31) // span - 1
+        layer.update(nonzeros=0, fillers=fillers)
+        for stream in ("weights", "indices"):
+            layer[stream].update(count=fillers, coding="constant", bit_length=0, payload_bytes=0, table_bytes=0)
+
+    (tmp_path / "bomb.vcz").write_bytes(_edit_manifest(container, all_zero))
+    with pytest.raises(FormatError, match=r"refusing to allocate|declares"):
+        decode(tmp_path / "bomb.vcz")
+
+
+def test_half_precision_weights_are_supported(tmp_path: Path) -> None:
+    for dtype in (torch.float16, torch.bfloat16):
+        model = mlp().to(dtype)
+        prune_(model, "fc=0.8")
+        quantize_(model, "fc=4")
+        from vidcompress.quantize import finalize_
+
+        finalize_(model)
+        state = model.state_dict()
+        assert all(t.dtype == dtype for t in state.values())
+        encode(state, tmp_path / f"{dtype}.vcz", bits="fc=4")
+        decoded = decode(tmp_path / f"{dtype}.vcz")
+        assert all(torch.equal(decoded[k].view(torch.int16), state[k].view(torch.int16)) for k in state)
+
+
+def test_inconsistent_metadata_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    save_state_dict({"w": torch.ones(2, 2)}, path, {"vidcompress": "{not json"})
+    _, metadata = load_state_dict(path)
+    with pytest.raises(InputError, match="not valid JSON"):
+        read_stages(metadata, str(path))
+    from click.testing import CliRunner
+
+    from vidcompress.cli import main
+
+    result = CliRunner().invoke(main, ["quantize", str(path), "-o", str(tmp_path / "q.safetensors")])
+    assert result.exit_code == 2 and "not valid JSON" in result.output
+    assert not (tmp_path / "q.safetensors").exists()
+
+
+def test_nan_weights_are_reported_by_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vidcompress.cli import main
+
+    path = tmp_path / "nan.safetensors"
+    weight = torch.randn(4, 4)
+    weight[1, 2] = float("inf")
+    save_state_dict({"fc.weight": weight}, path)
+    result = CliRunner().invoke(main, ["quantize", str(path), "-o", str(tmp_path / "q.safetensors")])
+    assert result.exit_code == 2 and "fc.weight" in result.output and "NaN or inf" in result.output
+
+
+@pytest.mark.parametrize("command", ["prune", "quantize", "encode", "decode"])
+def test_kill_9_leaves_no_partial_output_and_the_input_intact(tmp_path: Path, command: str) -> None:
+    torch.manual_seed(0)
+    big = {"a.weight": torch.randn(2048, 2048), "b.weight": torch.randn(1024, 2048)}
+    source = tmp_path / "in.safetensors"
+    if command in ("encode", "decode"):
+        big, _ = quantize_state_dict(big)
+    save_state_dict(big, source)
+    if command == "decode":
+        encode(big, tmp_path / "in.vcz")
+        source = tmp_path / "in.vcz"
+    before = source.read_bytes()
+    out = tmp_path / ("out.vcz" if command == "encode" else "out.safetensors")
+    outcomes = set()
+    for delay in (0.3, 0.8, 1.5):
+        out.unlink(missing_ok=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vidcompress.cli", command, str(source), "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if out.exists():  # it finished before the kill: the file must be whole
+            outcomes.add("finished")
+            if command in ("prune", "quantize", "decode"):
+                load_state_dict(out)
+            else:
+                decode(out)
+        else:
+            outcomes.add("killed")
+        assert source.read_bytes() == before
+    assert "killed" in outcomes
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert all(name.endswith(".tmp") for name in leftovers)  # only temporaries, never the output name
+
+
+def test_pickles_are_refused_even_when_named_safetensors(tmp_path: Path) -> None:
+    path = tmp_path / "trick.safetensors"
+    torch.save({"w": torch.ones(1)}, path)  # a zip/pickle file under the wrong suffix
+    with pytest.raises(InputError):
+        load_state_dict(path)
+    assert np.frombuffer(path.read_bytes()[:2], dtype=np.uint8).size == 2
+    assert os.path.exists(path)
