@@ -71,7 +71,9 @@ def edit_manifest(blob: bytes, rng: np.random.Generator) -> bytes:
     manifest = json.loads(header["__metadata__"]["manifest"])
     for _ in range(int(rng.integers(1, 4))):
         if rng.random() < 0.15:
-            manifest[str(rng.choice(["format_version", "order", "raw", "layers"]))] = [] if rng.random() < 0.5 else 7
+            manifest[str(rng.choice(["format_version", "order", "raw_crc32", "layers"]))] = (
+                [] if rng.random() < 0.5 else 7
+            )
             continue
         if not manifest.get("layers") or not isinstance(manifest["layers"], list):
             break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,7 +117,12 @@ def write_summary() -> Path:
                 lines.append("No GPU rows: no GPU was available to the run.")
             lines.append("")
     path = RESULTS / "summary.md"
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    text = "\n".join(lines).rstrip() + "\n"
+    path.write_text(text)
+    # The docs' results page is the same summary, with links that work from docs/.
+    page = text.replace("# Benchmark summary", "# Results").replace("](", "](../benchmarks/results/")
+    page = re.sub(r"`([a-z0-9_]+\.md)`", r"[\1](../benchmarks/results/\1)", page)
+    (Path(__file__).parent.parent / "docs" / "results.md").write_text(page)
     return path
 
 

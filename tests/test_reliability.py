@@ -112,8 +112,9 @@ def _set(path: list, value):
         (_set(["layers", 0, "weights", "payload_bytes"], 10**15), "declares"),
         (_set(["layers", 0, "weights", "coding"], "zip"), "unknown coding"),
         (_set(["format_version"], 99), "format version 99"),
-        (_set(["raw"], ["not-there"]), "raw"),
+        (_set(["raw_crc32"], [1]), "raw CRC32 values"),
         (_set(["order"], []), "disagree"),
+        (_set(["order"], ["a", "a"]), "disagree"),
     ],
 )
 def test_edited_manifests_are_format_errors(container: bytes, tmp_path: Path, edit, message: str) -> None:

@@ -112,8 +112,7 @@ def encode(
         "vidcompress_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "order": list(tensors),
-        "raw": raw,
-        "raw_crc32": raw_crc32,
+        "raw_crc32": [raw_crc32[name] for name in raw],
         "layers": [entry.to_dict() for entry in entries],
     }
     compact = json.dumps(manifest, separators=(",", ":"))
@@ -258,21 +257,19 @@ def _validate_manifest(manifest: Any, path: Path) -> tuple[list[LayerEntry], lis
         raise fail("is not a vidcompress manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise fail(f"has format version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-    raw: Any = manifest.get("raw")
     order: Any = manifest.get("order")
     layers: Any = manifest.get("layers")
-    if not _is_list_of(raw, str) or not _is_list_of(order, str) or not isinstance(layers, list):
-        raise fail("lacks its raw, order or layers lists")
-    raw_crc32: Any = manifest.get("raw_crc32")
-    if not isinstance(raw_crc32, dict) or sorted(raw_crc32) != sorted(raw):
-        raise fail("lacks a CRC32 for every raw tensor")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in raw_crc32.values()):
-        raise fail("has a raw CRC32 that is not an integer")
+    crcs: Any = manifest.get("raw_crc32")
+    if not _is_list_of(order, str) or not isinstance(layers, list) or not isinstance(crcs, list):
+        raise fail("lacks its order, layers or raw_crc32 lists")
     entries = [_layer_entry(item, fail) for item in layers]
-    names = [e.name for e in entries] + list(raw)
-    if len(set(names)) != len(names) or sorted(names) != sorted(order):
-        raise fail("names of layers, raw tensors and order disagree")
-    return entries, list(raw), list(order), dict(raw_crc32)
+    encoded = {entry.name for entry in entries}
+    if len(set(order)) != len(order) or len(encoded) != len(entries) or not encoded <= set(order):
+        raise fail("names of layers and order disagree")
+    raw = [name for name in order if name not in encoded]  # the rest is stored as it is, in this order
+    if len(crcs) != len(raw) or not all(isinstance(v, int) and not isinstance(v, bool) for v in crcs):
+        raise fail(f"has {len(crcs)} raw CRC32 values for {len(raw)} raw tensors")
+    return entries, raw, list(order), dict(zip(raw, crcs, strict=True))
 
 
 def _layer_entry(item: Any, fail: Any) -> LayerEntry:
