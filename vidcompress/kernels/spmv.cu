@@ -5,13 +5,18 @@
 #define FULL_MASK 0xffffffffu
 #define SPMM_TILE 8  // batch columns accumulated in registers per pass
 
+// The whole block copies the codebook into shared memory once; every warp then reads it from there.
+__device__ __forceinline__ void load_codebook(float* table, const float* __restrict__ codebook, int size) {
+    for (int i = threadIdx.x; i < size; i += blockDim.x) table[i] = codebook[i];
+    __syncthreads();
+}
+
 template <typename Column, typename Symbol>
 __device__ void spmv_rows(const int* __restrict__ row_pointers, const Column* __restrict__ columns,
                           const Symbol* __restrict__ symbols, const float* __restrict__ codebook,
                           int codebook_size, const float* __restrict__ x, float* __restrict__ y, int rows) {
     extern __shared__ float table[];
-    for (int i = threadIdx.x; i < codebook_size; i += blockDim.x) table[i] = codebook[i];
-    __syncthreads();
+    load_codebook(table, codebook, codebook_size);
     const int lane = threadIdx.x & 31;
     const int warps = blockDim.x >> 5;
     for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
@@ -32,8 +37,7 @@ __device__ void spmm_rows(const int* __restrict__ row_pointers, const Column* __
                           int codebook_size, const float* __restrict__ x, float* __restrict__ y, int rows,
                           int batch) {
     extern __shared__ float table[];
-    for (int i = threadIdx.x; i < codebook_size; i += blockDim.x) table[i] = codebook[i];
-    __syncthreads();
+    load_codebook(table, codebook, codebook_size);
     const int lane = threadIdx.x & 31;
     const int warps = blockDim.x >> 5;
     for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {

@@ -7,7 +7,6 @@ supplies the training and evaluation functions, so any loop fits.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidcompress.config import JsonConfig
 from vidcompress.errors import ConfigError
 from vidcompress.layers import module_layers
 from vidcompress.prune.pruner import PruneConfig, Pruner, layer_sparsity
@@ -26,7 +26,7 @@ Evaluate = Callable[[nn.Module], float]
 
 
 @dataclass(frozen=True)
-class DSDConfig:
+class DSDConfig(JsonConfig):
     """The three phases of DSD training with T-C3D's final pruning.
 
     Args:
@@ -61,17 +61,6 @@ class DSDConfig:
         data["final_sparsity"] = self.final_sparsity.to_dict()
         data["schedule"] = self.schedule.to_dict()
         return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DSDConfig:
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> DSDConfig:
-        return cls.from_dict(json.loads(text))
 
 
 @dataclass

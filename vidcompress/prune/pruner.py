@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidcompress.config import JsonConfig
 from vidcompress.errors import ConfigError
 from vidcompress.layers import find_parameter, module_layers, state_dict_layers
 from vidcompress.prune.magnitude import magnitude_mask
@@ -21,7 +21,7 @@ DEFAULT_SPARSITY = "conv=0.9,fc=0.95"
 
 
 @dataclass(frozen=True)
-class PruneConfig:
+class PruneConfig(JsonConfig):
     """What to prune and how fast: per-layer target sparsities and a schedule.
 
     Args:
@@ -45,13 +45,6 @@ class PruneConfig:
         if unknown:
             raise ConfigError(f"prune config: unknown field(s) {sorted(unknown)}")
         return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> PruneConfig:
-        return cls.from_dict(json.loads(text))
 
 
 class Pruner:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from vidcompress.config import JsonConfig
 from vidcompress.errors import ConfigError
 from vidcompress.layers import LayerInfo, find_parameter, module_layers, state_dict_layers
 from vidcompress.prune.masks import remove_mask
@@ -24,7 +24,7 @@ DEFAULT_BITS = "conv=8,fc=5"
 
 
 @dataclass(frozen=True)
-class QuantizeConfig:
+class QuantizeConfig(JsonConfig):
     """Per-layer bits and how the codebooks are found and trained.
 
     Args:
@@ -52,17 +52,6 @@ class QuantizeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "bits": self.bits.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> QuantizeConfig:
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str) -> QuantizeConfig:
-        return cls.from_dict(json.loads(text))
 
 
 @dataclass
