@@ -120,6 +120,35 @@ def test_resume_ends_with_the_same_weights(tiny: Path, tmp_path: Path) -> None:
     assert straight["history"][-1]["video_accuracy"] == resumed["history"][-1]["video_accuracy"]
 
 
+def test_kill_9_mid_epoch_then_resume_gives_the_same_weights(tiny: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from vidcompress.io import load_state_dict
+
+    def command(out: Path, *extra: str) -> list[str]:
+        return [
+            sys.executable, "-m", "examples.tc3d", "train", "--data", str(tiny), "--out", str(out), "--width", "4",
+            "--size", "24", "--epochs", "3", "--batch-size", "4", "--workers", "0", "--lr-steps", "1", *extra,
+        ]  # fmt: skip
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(command(tmp_path / "straight"), cwd=ROOT, env=env, check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
+    subprocess.run(command(killed, "--resume"), cwd=ROOT, env=env, check=True, capture_output=True)
+    a, _ = load_state_dict(tmp_path / "straight" / "model.safetensors")
+    b, _ = load_state_dict(killed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_two_process_torchrun_training(tiny: Path, tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

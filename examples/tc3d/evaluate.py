@@ -23,6 +23,17 @@ from examples.tc3d.transforms import video_transform
 from vidcompress.io import load_state_dict
 
 
+@torch.no_grad()
+def confusion(model: TC3D, data: torch.utils.data.DataLoader, classes: int) -> np.ndarray:
+    """Confusion matrix of video-level predictions: rows are true classes, columns predictions."""
+    model.eval()
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    for videos, labels in data:
+        predicted = model(videos).argmax(1)
+        np.add.at(matrix, (labels.numpy(), predicted.numpy()), 1)
+    return matrix
+
+
 def clip_flops(model: TC3D, frames: int, size: int) -> int:
     """FLOPs of the backbone on one clip (a multiply-add counts 2; MACs = FLOPs / 2)."""
     model.eval()
@@ -73,6 +84,7 @@ def evaluate_run(
     device = torch.device("cpu")
     s_clips = evaluate(model, loader(make_dataset(config, items, False), 1, config.workers, False, 0, 0), device)
     every = evaluate(model, loader(make_dataset(config, items, False, True), 1, config.workers, False, 0, 0), device)
+    matrix = confusion(model, loader(make_dataset(config, items, False), 8, config.workers, False, 0, 0), len(classes))
     flops = clip_flops(model, config.frames, config.size)
     parameters = sum(p.numel() for p in model.parameters())
     lengths = [len(read_frames(item.path)) for item in items[:fps_videos]]
@@ -91,4 +103,6 @@ def evaluate_run(
         "video_gflops": flops * config.segments / 1e9,
         "fps": measure_fps(model, config, [item.path for item in items[:fps_videos]]),
         "fps_threads": torch.get_num_threads(),
+        "per_class_accuracy": {name: float(matrix[i, i] / max(matrix[i].sum(), 1)) for i, name in enumerate(classes)},
+        "confusion": matrix.tolist(),
     }
