@@ -57,6 +57,14 @@ def test_index_bits_accept_auto() -> None:
     assert LayerRules.parse("conv=auto,fc=5", INDEX_BITS).resolve(LAYERS)["conv1.weight"] == "auto"
 
 
+def test_a_bare_value_applies_to_every_layer() -> None:
+    assert set(LayerRules.parse("auto", INDEX_BITS).resolve(LAYERS).values()) == {"auto"}
+    assert LayerRules.parse("0.5,fc=off", SPARSITY).resolve(LAYERS) == {
+        "conv1.weight": 0.5,
+        "layer4.0.conv1.weight": 0.5,
+    }
+
+
 def test_json_and_toml_files_and_round_trip(tmp_path) -> None:
     text = "conv=0.9,fc=0.95,layer4.*=0.8,fc.weight=off"
     rules = LayerRules.parse(text, SPARSITY)

@@ -1,6 +1,7 @@
 """Per-layer settings from rule strings such as `conv=0.9,fc=0.95,layer4.*=0.8,fc.weight=0`.
 
-A rule's key is a layer kind (`conv`, `fc`) or a glob over parameter names; later rules win.
+A rule's key is a layer kind (`conv`, `fc`) or a glob over parameter names; later rules win; a bare
+value (`auto`, `0.9`) applies to every layer.
 The value `off` (and, for sparsity, `0`) leaves a layer out. The same rules come from a JSON
 object or a TOML table (`{"conv": 0.9, "layer4.*": 0.8}`), and are written back in that form into
 file metadata, so the CLI, the Python API and the files speak the same objects.
@@ -152,12 +153,23 @@ def _split_rule_string(text: str, spec: ValueSpec) -> list[tuple[str, str]]:
         if not item:
             continue
         pattern, sep, value = item.partition("=")
+        if not sep and _is_value(pattern.strip(), spec):  # a bare value applies to every layer
+            pairs += [(kind.value, pattern.strip()) for kind in LayerKind]
+            continue
         if not sep or not pattern.strip() or not value.strip():
             raise ConfigError(f"{spec.name} rule {item!r}: expected PATTERN=VALUE, e.g. 'conv=0.9,fc=0.95'")
         pairs.append((pattern.strip(), value.strip()))
     if not pairs:
         raise ConfigError(f"{spec.name} rules {text!r}: no rule given")
     return pairs
+
+
+def _is_value(text: str, spec: ValueSpec) -> bool:
+    try:
+        spec.parse(text)
+    except ConfigError:
+        return text == OFF
+    return True
 
 
 def _read_rule_file(path: Path) -> dict[str, Any]:
