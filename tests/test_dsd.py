@@ -70,6 +70,7 @@ def test_dsd_runs_three_phases_and_records_history(digits) -> None:
     assert history.records[0].sparsity["0.weight"] == pytest.approx(0.25)
     assert history.phase_end("sparse").sparsity["0.weight"] == pytest.approx(0.5)
     assert history.phase_end("dense").lr == pytest.approx(0.01)
+    assert history.phase_end("final").lr == pytest.approx(0.1)  # final_lr_factor 1.0
     assert history.phase_end("final").overall_sparsity == pytest.approx(0.8, abs=1e-3)
     assert history.baseline > 0.9
     assert history.phase_end("final").metric > history.baseline - 0.05

@@ -48,7 +48,8 @@ class CompressConfig:
     dense_epochs: int = 3
     final_epochs: int = 10
     finetune_epochs: int = 3
-    lr: float = 0.001
+    finetune_lr_factor: float = 0.01  # each centroid gets the sum of its members' gradients: small steps
+    lr: float = 0.01  # the sparse phase starts at the training rate (DSD); dense and fine-tuning use less
     progress: bool = True
 
 
@@ -149,7 +150,7 @@ def compress_run(
         on_phase_end=on_phase_end,
     )  # fmt: skip
     report = quantize_(model, QuantizeConfig(bits=config.bits))  # type: ignore[arg-type]
-    tuner = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+    tuner = torch.optim.SGD(model.parameters(), lr=config.lr * config.finetune_lr_factor, momentum=0.9)
     for epoch in range(config.finetune_epochs):
         one_epoch(model, tuner, 100 + epoch)
         log(f"  centroid fine-tuning epoch {epoch}: accuracy {100 * accuracy(model):.1f}%")

@@ -35,6 +35,8 @@ class DSDConfig(JsonConfig):
         schedule: how each pruning phase approaches its targets, one step per epoch.
         sparse_epochs, dense_epochs, final_epochs: epochs per phase (0 skips a phase).
         dense_lr_factor: the learning rate is multiplied by this when the dense phase begins.
+        final_lr_factor: the final pruning phase runs at this times the initial learning rate
+            (1.0: pruning again needs the room to recover that the sparse phase had).
     """
 
     sparse_sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse("conv=0.85,fc=0.9", SPARSITY))
@@ -44,6 +46,7 @@ class DSDConfig(JsonConfig):
     dense_epochs: int = 5
     final_epochs: int = 10
     dense_lr_factor: float = 0.1
+    final_lr_factor: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("sparse_sparsity", "final_sparsity"):
@@ -54,6 +57,8 @@ class DSDConfig(JsonConfig):
                 raise ConfigError(f"DSD {name} {getattr(self, name)}: must be >= 0")
         if not 0.0 < self.dense_lr_factor <= 1.0:
             raise ConfigError(f"DSD dense_lr_factor {self.dense_lr_factor}: must be in (0, 1]")
+        if not 0.0 < self.final_lr_factor <= 1.0:
+            raise ConfigError(f"DSD final_lr_factor {self.final_lr_factor}: must be in (0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -167,6 +172,7 @@ def run_dsd(
         if epochs and on_phase_end is not None:
             on_phase_end(phase, model)
 
+    initial_lrs = [group["lr"] for group in optimizer.param_groups]
     pruner = pruning_phase("sparse", config.sparse_sparsity, config.sparse_epochs)
     phase_end("sparse", config.sparse_epochs)
     if config.dense_epochs:
@@ -180,6 +186,8 @@ def run_dsd(
         phase_end("dense", config.dense_epochs)
     if config.final_epochs:
         pruner.release()
+        for group, lr in zip(optimizer.param_groups, initial_lrs, strict=True):
+            group["lr"] = lr * config.final_lr_factor
         pruner = pruning_phase("final", config.final_sparsity, config.final_epochs)
         phase_end("final", config.final_epochs)
     return history, pruner
