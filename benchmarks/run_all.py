@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS
 
-SCRIPTS = ("kmeans", "codec", "spmv", "lenet", "tc3d_tables", "tc3d_compress")
+SCRIPTS = ("kmeans", "codec", "spmv", "lenet", "fuzz", "tc3d_tables", "tc3d_compress")
 
 
 def run_all() -> None:
@@ -116,6 +116,15 @@ def write_summary() -> Path:
             else:
                 lines.append("No GPU rows: no GPU was available to the run.")
             lines.append("")
+    fuzz = _load("fuzz")
+    if fuzz:
+        outcomes = ", ".join(f"{k}: {v:,}" for k, v in sorted(fuzz["outcomes"].items()))
+        lines += [
+            "## Fuzzing the container reader (`fuzz.md`)",
+            "",
+            f"{fuzz['cases']:,} mutated containers: {outcomes}; slowest case {1000 * fuzz['slowest_case_seconds']:.1f} ms.",
+            "",
+        ]
     path = RESULTS / "summary.md"
     text = "\n".join(lines).rstrip() + "\n"
     path.write_text(text)
