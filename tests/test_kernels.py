@@ -22,6 +22,7 @@ def _quantized(shape, sparsity=0.9, levels=255, seed=0) -> torch.Tensor:
 
 
 def _close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> bool:
+    actual, expected = actual.detach(), expected.detach()
     return float((actual - expected).abs().max()) <= rel * max(float(expected.abs().max()), 1e-12)
 
 
