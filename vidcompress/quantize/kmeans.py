@@ -114,9 +114,9 @@ class KMeans1D:
         if self.n_clusters < 1:
             raise ConfigError(f"k-means n_clusters {self.n_clusters}: must be at least 1")
         data = _Sorted.of(values)
-        distinct = np.unique(data.x)
-        if distinct.size <= self.n_clusters:  # every value can be its own centroid
-            self.cluster_centers_ = distinct
+        starts = np.concatenate(([True], data.x[1:] != data.x[:-1]))  # the data is sorted: no second sort
+        if np.count_nonzero(starts) <= self.n_clusters:  # every value can be its own centroid
+            self.cluster_centers_ = data.x[starts]
             self.inertia_, self.n_iter_ = 0.0, 0
             return self
         if isinstance(self.init, str):
