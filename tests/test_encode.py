@@ -181,6 +181,16 @@ def test_load_compressed_gives_the_same_outputs(quantized, tmp_path) -> None:
     assert torch.equal(model(x), reference(x))
 
 
+def test_a_model_with_parametrizations_must_be_finalized_first(tmp_path) -> None:
+    model = R3D18Like(width=4)
+    quantize_(model, "conv=4,fc=4")
+    with pytest.raises(ConfigError, match="finalize_"):
+        encode(model, tmp_path / "x.vcz")
+    finalize_(model)
+    encode(model, tmp_path / "x.vcz", bits="conv=4,fc=4")
+    assert (tmp_path / "x.vcz").exists()
+
+
 def test_unquantized_layer_is_an_error_naming_it(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"fc\.weight: .* distinct nonzero values.*vidcompress quantize"):
         encode(R3D18Like(width=4).state_dict(), tmp_path / "x.vcz", bits="fc=5")

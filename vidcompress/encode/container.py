@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
+from torch.nn.utils import parametrize
 
 from vidcompress._version import __version__
 from vidcompress.encode.layer import DTYPES, LayerEntry, StreamInfo, decode_layer, encode_layer
@@ -80,6 +81,8 @@ def encode(
     Raises:
         ConfigError: a selected layer has more distinct values than its bits allow.
     """
+    if isinstance(source, nn.Module) and any(parametrize.is_parametrized(m) for m in source.modules()):
+        raise ConfigError("the model still has pruning masks or weight sharing attached: call finalize_(model) first")
     tensors = source.state_dict() if isinstance(source, nn.Module) else dict(source)
     metadata = dict(metadata or {})
     layers = state_dict_layers(tensors)
