@@ -61,7 +61,9 @@ def write_summary() -> Path:
         lines += [f"| {r['name'].strip()} | {r['bytes']:,} | {r['ratio_to_dense_fp32']:.1f}x |" for r in codec["rows"]]
         lines += [
             "",
-            f"Decoding takes {codec['decode_vs_zstd3']:.2f}x the time of zstd -3 decompressing the fp32 file.",
+            f"Decoding takes {codec['decode_vs_zstd3']:.2f}x the time of zstd -3 decompressing the fp32 file "
+            f"({codec['machine']['cores']} threads; "
+            f"{codec.get('decode_one_thread_vs_zstd3', float('nan')):.2f}x in one thread).",
             "",
         ]
         plt = pyplot()

@@ -24,7 +24,14 @@ from vidcompress.encode import (
     relative_index_encode,
     size_breakdown,
 )
-from vidcompress.encode.huffman import canonical_code, decode_stream
+from vidcompress.encode.huffman import (
+    canonical_code,
+    code_lengths,
+    decode_stream,
+    huffman_lengths,
+    huffman_payload,
+    pack_table,
+)
 from vidcompress.errors import ConfigError, FormatError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.prune import prune_
@@ -134,6 +141,49 @@ def test_worked_example_of_the_format_doc(tmp_path) -> None:
     assert "symbol 1 -> `0`, symbol 0 -> `10`" in text
     code = canonical_code(np.array([2, 1, 3, 3]))
     assert {s: c.to01() for s, c in code.items()} == {1: "0", 0: "10", 2: "110", 3: "111"}
+
+
+def test_huffman_example_of_the_format_doc() -> None:
+    block = DOCS.read_text().split("<!-- huffman-example -->", 1)[1].split("```")[1]
+    expected = {
+        name: bytes.fromhex(hexes.replace(" ", ""))
+        for name, hexes in re.findall(r"^(\S+):\s+([0-9a-f ]+)$", block, flags=re.MULTILINE)
+    }
+    symbols = np.array([0, 0, 0, 0, 0, 1, 1, 2])
+    lengths = huffman_lengths(symbols, 4)
+    assert lengths.tolist() == [1, 2, 3, 0, 3]
+    payload, bit_length = huffman_payload(symbols, lengths)
+    assert (payload, bit_length) == (expected["payload"], 12)
+    assert pack_table(lengths, 4) == expected["table"]
+    assert np.array_equal(decode_stream("huffman", payload, 12, 8, 4, 0, expected["table"]), symbols)
+
+
+def test_code_lengths_respect_the_limit_and_stay_optimal() -> None:
+    # Frequencies 2^19, 2^18, ..., 1 make unlimited Huffman codes 20 bits long.
+    symbols = np.repeat(np.arange(20), 1 << np.arange(19, -1, -1))
+    assert code_lengths(np.bincount(symbols), 40).max() == 19
+    lengths = huffman_lengths(symbols, 20)
+    assert lengths.max() == 15 and lengths[20] > 0
+    assert sum(2.0 ** -int(length) for length in lengths if length) == 1.0
+    stream = encode_stream(symbols, 20)
+    assert stream.coding == "huffman"
+    assert np.array_equal(
+        decode_stream("huffman", stream.payload, stream.bit_length, symbols.size, 20, 0, stream.code_lengths), symbols
+    )
+    # Where the limit does not bind, package-merge costs exactly what unlimited Huffman costs.
+    frequencies = np.random.default_rng(1).integers(1, 1000, 50)
+    assert (frequencies * code_lengths(frequencies, 15)).sum() == (frequencies * code_lengths(frequencies, 40)).sum()
+
+
+@pytest.mark.parametrize("alphabet", [3, 5, 256, 257, 1 << 12, 1 << 16])
+def test_streams_decode_on_both_paths(alphabet: int) -> None:
+    # Up to 256 symbols zlib's inflate decodes; above, bitarray. Both must agree with the input.
+    rng = np.random.default_rng(alphabet)
+    symbols = np.minimum(rng.geometric(0.05, 200_000) - 1, alphabet - 1)
+    stream = encode_stream(symbols, alphabet)
+    assert stream.coding == "huffman"
+    out = decode_stream("huffman", stream.payload, stream.bit_length, symbols.size, alphabet, 0, stream.code_lengths)
+    assert np.array_equal(out, symbols)
 
 
 def test_streams_are_close_to_their_entropy() -> None:

@@ -127,12 +127,12 @@ def test_edited_manifests_are_format_errors(container: bytes, tmp_path: Path, ed
 def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) -> None:
     header_length = int.from_bytes(container[:8], "little")
     header = json.loads(container[8 : 8 + header_length])
-    header["__metadata__"]["format_version"] = "2"
+    header["__metadata__"]["format_version"] = "3"
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
-    (tmp_path / "v2.vcz").write_bytes(len(text).to_bytes(8, "little") + text + container[8 + header_length :])
-    with pytest.raises(FormatError, match="format version '2'"):
-        decode(tmp_path / "v2.vcz")
+    (tmp_path / "v3.vcz").write_bytes(len(text).to_bytes(8, "little") + text + container[8 + header_length :])
+    with pytest.raises(FormatError, match="format version '3'"):
+        decode(tmp_path / "v3.vcz")
 
     def all_zero(manifest: dict) -> None:  # a consistent, tiny description of a huge all-zero layer
         layer = manifest["layers"][0]

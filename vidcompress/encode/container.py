@@ -15,6 +15,7 @@ import struct
 import time
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from vidcompress.metadata import METADATA_KEY, read_stages
 from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
 
 FORMAT_NAME = "vidcompress.container"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_INDEX_BITS = "conv=8,fc=5"
 MAX_INDEX_BITS = 16
 MAX_ELEMENTS = 1 << 34  # per layer; a guard against a manifest declaring an absurd shape
@@ -43,6 +44,7 @@ MAX_ELEMENTS = 1 << 34  # per layer; a guard against a manifest declaring an abs
 # 30-50x; an all-zero layer legitimately more, hence the wide margin.
 MAX_EXPANSION = 4096
 EXPANSION_FLOOR = 1 << 26
+DECODE_THREADS = os.cpu_count() or 1
 
 
 @dataclass
@@ -187,29 +189,39 @@ def read_container(path: str | os.PathLike[str]) -> Container:
     return Container(path, layers, raw, order, metadata, file_bytes, raw_crc32)
 
 
-def decode(path: str | os.PathLike[str]) -> StateDict:
-    """Decode a container to the state dict it was made from, bit for bit."""
-    return decode_with_metadata(path)[0]
+def decode(path: str | os.PathLike[str], threads: int | None = None) -> StateDict:
+    """Decode a container to the state dict it was made from, bit for bit.
+
+    Layers are decoded by `threads` threads (default: one per CPU core).
+    """
+    return decode_with_metadata(path, threads)[0]
 
 
-def decode_with_metadata(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, str]]:
+def decode_with_metadata(path: str | os.PathLike[str], threads: int | None = None) -> tuple[StateDict, dict[str, str]]:
     """Decode a container; also return the stage metadata it carries (for `vidcompress decode`)."""
     container = read_container(path)
     decoded: StateDict = {}
     try:
         with safe_open(str(container.path), framework="pt") as handle:
+            inputs = []
             for entry in container.layers:
                 data = handle.get_tensor(f"layers/{entry.name}")
                 codebook = handle.get_tensor(f"codebooks/{entry.name}")
                 if data.dtype != torch.uint8 or data.ndim != 1:
                     raise FormatError(f"{entry.name}: layer data is not a 1-D uint8 tensor")
-                decoded[entry.name] = decode_layer(entry, data.numpy().tobytes(), codebook.reshape(-1))
+                inputs.append((entry, data.numpy(), codebook.reshape(-1)))
             for name in container.raw:
                 decoded[name] = handle.get_tensor(f"raw/{name}")
                 if _tensor_crc32(decoded[name]) != container.raw_crc32[name]:
                     raise FormatError(f"{name}: CRC32 mismatch in the raw tensor")
     except (SafetensorError, OSError, RuntimeError) as error:
         raise FormatError(f"{container.path}: cannot read a tensor ({error})") from None
+    # Layers decode in threads: zlib's inflate and numpy's large-array work release the GIL.
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
+    with ThreadPoolExecutor(max_workers=min(threads or DECODE_THREADS, max(len(inputs), 1))) as pool:
+        for entry, tensor in zip(container.layers, pool.map(lambda item: decode_layer(*item), inputs), strict=True):
+            decoded[entry.name] = tensor
     state = {name: decoded[name] for name in container.order}
     kept = {k: v for k, v in container.metadata.items() if k == METADATA_KEY}
     return state, kept

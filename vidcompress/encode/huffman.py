@@ -1,17 +1,28 @@
-"""Canonical Huffman coding of symbol streams; bitarray does the bit work in C.
+"""Canonical, length-limited Huffman coding of symbol streams.
 
 Only code lengths are stored: codes are assigned canonically (shorter codes first, then by symbol
 value, as in DEFLATE), so lengths alone rebuild the code. Each stream is stored in the smallest of:
-`constant` (one distinct symbol: no bytes), `huffman` (payload plus one length byte per alphabet
-symbol), or `packed` (fixed ceil(log2 alphabet)-bit fields). Bits are MSB-first; the last byte is
-zero-padded.
+`constant` (one distinct symbol: no bytes), `huffman` (payload plus a table of code lengths), or
+`packed` (fixed ceil(log2 alphabet)-bit fields).
+
+Every Huffman code has one extra symbol, the end symbol (value = alphabet), that is never written:
+it makes the code complete and, for alphabets of up to 256 symbols with lengths of at most 15 bits,
+makes the payload exactly the body of a DEFLATE block with the end symbol as end-of-block. Decoding
+then prepends the DEFLATE header that the code lengths describe and lets zlib's inflate (C, and free
+of the GIL) do the bit work at a few nanoseconds a symbol. bitarray does the encoding, and the
+decoding of larger alphabets.
+
+Bit order, as in DEFLATE: a stream is a sequence of bits packed into bytes least significant bit
+first; each code (and each packed field) is written into that sequence most significant bit first;
+the last byte is zero-padded.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from bitarray import bitarray, decodetree
@@ -19,7 +30,9 @@ from bitarray.util import int2ba
 
 from vidcompress.errors import FormatError
 
-MAX_CODE_LENGTH = 63  # no stream shorter than 2^63 symbols can need more
+DEFLATE_MAX_ALPHABET = 256  # literals 0..255; the end symbol becomes DEFLATE's end-of-block (256)
+NIBBLE_LIMIT = 15  # code lengths stored in 4 bits
+WIDE_LIMIT = 24  # for alphabets too large for 15-bit codes (bits 15 and 16)
 
 
 @dataclass(frozen=True)
@@ -32,42 +45,82 @@ class CodedStream:
     count: int
     alphabet: int
     constant: int = 0  # the symbol of a constant stream
-    code_lengths: bytes = b""  # one byte per alphabet symbol (0 = unused), huffman only
+    code_lengths: bytes = b""  # the stored table (see `table_bytes`), huffman only
 
     @property
     def total_bytes(self) -> int:
         return len(self.payload) + len(self.code_lengths)
 
 
-def code_lengths(frequencies: np.ndarray) -> np.ndarray:
-    """Huffman code lengths for the given symbol frequencies (0 for unused symbols)."""
+def length_limit(alphabet: int) -> int:
+    """The longest code allowed for an alphabet (the end symbol counted)."""
+    return NIBBLE_LIMIT if alphabet + 1 <= 1 << NIBBLE_LIMIT else WIDE_LIMIT
+
+
+def table_bytes(alphabet: int) -> int:
+    """Bytes of the stored code-length table: `alphabet + 1` lengths, 4 bits each when they fit."""
+    entries = alphabet + 1
+    return (entries + 1) // 2 if length_limit(alphabet) == NIBBLE_LIMIT else entries
+
+
+def code_lengths(frequencies: np.ndarray, limit: int) -> np.ndarray:
+    """Optimal code lengths of at most `limit` bits (package-merge); 0 for unused symbols.
+
+    Larmore and Hirschberg's package-merge: the cheapest 2n - 2 items of the list built by merging
+    the symbols with packages of pairs, `limit - 1` times, give each symbol as many bits as the items
+    it appears in. A merged list's first m items hold its first m - p symbols and first p packages,
+    so only the package flags of each list are kept and the counts are read back from them.
+    """
     used = np.flatnonzero(frequencies)
     lengths = np.zeros(frequencies.size, dtype=np.int64)
-    if used.size == 1:
-        lengths[used[0]] = 1
+    if used.size <= 1:
+        lengths[used] = 1
         return lengths
-    # Heap items: (weight, tie-breaker, symbols of the subtree); ties resolved by symbol order.
-    heap = [(int(frequencies[s]), int(s), [int(s)]) for s in used]
-    heapq.heapify(heap)
-    while len(heap) > 1:
-        w1, t1, s1 = heapq.heappop(heap)
-        w2, t2, s2 = heapq.heappop(heap)
-        lengths[s1] += 1
-        lengths[s2] += 1
-        heapq.heappush(heap, (w1 + w2, min(t1, t2), s1 + s2))
+    if used.size > 1 << limit:
+        raise ValueError(f"{used.size} symbols do not fit in codes of at most {limit} bits")
+    order = used[np.argsort(frequencies[used], kind="stable")]
+    leaves = frequencies[order].astype(np.int64)
+    current, flags_per_level = leaves, []
+    for _ in range(limit - 1):
+        paired = current.size // 2 * 2
+        packages = current[0:paired:2] + current[1:paired:2]
+        merged = np.concatenate((leaves, packages))
+        rank = np.argsort(merged, kind="stable")  # symbols before packages of equal weight
+        current = merged[rank]
+        flags_per_level.append(rank >= leaves.size)
+    depth = np.zeros(leaves.size, dtype=np.int64)
+    take = 2 * leaves.size - 2
+    for flags in reversed(flags_per_level):
+        packages_taken = int(np.count_nonzero(flags[:take]))
+        depth[: take - packages_taken] += 1
+        take = 2 * packages_taken
+    depth[:take] += 1
+    lengths[order] = depth
     return lengths
 
 
-def canonical_code(lengths: np.ndarray, name: str = "stream") -> dict[int, bitarray]:
-    """The canonical code of each used symbol; rejects lengths that violate Kraft's inequality."""
-    used = [(int(length), int(symbol)) for symbol, length in enumerate(lengths) if length > 0]
-    if not used:
-        raise FormatError(f"{name}: Huffman table has no symbols")
-    if max(length for length, _ in used) > MAX_CODE_LENGTH:
-        raise FormatError(f"{name}: Huffman code length above {MAX_CODE_LENGTH}")
-    if sum(2.0**-length for length, _ in used) > 1.0 + 1e-12:
-        raise FormatError(f"{name}: Huffman code lengths are not a prefix code")
-    used.sort()
+def huffman_lengths(symbols_or_frequencies: np.ndarray, alphabet: int, *, frequencies: bool = False) -> np.ndarray:
+    """Code lengths of a stream's Huffman code: `alphabet + 1` entries, the end symbol last."""
+    counts = symbols_or_frequencies if frequencies else np.bincount(symbols_or_frequencies, minlength=alphabet)
+    with_end = np.append(counts.astype(np.int64), 1)
+    return code_lengths(with_end, length_limit(alphabet))
+
+
+def check_lengths(lengths: np.ndarray, limit: int, name: str = "stream") -> None:
+    """Reject a table that is not a complete prefix code of at least two symbols within the limit."""
+    used = lengths[lengths > 0]
+    if used.size < 2:
+        raise FormatError(f"{name}: Huffman table has fewer than two symbols")
+    if int(used.max()) > limit:
+        raise FormatError(f"{name}: Huffman code length above {limit}")
+    if int(np.sum(np.left_shift(1, limit - used))) != 1 << limit:
+        raise FormatError(f"{name}: Huffman code lengths do not form a complete prefix code")
+
+
+def canonical_code(lengths: np.ndarray, name: str = "stream", limit: int = WIDE_LIMIT) -> dict[int, bitarray]:
+    """The canonical code of each used symbol; rejects tables that are not a complete prefix code."""
+    check_lengths(np.asarray(lengths, dtype=np.int64), limit, name)
+    used = sorted((int(length), int(symbol)) for symbol, length in enumerate(lengths) if length > 0)
     code, previous, table = 0, used[0][0], {}
     for length, symbol in used:
         code <<= length - previous
@@ -77,8 +130,48 @@ def canonical_code(lengths: np.ndarray, name: str = "stream") -> dict[int, bitar
     return table
 
 
+def pack_table(lengths: np.ndarray, alphabet: int) -> bytes:
+    """The stored code-length table: two lengths a byte (first in the high nibble), or one a byte."""
+    values = lengths.astype(np.uint8)
+    if length_limit(alphabet) != NIBBLE_LIMIT:
+        return values.tobytes()
+    if values.size % 2:
+        values = np.append(values, np.uint8(0))
+    return ((values[0::2] << 4) | values[1::2]).astype(np.uint8).tobytes()
+
+
+def unpack_table(table: bytes | memoryview, alphabet: int, name: str = "stream") -> np.ndarray:
+    """Inverse of `pack_table`: `alphabet + 1` code lengths."""
+    if len(table) != table_bytes(alphabet):
+        raise FormatError(f"{name}: Huffman table has {len(table)} bytes, expected {table_bytes(alphabet)}")
+    raw = np.frombuffer(table, dtype=np.uint8)
+    if length_limit(alphabet) != NIBBLE_LIMIT:
+        return raw.astype(np.int64)
+    nibbles = np.empty(raw.size * 2, dtype=np.int64)
+    nibbles[0::2], nibbles[1::2] = raw >> 4, raw & 15
+    if nibbles.size > alphabet + 1 and nibbles[-1] != 0:
+        raise FormatError(f"{name}: Huffman table padding is not zero")
+    return nibbles[: alphabet + 1]
+
+
 def packed_width(alphabet: int) -> int:
     return max(1, math.ceil(math.log2(alphabet))) if alphabet > 1 else 1
+
+
+def symbol_dtype(alphabet: int) -> np.dtype:
+    """The narrowest unsigned dtype that holds every symbol of an alphabet."""
+    return np.dtype(np.uint8 if alphabet <= 1 << 8 else np.uint16 if alphabet <= 1 << 16 else np.int64)
+
+
+def huffman_bits(frequencies: np.ndarray, lengths: np.ndarray) -> int:
+    return int((frequencies * lengths[: frequencies.size]).sum())
+
+
+def huffman_payload(symbols: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
+    """The coded bytes of a stream under the canonical code of `lengths`, and their bit length."""
+    coded = bitarray(endian="little")
+    coded.encode(canonical_code(lengths), symbols.tolist())
+    return coded.tobytes(), len(coded)
 
 
 def encode_stream(symbols: np.ndarray, alphabet: int, huffman: bool = True) -> CodedStream:
@@ -89,33 +182,35 @@ def encode_stream(symbols: np.ndarray, alphabet: int, huffman: bool = True) -> C
     used = np.flatnonzero(frequencies)
     if used.size <= 1:
         return CodedStream("constant", b"", 0, count, alphabet, int(used[0]) if used.size else 0)
-    lengths = code_lengths(frequencies)
-    huffman_bits = int((frequencies * lengths).sum())
     width = packed_width(alphabet)
-    if huffman and (huffman_bits + 7) // 8 + alphabet < (count * width + 7) // 8:
-        bits = bitarray(endian="big")
-        bits.encode(canonical_code(lengths), symbols.tolist())
-        return CodedStream("huffman", bits.tobytes(), len(bits), count, alphabet, 0, lengths.astype(np.uint8).tobytes())
+    if huffman:
+        lengths = huffman_lengths(frequencies, alphabet, frequencies=True)
+        bits = huffman_bits(frequencies, lengths)
+        if (bits + 7) // 8 + table_bytes(alphabet) < (count * width + 7) // 8:
+            payload, bit_length = huffman_payload(symbols, lengths)
+            return CodedStream("huffman", payload, bit_length, count, alphabet, 0, pack_table(lengths, alphabet))
     return CodedStream("packed", _pack(symbols, width), count * width, count, alphabet)
 
 
 def decode_stream(
     coding: str,
-    payload: bytes,
+    payload: bytes | memoryview,
     bit_length: int,
     count: int,
     alphabet: int,
     constant: int = 0,
-    lengths: bytes = b"",
+    table: bytes | memoryview = b"",
     name: str = "stream",
 ) -> np.ndarray:
-    """Inverse of `encode_stream`; every inconsistency is a FormatError naming the stream."""
+    """Inverse of `encode_stream`, as an array of `symbol_dtype(alphabet)`; every inconsistency is a
+    FormatError naming the stream."""
     if not 0 <= bit_length <= len(payload) * 8 or len(payload) != (bit_length + 7) // 8:
         raise FormatError(f"{name}: declares {bit_length} bits in {len(payload)} bytes")
+    dtype = symbol_dtype(alphabet)
     if coding == "constant":
         if not 0 <= constant < max(alphabet, 1):
             raise FormatError(f"{name}: constant symbol {constant} outside the alphabet of {alphabet}")
-        return np.full(count, constant, dtype=np.int64)
+        return np.full(count, constant, dtype=dtype)
     if coding == "packed":
         width = packed_width(alphabet)
         if bit_length != count * width:
@@ -123,31 +218,91 @@ def decode_stream(
         values = _unpack(payload, width, count)
         if values.size and values.max() >= alphabet:
             raise FormatError(f"{name}: packed symbol outside the alphabet of {alphabet}")
-        return values
+        return values.astype(dtype)
     if coding == "huffman":
-        if len(lengths) != alphabet:
-            raise FormatError(f"{name}: Huffman table has {len(lengths)} entries, expected {alphabet}")
         if count > bit_length:  # every code is at least one bit long
             raise FormatError(f"{name}: {count} symbols cannot fit in {bit_length} bits")
-        table = canonical_code(np.frombuffer(lengths, dtype=np.uint8), name)
-        bits = bitarray(endian="big")
-        bits.frombytes(payload)
-        del bits[bit_length:]
-        try:
-            values = np.fromiter(bits.decode(decodetree(table)), dtype=np.int64, count=count)
-        except ValueError as error:
-            raise FormatError(f"{name}: Huffman payload does not decode ({error})") from None
-        return values
+        lengths = unpack_table(table, alphabet, name)
+        check_lengths(lengths, length_limit(alphabet), name)
+        if lengths[alphabet] == 0:
+            raise FormatError(f"{name}: Huffman table has no end symbol")
+        if alphabet <= DEFLATE_MAX_ALPHABET:
+            values = _inflate(payload, count, lengths, name)
+        else:
+            code = canonical_code(lengths, name, length_limit(alphabet))
+            values = _bitarray_decode(payload, bit_length, count, code, name)
+        if values.size and int(values.max()) >= alphabet:
+            raise FormatError(f"{name}: Huffman payload contains the end symbol")
+        used_bits = huffman_bits(np.bincount(values, minlength=alphabet), lengths)
+        if used_bits != bit_length:
+            raise FormatError(f"{name}: {count} symbols take {used_bits} bits, the stream declares {bit_length}")
+        return values.astype(dtype, copy=False)
     raise FormatError(f"{name}: unknown coding {coding!r}")
+
+
+def _inflate(payload: bytes | memoryview, count: int, lengths: np.ndarray, name: str) -> np.ndarray:
+    """Decode with zlib: the payload is the body of a DEFLATE block whose header the lengths give."""
+    literal = np.zeros(DEFLATE_MAX_ALPHABET + 1, dtype=np.int64)
+    literal[: lengths.size - 1] = lengths[:-1]
+    literal[DEFLATE_MAX_ALPHABET] = lengths[-1]  # the end symbol is DEFLATE's end-of-block
+    inflater = zlib.decompressobj(wbits=-15)
+    try:
+        inflater.decompress(_deflate_header(literal.astype(np.uint8).tobytes()))
+        out = inflater.decompress(payload, count) if count else b""
+    except zlib.error as error:
+        raise FormatError(f"{name}: Huffman payload does not decode ({error})") from None
+    if len(out) != count:
+        raise FormatError(f"{name}: Huffman payload ends after {len(out)} of {count} symbols")
+    return np.frombuffer(out, dtype=np.uint8)
+
+
+@lru_cache(maxsize=256)
+def _deflate_header(literal_lengths: bytes) -> bytes:
+    """A byte-aligned DEFLATE prefix ending where a dynamic block's Huffman-coded data begins.
+
+    Three empty fixed-Huffman blocks (10 bits each) pad the dynamic block's 1,106-bit header to a
+    whole number of bytes, so the payload follows without any bit shifting. The header: BFINAL 1,
+    BTYPE 2, HLIT 0 (257 literal/length codes), HDIST 0 (one distance code), HCLEN 15 (all 19
+    code-length codes); the code-length code gives symbols 0-15 four bits each (so each length is
+    written as itself), then the 257 literal lengths and a length of 1 for the one distance code.
+    """
+    bits = bitarray(endian="little")
+
+    def field(value: int, width: int) -> None:  # DEFLATE's header fields are LSB first
+        bits.extend(int2ba(value, width, endian="little"))
+
+    for _ in range(3):  # not final, fixed Huffman, end-of-block (code 0000000)
+        for value, width in ((0, 1), (1, 2), (0, 7)):
+            field(value, width)
+    for value, width in ((1, 1), (2, 2), (0, 5), (0, 5), (15, 4)):
+        field(value, width)
+    for symbol in (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15):
+        field(0 if symbol >= 16 else 4, 3)
+    for length in [*literal_lengths, 1]:
+        bits.extend(int2ba(length, 4, endian="big"))  # a Huffman code: most significant bit first
+    assert len(bits) % 8 == 0
+    return bits.tobytes()
+
+
+def _bitarray_decode(
+    payload: bytes | memoryview, bit_length: int, count: int, code: dict[int, bitarray], name: str
+) -> np.ndarray:
+    bits = bitarray(endian="little")
+    bits.frombytes(bytes(payload))
+    del bits[bit_length:]
+    try:
+        return np.fromiter(bits.decode(decodetree(code)), dtype=np.int64, count=count)
+    except ValueError as error:
+        raise FormatError(f"{name}: Huffman payload does not decode ({error})") from None
 
 
 def _pack(symbols: np.ndarray, width: int) -> bytes:
     shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
-    bits = ((symbols[:, None] >> shifts) & 1).astype(np.uint8)
-    return np.packbits(bits.reshape(-1)).tobytes()
+    bits = ((symbols.astype(np.int64)[:, None] >> shifts) & 1).astype(np.uint8)
+    return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
 
 
-def _unpack(payload: bytes, width: int, count: int) -> np.ndarray:
-    bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))[: count * width]
+def _unpack(payload: bytes | memoryview, width: int, count: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8), bitorder="little")[: count * width]
     weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
     return bits.reshape(count, width).astype(np.int64) @ weights

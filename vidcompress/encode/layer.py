@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidcompress.encode.huffman import CodedStream, code_lengths, decode_stream, encode_stream, packed_width
+from vidcompress.encode.huffman import (
+    CodedStream,
+    decode_stream,
+    encode_stream,
+    huffman_bits,
+    huffman_lengths,
+    packed_width,
+    table_bytes,
+)
 from vidcompress.encode.relative_index import (
     column_major,
     relative_index_encode,
@@ -118,7 +126,8 @@ def coded_bytes(symbols: np.ndarray, alphabet: int) -> int:
     frequencies = np.bincount(symbols, minlength=alphabet)
     if np.count_nonzero(frequencies) <= 1:
         return 0
-    huffman = (int((frequencies * code_lengths(frequencies)).sum()) + 7) // 8 + alphabet
+    lengths = huffman_lengths(frequencies, alphabet, frequencies=True)
+    huffman = (huffman_bits(frequencies, lengths) + 7) // 8 + table_bytes(alphabet)
     return min(huffman, (symbols.size * packed_width(alphabet) + 7) // 8)
 
 
@@ -185,7 +194,7 @@ def encode_layer(
     return entry, data, codebook
 
 
-def decode_layer(entry: LayerEntry, data: bytes, codebook: torch.Tensor) -> torch.Tensor:
+def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Tensor) -> torch.Tensor:
     """Rebuild a layer from its entry, data and codebook; any inconsistency is a FormatError."""
     name = entry.name
     if len(data) != entry.data_bytes:
@@ -195,32 +204,33 @@ def decode_layer(entry: LayerEntry, data: bytes, codebook: torch.Tensor) -> torc
     if zlib.crc32(codebook.contiguous().view(torch.uint8).numpy().tobytes()) != entry.codebook_crc32:
         raise FormatError(f"{name}: CRC32 mismatch in the codebook")
     symbols, codes = decode_streams(entry, data)
+    if symbols.size != codes.size:
+        raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
     positions = relative_index_positions(codes, entry.numel, entry.index_bits, name)
     real = symbols != 0
     stored = int(np.count_nonzero(real))
     if stored != entry.nonzeros or symbols.size - stored != entry.fillers:
         raise FormatError(f"{name}: decoded counts differ from the manifest")
-    if symbols.size != codes.size:
-        raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
+    if entry.fillers:
+        positions, symbols = positions[real], symbols[real]
     patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
     values = np.zeros(entry.numel, dtype=patterns.dtype)  # zero pages: only touched where written
-    stored = symbols[real] if entry.weights.coding == "raw" else patterns[symbols[real]]
-    values[row_major_index(positions[real], entry.shape)] = stored
+    values[row_major_index(positions, entry.shape)] = symbols if entry.weights.coding == "raw" else patterns[symbols]
     return torch.from_numpy(values).view(codebook.dtype).reshape(entry.shape)
 
 
-def decode_streams(entry: LayerEntry, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def decode_streams(entry: LayerEntry, data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
     """The weight-symbol and index-code streams of a layer, CRC-checked and decoded."""
-    name = entry.name
+    name, view = entry.name, memoryview(data)
     offset, streams = 0, []
     for label, info, alphabet in (
         ("weights", entry.weights, entry.codebook_size),
         ("indices", entry.indices, 1 << entry.index_bits),
     ):
-        payload = data[offset : offset + info.payload_bytes]
-        table = data[offset + info.payload_bytes : offset + info.payload_bytes + info.table_bytes]
+        payload = view[offset : offset + info.payload_bytes]
+        table = view[offset + info.payload_bytes : offset + info.payload_bytes + info.table_bytes]
         offset += info.payload_bytes + info.table_bytes
-        if zlib.crc32(payload + table) != info.crc32:
+        if zlib.crc32(table, zlib.crc32(payload)) != info.crc32:
             raise FormatError(f"{name}: CRC32 mismatch in the {label} stream")
         if info.coding == "raw" and label == "weights":
             streams.append(_raw_stream(entry, payload))
@@ -229,13 +239,20 @@ def decode_streams(entry: LayerEntry, data: bytes) -> tuple[np.ndarray, np.ndarr
             raise FormatError(f"{name}: {label} alphabet {info.alphabet}, expected {alphabet}")
         streams.append(
             decode_stream(
-                info.coding, payload, info.bit_length, info.count, alphabet, info.constant, table, f"{name} {label}"
+                info.coding,
+                payload,
+                info.bit_length,
+                info.count,
+                alphabet,
+                info.constant,
+                table,
+                f"{name} {label}",
             )
         )
     return streams[0], streams[1]
 
 
-def _raw_stream(entry: LayerEntry, payload: bytes) -> np.ndarray:
+def _raw_stream(entry: LayerEntry, payload: bytes | memoryview) -> np.ndarray:
     """The bit patterns of a raw weight stream (values of the stored entries, fillers 0)."""
     if entry.bits != 0 or entry.codebook_size != 0:
         raise FormatError(f"{entry.name}: a raw weight stream needs bits 0 and no codebook")

@@ -64,7 +64,8 @@ def relative_index_positions(codes: np.ndarray, numel: int, index_bits: int, nam
     span = 1 << index_bits
     if codes.size and (codes.min() < 0 or codes.max() >= span):
         raise FormatError(f"{name}: index code outside [0, {span})")
-    positions = np.cumsum(codes + 1) - 1
+    positions = np.cumsum(codes, dtype=np.int64)  # codes may be uint8: no `codes + 1` overflow
+    positions += np.arange(codes.size, dtype=np.int64)
     last = int(positions[-1]) if positions.size else -1
     if last >= numel:
         raise FormatError(f"{name}: entries run past the end of the layer ({last} >= {numel})")
@@ -77,7 +78,10 @@ def row_major_index(positions: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     """Where CSC-walk positions of `W.reshape(out, -1)` land in the row-major (C-order) layout."""
     rows = shape[0] if shape else 1
     columns = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    return (positions % rows) * columns + positions // rows
+    column, row = np.divmod(positions, rows)
+    row *= columns
+    row += column
+    return row
 
 
 def relative_index_decode(
