@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.common import RESULTS, machine, machine_line, write_results
 from examples.tc3d.compress import CompressConfig, compress_run, default_run_config
 from examples.tc3d.report import write_report
-from examples.tc3d.synthetic import generate
+from examples.tc3d.synthetic import DEMO_TEST_GROUPS, DEMO_VIDEOS_PER_CLASS, generate
 from examples.tc3d.train import run_training
 
 
@@ -29,7 +29,7 @@ def main() -> None:
     out = Path(args.out)
     start = time.perf_counter()
     if not (out / "data" / "ucfTrainTestlist" / "classInd.txt").exists():
-        generate(out / "data", classes=8, videos_per_class=32)
+        generate(out / "data", classes=8, videos_per_class=DEMO_VIDEOS_PER_CLASS, test_groups=DEMO_TEST_GROUPS)
     config = default_run_config(str(out / "data"), str(out / "train"), 8, 48, args.epochs)
     config.progress = False
     if not (out / "train" / "model.safetensors").exists():

@@ -89,6 +89,20 @@ def test_dense_phase_really_trains_the_pruned_weights(digits) -> None:
     assert history.phase_end("dense").overall_sparsity < 0.05
 
 
+def test_recovery_epochs_run_at_the_recovery_rate(digits) -> None:
+    model, optimizer = _trained(digits)
+    train_one_epoch, evaluate = _loop(digits)
+    config = DSDConfig("fc=0.5", "fc=0.8", StepSchedule(0.25), 3, 1, 5, recovery_lr_factor=0.1)
+    history, _ = run_dsd(model, optimizer, train_one_epoch, evaluate, config)
+    rates = [(r.phase, round(r.lr, 6)) for r in history.records]
+    # sparse: 2 epochs to reach 0.5, then 1 recovery epoch; dense at 0.1 x the initial rate, not
+    # the recovery rate; final: 4 epochs to reach 0.8, then 1 recovery epoch.
+    assert rates == [("sparse", 0.1)] * 2 + [("sparse", 0.01), ("dense", 0.01)] + [("final", 0.1)] * 4 + [
+        ("final", 0.01)
+    ]
+    assert history.phase_end("final").overall_sparsity == pytest.approx(0.8, abs=1e-3)
+
+
 def test_dsd_refuses_a_phase_too_short_for_its_schedule(digits) -> None:
     model, optimizer = _trained(digits)
     train_one_epoch, evaluate = _loop(digits)

@@ -25,16 +25,30 @@ def main() -> None:
 @click.option("--frames", type=click.IntRange(min=16), default=48, show_default=True)
 @click.option("--size", type=click.IntRange(min=16), default=64, show_default=True, help="frame side in pixels")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--test-groups",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="groups of 4 videos a class for testing",
+)
 @click.option("--hmdb-splits", is_flag=True, help="also write HMDB51-style split files")
 def generate(
-    root: Path, classes: int, videos_per_class: int, frames: int, size: int, seed: int, hmdb_splits: bool
+    root: Path,
+    classes: int,
+    videos_per_class: int,
+    frames: int,
+    size: int,
+    seed: int,
+    test_groups: int,
+    hmdb_splits: bool,
 ) -> None:
     """Write the synthetic action data set (real .avi files, UCF101 layout) under ROOT."""
     from examples.tc3d.synthetic import generate as write
 
     write(
         root, classes=classes, videos_per_class=videos_per_class, frames=frames, size=size, seed=seed,
-        hmdb_splits=hmdb_splits, progress=True,
+        test_groups=test_groups, hmdb_splits=hmdb_splits, progress=True,
     )  # fmt: skip
     click.echo(f"wrote {classes * videos_per_class} videos under {root}")
 
@@ -129,7 +143,7 @@ def anomaly(anomalies: tuple[str, ...], **options) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default="runs/demo", show_default=True)
 @click.option("--full", is_flag=True, help="the paper's full-size model (width 64, 112 x 112): for a GPU")
 @click.option("--epochs", type=int, help="training epochs [default: 15, or 30 with --full]")
-@click.option("--videos-per-class", type=int, default=32, show_default=True)
+@click.option("--videos-per-class", type=int, default=56, show_default=True, help="24 of them for testing")
 @click.option("--retrain", is_flag=True, help="train again even if the run folder has a model")
 def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retrain: bool) -> None:
     """The whole job: synthetic data, a trained T-C3D, the five compression steps, a report."""
@@ -138,6 +152,7 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retra
     from benchmarks.common import machine, machine_line
     from examples.tc3d.compress import CompressConfig, compress_run, default_run_config
     from examples.tc3d.report import write_report
+    from examples.tc3d.synthetic import DEMO_TEST_GROUPS
     from examples.tc3d.synthetic import generate as write
     from examples.tc3d.train import run_training
 
@@ -145,7 +160,10 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retra
     data = out / "data"
     if not (data / "ucfTrainTestlist" / "classInd.txt").exists():
         click.echo(f"1/4 generating the synthetic action set in {data}")
-        write(data, classes=8, videos_per_class=videos_per_class, frames=48, size=128 if full else 64, progress=True)
+        write(
+            data, classes=8, videos_per_class=videos_per_class, test_groups=DEMO_TEST_GROUPS, frames=48,
+            size=128 if full else 64, progress=True,
+        )  # fmt: skip
     width, size = (64, 112) if full else (8, 48)
     config = default_run_config(str(data), str(out / "train"), width, size, epochs or (30 if full else 15))
     if retrain or not (out / "train" / "model.safetensors").exists():

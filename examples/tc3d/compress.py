@@ -46,7 +46,8 @@ class CompressConfig:
     step: float = 0.1
     sparse_epochs: int = 9
     dense_epochs: int = 3
-    final_epochs: int = 10
+    final_epochs: int = 16  # 10 to reach 0.9 / 0.95 at +0.1 an epoch, then 6 of retraining at that sparsity
+    recovery_lr_factor: float = 0.1  # the retraining epochs after the targets are reached run at lr x 0.1
     finetune_epochs: int = 3
     finetune_lr_factor: float = 0.01  # each centroid gets the sum of its members' gradients: small steps
     lr: float = 0.01  # the sparse phase starts at the training rate (DSD); dense and fine-tuning use less
@@ -141,6 +142,7 @@ def compress_run(
         sparse_epochs=config.sparse_epochs,
         dense_epochs=config.dense_epochs,
         final_epochs=config.final_epochs,
+        recovery_lr_factor=config.recovery_lr_factor,
     )
     history, _ = run_dsd(
         model, optimizer, one_epoch, accuracy, dsd,
@@ -170,6 +172,7 @@ def compress_run(
         "compress_config": asdict(config),
         "classes": classes,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "test_videos": len(test_items),
         "steps": [r.to_dict() for r in results],
         "dsd_history": history.to_dict(),
         "quantization": report.to_dict(),

@@ -45,12 +45,14 @@ def write_report(
         "",
         f"Model: T-C3D width {train['width']}, {train['size']} x {train['size']} input, {train['segments']} segments, "
         f"{train['fusion']} fusion, {summary['parameters']:,} parameters; trained {train['epochs']} epochs on the "
-        f"synthetic action set ({len(summary['classes'])} classes). Accuracy: video-level, test split, "
-        f"{train['segments']} centred clips.",
+        f"synthetic action set ({len(summary['classes'])} classes). Accuracy: video-level, test split "
+        f"({summary.get('test_videos', '?')} videos), {train['segments']} centred clips.",
         f"Steps: sparse to {compress['sparse']} (+{compress['step']} per epoch, {compress['sparse_epochs']} epochs), "
         f"dense {compress['dense_epochs']} epochs at lr x 0.1, prune to {compress['final']} "
-        f"({compress['final_epochs']} epochs), quantize {compress['bits']} with {compress['finetune_epochs']} epochs "
-        f"of centroid fine-tuning, Huffman with index bits {compress['index_bits']}.",
+        f"({compress['final_epochs']} epochs; those after the targets are reached at lr x "
+        f"{compress.get('recovery_lr_factor', 1.0):g}), quantize {compress['bits']} with "
+        f"{compress['finetune_epochs']} epochs of centroid fine-tuning, Huffman with index bits "
+        f"{compress['index_bits']}.",
         "",
         "| step | accuracy (%) | bytes on disk | vs original | sparsity | file | paper accuracy | paper size |",
         "|---|---:|---:|---:|---:|---|---:|---:|",

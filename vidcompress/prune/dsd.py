@@ -34,9 +34,12 @@ class DSDConfig(JsonConfig):
         final_sparsity: targets of the final pruning phase.
         schedule: how each pruning phase approaches its targets, one step per epoch.
         sparse_epochs, dense_epochs, final_epochs: epochs per phase (0 skips a phase).
-        dense_lr_factor: the learning rate is multiplied by this when the dense phase begins.
+        dense_lr_factor: the dense phase runs at this times the initial learning rate.
         final_lr_factor: the final pruning phase runs at this times the initial learning rate
             (1.0: pruning again needs the room to recover that the sparse phase had).
+        recovery_lr_factor: in each pruning phase, once the schedule has reached every target, the
+            remaining epochs (retraining at the target sparsity) run at this times the phase's
+            learning rate; 1.0 keeps it.
     """
 
     sparse_sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse("conv=0.85,fc=0.9", SPARSITY))
@@ -47,6 +50,7 @@ class DSDConfig(JsonConfig):
     final_epochs: int = 10
     dense_lr_factor: float = 0.1
     final_lr_factor: float = 1.0
+    recovery_lr_factor: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("sparse_sparsity", "final_sparsity"):
@@ -57,8 +61,9 @@ class DSDConfig(JsonConfig):
                 raise ConfigError(f"DSD {name} {getattr(self, name)}: must be >= 0")
         if not 0.0 < self.dense_lr_factor <= 1.0:
             raise ConfigError(f"DSD dense_lr_factor {self.dense_lr_factor}: must be in (0, 1]")
-        if not 0.0 < self.final_lr_factor <= 1.0:
-            raise ConfigError(f"DSD final_lr_factor {self.final_lr_factor}: must be in (0, 1]")
+        for name in ("final_lr_factor", "recovery_lr_factor"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"DSD {name} {getattr(self, name)}: must be in (0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -130,16 +135,17 @@ def run_dsd(
     """
     config = config or DSDConfig()
     layers = module_layers(model)
+    needed: dict[str, int] = {}
     for phase, rules, epochs in (
         ("sparse", config.sparse_sparsity, config.sparse_epochs),
         ("final", config.final_sparsity, config.final_epochs),
     ):
         targets = rules.resolve(layers).values()
-        needed = max((config.schedule.steps_to_reach(t) for t in targets), default=0)
-        if 0 < epochs < needed:
+        needed[phase] = max((config.schedule.steps_to_reach(t) for t in targets), default=0)
+        if 0 < epochs < needed[phase]:
             raise ConfigError(
                 f"DSD {phase} phase: {epochs} epochs, but the {config.schedule.name} schedule needs "
-                f"{needed} to reach its targets; raise {phase}_epochs or the schedule's step"
+                f"{needed[phase]} to reach its targets; raise {phase}_epochs or the schedule's step"
             )
     history = DSDHistory(baseline=float(evaluate(model)))
     epoch = 0
@@ -161,7 +167,10 @@ def run_dsd(
     def pruning_phase(phase: str, rules: LayerRules, epochs: int) -> Pruner:
         nonlocal epoch
         pruner = Pruner(PruneConfig(sparsity=rules, schedule=config.schedule)).attach(model)
-        for _ in range(epochs):
+        for index in range(epochs):
+            if index == max(needed[phase], 1) and config.recovery_lr_factor != 1.0:
+                for group in optimizer.param_groups:
+                    group["lr"] *= config.recovery_lr_factor
             pruner.step()
             train_one_epoch(model, optimizer, epoch)
             record(phase)
@@ -177,8 +186,8 @@ def run_dsd(
     phase_end("sparse", config.sparse_epochs)
     if config.dense_epochs:
         pruner.release()
-        for group in optimizer.param_groups:
-            group["lr"] *= config.dense_lr_factor
+        for group, lr in zip(optimizer.param_groups, initial_lrs, strict=True):
+            group["lr"] = lr * config.dense_lr_factor
         for _ in range(config.dense_epochs):
             train_one_epoch(model, optimizer, epoch)
             record("dense")
