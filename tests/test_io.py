@@ -84,3 +84,25 @@ def test_failed_write_leaves_nothing(tmp_path) -> None:
     with pytest.raises(InputError):
         save_state_dict({"w": torch.ones(1)}, target, {"bad": 3})  # type: ignore[dict-item]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    target = tmp_path / "out.safetensors"
+    stale = tmp_path / f".out.safetensors.{dead_pid}.abc.tmp"
+    recent = tmp_path / f".out.safetensors.{dead_pid}.def.tmp"
+    live = tmp_path / f".out.safetensors.{os.getpid()}.ghi.tmp"
+    other = tmp_path / f".other.safetensors.{dead_pid}.jkl.tmp"
+    for path in (stale, recent, live, other):
+        path.write_bytes(b"partial")
+    hours_ago = os.stat(stale).st_mtime - 7200
+    for path in (stale, live, other):
+        os.utime(path, (hours_ago, hours_ago))
+    save_state_dict({"w": torch.ones(1)}, target)
+    # Only the old temporary of a dead writer of this very name goes; a recent one may belong to a
+    # writer on another machine, a live writer's is in use, another name's is not ours to judge.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, recent.name, live.name, other.name])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -109,14 +111,41 @@ def check_output_path(
     return output
 
 
+STALE_SECONDS = 3600  # a temporary this old whose writer is gone is removed by the next write
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove `.NAME.PID.*.tmp` files left beside `path` by a killed writer: the process is gone and
+    the file is over an hour old (the age guards against a writer on another machine sharing the
+    folder). Anything else is left alone."""
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, ValueError):
+            continue
+        try:
+            if time.time() - candidate.stat().st_mtime > STALE_SECONDS:
+                candidate.unlink()
+        except OSError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, else removed.
 
-    An interrupted run therefore never leaves a partial file under the final name.
+    An interrupted run therefore never leaves a partial file under the final name; the temporary
+    it may leave (`.NAME.PID.*.tmp`) is removed by a later write of the same name.
     """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temporary_path = Path(temporary)
     try:
