@@ -169,3 +169,34 @@ def test_cli_help() -> None:
             [sys.executable, "-m", "examples.tc3d", command, "--help"], cwd=ROOT, capture_output=True, text=True
         )
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
+    from examples.tc3d.compress import CompressConfig, compress_run
+    from examples.tc3d.report import write_report
+    from vidcompress.encode import decode
+
+    run_training(_config(tiny, tmp_path / "run", 1))
+    config = CompressConfig(
+        sparse="conv=0.5,fc=0.5", final="conv=0.75,fc=0.75", step=0.25, sparse_epochs=2, dense_epochs=1,
+        final_epochs=4, finetune_epochs=1, bits="conv=4,fc=4", compare_bits="conv=8,fc=5", progress=False,
+    )  # fmt: skip
+    summary = compress_run(tmp_path / "run", tmp_path / "out", config, log=lambda _: None)
+    steps = {step["step"]: step for step in summary["steps"]}
+    assert list(steps) == ["Original", "Sparse", "Dense", "Prune", "Quantize", "Huffman"]
+    assert steps["Sparse"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert steps["Dense"]["sparsity"] < 0.2
+    assert steps["Prune"]["sparsity"] == pytest.approx(0.75, abs=0.01)
+    sizes = [steps[name]["bytes"] for name in ("Original", "Prune", "Quantize", "Huffman")]
+    assert sizes == sorted(sizes, reverse=True)  # each step makes the file smaller
+    for step in steps.values():
+        assert (tmp_path / "out" / step["file"]).stat().st_size == step["bytes"]
+    final = decode(tmp_path / "out" / "5_huffman.vcz")
+    conv = final["backbone.layer1.0.conv1.weight"]
+    assert torch.unique(conv[conv != 0]).numel() <= 15  # 4 bits: 2^4 - 1 nonzero values
+    assert summary["ratio"] == pytest.approx(steps["Original"]["bytes"] / steps["Huffman"]["bytes"])
+    other = summary["comparison"]
+    assert other["bits"] == "conv=8,fc=5" and other["bytes"] > steps["Huffman"]["bytes"]
+    report = write_report(summary, tmp_path / "out").read_text()
+    assert "| Huffman |" in report and "quantized at conv=8,fc=5 instead" in report
+    assert all((tmp_path / "out" / png).stat().st_size > 0 for png in ("accuracy_vs_size.png", "layers.png"))

@@ -51,6 +51,9 @@ class CompressConfig:
     finetune_epochs: int = 3
     finetune_lr_factor: float = 0.01  # each centroid gets the sum of its members' gradients: small steps
     lr: float = 0.01  # the sparse phase starts at the training rate (DSD); dense and fine-tuning use less
+    # Also quantize a copy of the pruned model at these bits (same fine-tuning) and encode it, so that a
+    # run at other bits still reports the paper's; None or equal to `bits` skips it.
+    compare_bits: str | None = None
     progress: bool = True
 
 
@@ -100,6 +103,16 @@ def compress_run(
         train_one_epoch(network, data, optimizer, device, config.progress)
 
     results: list[StepResult] = []
+
+    def quantize_and_tune(network: nn.Module, bits: str) -> Any:
+        """Weight sharing, centroid fine-tuning at the reduced rate, then plain weights again."""
+        shared = quantize_(network, QuantizeConfig(bits=bits))  # type: ignore[arg-type]
+        tuner = torch.optim.SGD(network.parameters(), lr=config.lr * config.finetune_lr_factor, momentum=0.9)
+        for epoch in range(config.finetune_epochs):
+            one_epoch(network, tuner, 100 + epoch)
+            log(f"  centroid fine-tuning ({bits}) epoch {epoch}: accuracy {100 * accuracy(network):.1f}%")
+        finalize_(network)
+        return shared
 
     def record(step: str, network: nn.Module, file: Path, measured: float | None = None) -> None:
         result = StepResult(
@@ -151,12 +164,31 @@ def compress_run(
         ),
         on_phase_end=on_phase_end,
     )  # fmt: skip
-    report = quantize_(model, QuantizeConfig(bits=config.bits))  # type: ignore[arg-type]
-    tuner = torch.optim.SGD(model.parameters(), lr=config.lr * config.finetune_lr_factor, momentum=0.9)
-    for epoch in range(config.finetune_epochs):
-        one_epoch(model, tuner, 100 + epoch)
-        log(f"  centroid fine-tuning epoch {epoch}: accuracy {100 * accuracy(model):.1f}%")
-    finalize_(model)
+    comparison = None
+    if config.compare_bits and config.compare_bits != config.bits:
+        # A fresh model with the pruned weights: deepcopy would share the parametrized classes that
+        # torch.nn.utils.parametrize creates, and finalizing the copy would strip the original's.
+        other = build_model(train_config, len(classes))
+        other.load_state_dict(plain_state(model))
+        other_report = quantize_and_tune(other, config.compare_bits)
+        path = out / "5_huffman_compare.vcz"
+        encode(other.state_dict(), path, bits=config.compare_bits, index_bits=config.index_bits)
+        decoded_other = load_compressed(path, build_model(train_config, len(classes)))
+        comparison = {
+            "bits": config.compare_bits,
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "accuracy": accuracy(decoded_other),
+            "bits_per_parameter": inspect_container(read_container(path)).totals()["bits_per_parameter"],
+            "weight_bits_per_nonzero": _weight_bits_per_nonzero(path),
+            "quantization": other_report.to_dict(),
+        }
+        log(
+            f"Huffman at {config.compare_bits}: accuracy {100 * comparison['accuracy']:.1f}%, "
+            f"{comparison['bytes']:,} bytes"
+        )
+        del other, decoded_other
+    report = quantize_and_tune(model, config.bits)
     quantized = {k: v.detach().clone() for k, v in model.state_dict().items()}
     packed = out / "4_quantize.vcz"
     encode(quantized, packed, bits=config.bits, index_bits=config.index_bits, huffman=False)
@@ -180,9 +212,21 @@ def compress_run(
         "ratio": results[0].bytes / results[-1].bytes,
         "accuracy_drop_points": 100 * (results[0].accuracy - results[-1].accuracy),
         "bits_per_parameter": container.totals()["bits_per_parameter"],
+        "weight_bits_per_nonzero": _weight_bits_per_nonzero(final),
+        "comparison": comparison,
     }
     (out / "compression.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _weight_bits_per_nonzero(path: Path) -> dict[str, float]:
+    """Coded bits per stored nonzero of a container's weight and index streams, over all layers."""
+    layers = inspect_container(read_container(path)).layers
+    nonzeros = max(sum(layer.nonzeros for layer in layers), 1)
+    return {
+        "weights": sum(layer.weight_bits for layer in layers) / nonzeros,
+        "indices": sum(layer.index_bits_total for layer in layers) / nonzeros,
+    }
 
 
 def _raw_rules(bits: str) -> str:

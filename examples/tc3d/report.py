@@ -61,6 +61,8 @@ def write_report(
         f"Result: **{summary['ratio']:.1f}x** smaller ({summary['bits_per_parameter']:.3f} bits per parameter) "
         f"with an accuracy change of **{-summary['accuracy_drop_points']:+.1f} points**. The paper: 127 MB -> 4.4 MB "
         "(28.9x), 92.5% -> 92.4% on UCF101.",
+        _bits_line(summary),
+        _comparison_line(summary),
         "",
         "Sizes: Original and Dense are fp32 safetensors files; Sparse and Prune are containers holding the "
         "nonzero values as they are with Huffman-coded relative indices; Quantize is a container with every "
@@ -76,6 +78,30 @@ def write_report(
     path = out / "report.md"
     path.write_text("\n".join(line for line in lines if line is not None) + "\n")
     return path
+
+
+def _bits_line(summary: dict[str, Any]) -> str | None:
+    per = summary.get("weight_bits_per_nonzero")
+    if not per:
+        return None
+    return (
+        f"Per stored nonzero the final container spends {per['weights']:.2f} bits on the weight and "
+        f"{per['indices']:.2f} on its relative index (fillers included)."
+    )
+
+
+def _comparison_line(summary: dict[str, Any]) -> str | None:
+    other = summary.get("comparison")
+    if not other:
+        return None
+    original = summary["steps"][0]
+    per = other["weight_bits_per_nonzero"]
+    return (
+        f"The same pruned model quantized at {other['bits']} instead (same fine-tuning, `{other['file']}`): "
+        f"{100 * other['accuracy']:.1f}%, {other['bytes']:,} bytes, {original['bytes'] / other['bytes']:.1f}x "
+        f"({other['bits_per_parameter']:.3f} bits per parameter; {per['weights']:.2f} bits per nonzero on "
+        f"weights, {per['indices']:.2f} on indices)."
+    )
 
 
 def _plot_accuracy_vs_size(steps: list[dict[str, Any]], path: Path) -> None:
