@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, machine, machine_line, write_results
-from examples.tc3d.compress import CompressConfig, compress_run, default_run_config
+from examples.tc3d.compress import DEMO_SIZE, DEMO_WIDTH, compress_run, default_run_config, demo_compress_config
 from examples.tc3d.report import write_report
 from examples.tc3d.synthetic import DEMO_TEST_GROUPS, DEMO_VIDEOS_PER_CLASS, generate
 from examples.tc3d.train import run_training
@@ -30,11 +30,11 @@ def main() -> None:
     start = time.perf_counter()
     if not (out / "data" / "ucfTrainTestlist" / "classInd.txt").exists():
         generate(out / "data", classes=8, videos_per_class=DEMO_VIDEOS_PER_CLASS, test_groups=DEMO_TEST_GROUPS)
-    config = default_run_config(str(out / "data"), str(out / "train"), 8, 48, args.epochs)
+    config = default_run_config(str(out / "data"), str(out / "train"), DEMO_WIDTH, DEMO_SIZE, args.epochs)
     config.progress = False
     if not (out / "train" / "model.safetensors").exists():
         run_training(config)
-    summary = compress_run(out / "train", out / "compressed", CompressConfig(progress=False))
+    summary = compress_run(out / "train", out / "compressed", demo_compress_config(progress=False))
     wall = time.perf_counter() - start
     report = write_report(summary, out / "compressed", machine=machine_line(info), wall_seconds=wall)
     text = report.read_text().replace("](", "](tc3d_compress_")

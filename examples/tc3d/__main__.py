@@ -150,7 +150,14 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retra
     import time
 
     from benchmarks.common import machine, machine_line
-    from examples.tc3d.compress import CompressConfig, compress_run, default_run_config
+    from examples.tc3d.compress import (
+        DEMO_SIZE,
+        DEMO_WIDTH,
+        CompressConfig,
+        compress_run,
+        default_run_config,
+        demo_compress_config,
+    )
     from examples.tc3d.report import write_report
     from examples.tc3d.synthetic import DEMO_TEST_GROUPS
     from examples.tc3d.synthetic import generate as write
@@ -164,7 +171,7 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retra
             data, classes=8, videos_per_class=videos_per_class, test_groups=DEMO_TEST_GROUPS, frames=48,
             size=128 if full else 64, progress=True,
         )  # fmt: skip
-    width, size = (64, 112) if full else (8, 48)
+    width, size = (64, 112) if full else (DEMO_WIDTH, DEMO_SIZE)
     config = default_run_config(str(data), str(out / "train"), width, size, epochs or (30 if full else 15))
     if retrain or not (out / "train" / "model.safetensors").exists():
         click.echo(f"2/4 training T-C3D (width {width}, {size} x {size}, {config.epochs} epochs)")
@@ -175,7 +182,8 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retra
             ),
         )
     click.echo("3/4 compressing: sparse, dense, prune, quantize, Huffman")
-    summary = compress_run(out / "train", out / "compressed", CompressConfig(), log=click.echo)
+    settings = CompressConfig() if full else demo_compress_config()
+    summary = compress_run(out / "train", out / "compressed", settings, log=click.echo)
     click.echo("4/4 writing the report")
     report = write_report(
         summary, out / "compressed", machine=machine_line(machine()), wall_seconds=time.perf_counter() - start

@@ -234,6 +234,21 @@ def _raw_rules(bits: str) -> str:
     return ",".join(f"{rule.split('=')[0]}=raw" for rule in bits.split(",") if not rule.endswith("=off"))
 
 
+# The CPU demo: T-C3D at width 24 (4.7 M parameters, 18.7 MB) on 48 x 48 input, and conv weights at 5 bits
+# instead of the paper's 8. At 8 bits this network's pruned conv weights cost 7.5 bits a nonzero after
+# Huffman coding and the indices 4.8 (the 10% that survive 90% pruning are spread evenly), so 8 / 5 bits
+# cannot pass ~26x here whatever the width; the paper's 28.9x implies ~11 bits a nonzero in all.
+# Deep Compression found conv layers hold their accuracy down to 4 bits. The run also reports the
+# paper's 8 / 5 on the same pruned model (`compare_bits`).
+DEMO_WIDTH = 24
+DEMO_SIZE = 48
+
+
+def demo_compress_config(progress: bool = True) -> CompressConfig:
+    """The demo's five steps: the paper's sparsities, schedule and index bits; conv weights at 5 bits."""
+    return CompressConfig(bits="conv=5,fc=5", compare_bits="conv=8,fc=5", progress=progress)
+
+
 def default_run_config(data: str, out: str, width: int, size: int, epochs: int) -> TrainConfig:
     """The CPU-sized training configuration of the demo."""
     steps = [max(1, int(epochs * 0.67)), max(1, int(epochs * 0.87))]
