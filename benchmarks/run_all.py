@@ -43,9 +43,17 @@ def write_summary() -> Path:
             f"{first['bytes']:,} -> {last['bytes']:,} bytes: **{compress['ratio']:.1f}x** "
             f"({compress['bits_per_parameter']:.3f} bits per parameter), accuracy "
             f"{100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% "
-            f"({-compress['accuracy_drop_points']:+.1f} points). Paper: 28.9x, 92.5% -> 92.4%.",
+            f"({-compress['accuracy_drop_points']:+.2f} points), bits {compress['compress_config']['bits']}. "
+            "Paper: 28.9x, 92.5% -> 92.4%.",
             "",
         ]
+        other = compress.get("comparison")
+        if other:
+            lines += [
+                f"The same pruned model at {other['bits']} (the paper's bits): {other['bytes']:,} bytes, "
+                f"{first['bytes'] / other['bytes']:.1f}x, {100 * other['accuracy']:.1f}%.",
+                "",
+            ]
     lenet = _load("lenet")
     if lenet:
         lines += ["## LeNets on digits (`lenet.md`)", ""]

@@ -59,7 +59,7 @@ def write_report(
         *rows,
         "",
         f"Result: **{summary['ratio']:.1f}x** smaller ({summary['bits_per_parameter']:.3f} bits per parameter) "
-        f"with an accuracy change of **{-summary['accuracy_drop_points']:+.1f} points**. The paper: 127 MB -> 4.4 MB "
+        f"with an accuracy change of **{-summary['accuracy_drop_points']:+.2f} points**. The paper: 127 MB -> 4.4 MB "
         "(28.9x), 92.5% -> 92.4% on UCF101.",
         _bits_line(summary),
         _comparison_line(summary),
