@@ -190,7 +190,7 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retra
     )
     click.echo(
         f"done in {(time.perf_counter() - start) / 60:.1f} min: {summary['ratio']:.1f}x smaller, accuracy "
-        f"{-summary['accuracy_drop_points']:+.1f} points; report: {report}"
+        f"{-summary['accuracy_drop_points']:+.2f} points; report: {report}"
     )
 
 
