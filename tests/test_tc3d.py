@@ -171,6 +171,25 @@ def test_cli_help() -> None:
         assert result.returncode == 0 and "Usage" in result.stdout
 
 
+def test_paired_comparison_counts_changed_videos() -> None:
+    from examples.tc3d.compress import paired_comparison
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    before = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0])  # 8 of 10 right
+    after = np.array([1, 1, 0, 0, 1, 1, 1, 1, 1, 0])  # two turn wrong, one turns right: 7 of 10
+    paired = paired_comparison(labels, before, after, ["a", "b"])
+    assert (paired["right_to_wrong"], paired["wrong_to_right"]) == (2, 1)
+    assert paired["mcnemar_p"] == pytest.approx(1.0)  # 2 against 1 is what a coin does
+    assert paired["per_class"]["a"] == {"videos": 4, "original": 1.0, "compressed": 0.5}
+    assert paired["per_class"]["b"] == {
+        "videos": 6,
+        "original": pytest.approx(4 / 6),
+        "compressed": pytest.approx(5 / 6),
+    }
+    lopsided = paired_comparison(np.zeros(8, int), np.zeros(8, int), np.ones(8, int), ["a", "b"])
+    assert lopsided["mcnemar_p"] == pytest.approx(2 * 0.5**8)  # eight lost, none gained
+
+
 def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
     from examples.tc3d.compress import CompressConfig, compress_run
     from examples.tc3d.report import write_report
@@ -197,6 +216,14 @@ def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
     assert summary["ratio"] == pytest.approx(steps["Original"]["bytes"] / steps["Huffman"]["bytes"])
     other = summary["comparison"]
     assert other["bits"] == "conv=8,fc=5" and other["bytes"] > steps["Huffman"]["bytes"]
+    paired, videos = summary["paired"], summary["test_videos"]
+    change = (paired["wrong_to_right"] - paired["right_to_wrong"]) / videos
+    assert steps["Huffman"]["accuracy"] - steps["Original"]["accuracy"] == pytest.approx(change)
+    per_class = paired["per_class"].values()
+    assert sum(entry["videos"] for entry in per_class) == videos
+    weighted = sum(entry["videos"] * entry["compressed"] for entry in per_class) / videos
+    assert weighted == pytest.approx(steps["Huffman"]["accuracy"])
     report = write_report(summary, tmp_path / "out").read_text()
     assert "| Huffman |" in report and "quantized at conv=8,fc=5 instead" in report
+    assert "McNemar" in report and f"| {summary['classes'][0]} |" in report
     assert all((tmp_path / "out" / png).stat().st_size > 0 for png in ("accuracy_vs_size.png", "layers.png"))

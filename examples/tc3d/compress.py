@@ -18,8 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.stats import binomtest
 from torch import nn
+from torch.utils.data import DataLoader
 
 from examples.tc3d.data import ucf101_split
 from examples.tc3d.evaluate import load_trained
@@ -124,7 +127,8 @@ def compress_run(
 
     original = out / "0_original.safetensors"
     save_state_dict(model.state_dict(), original)
-    record("Original", model, original)
+    labels, before = predictions(model, test_loader)  # the original's answers, for the paired comparison
+    record("Original", model, original, float(np.mean(before == labels)))
 
     order = list(build_model(train_config, len(classes)).state_dict())
 
@@ -196,7 +200,8 @@ def compress_run(
     final = out / "5_huffman.vcz"
     encode(quantized, final, bits=config.bits, index_bits=config.index_bits)
     decoded = load_compressed(final, build_model(train_config, len(classes)))
-    record("Huffman", decoded, final, accuracy(decoded))
+    _, after = predictions(decoded, test_loader)
+    record("Huffman", decoded, final, float(np.mean(after == labels)))
     container = inspect_container(read_container(final))
     summary = {
         "run": str(run),
@@ -214,9 +219,43 @@ def compress_run(
         "bits_per_parameter": container.totals()["bits_per_parameter"],
         "weight_bits_per_nonzero": _weight_bits_per_nonzero(final),
         "comparison": comparison,
+        "paired": paired_comparison(labels, before, after, classes),
     }
     (out / "compression.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, data: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+    """True labels and the model's video-level predictions, in the loader's order."""
+    model.eval()
+    labels, predicted = [], []
+    for videos, target in data:
+        predicted.append(model(videos).argmax(1).numpy())
+        labels.append(target.numpy())
+    return np.concatenate(labels), np.concatenate(predicted)
+
+
+def paired_comparison(labels: np.ndarray, before: np.ndarray, after: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """What changed, video by video, between two models on the same test videos.
+
+    An accuracy drop of a few videos can be churn: some answers turn wrong while as many others turn
+    right. McNemar's exact test asks whether the videos that changed lean one way more than a coin
+    would make them (the two-sided binomial test on the discordant pairs).
+    """
+    right_before, right_after = before == labels, after == labels
+    lost = int(np.sum(right_before & ~right_after))
+    gained = int(np.sum(~right_before & right_after))
+    p_value = float(binomtest(lost, lost + gained, 0.5).pvalue) if lost + gained else 1.0
+    per_class = {
+        name: {
+            "videos": int(np.sum(labels == index)),
+            "original": float(np.mean(right_before[labels == index])) if np.any(labels == index) else 0.0,
+            "compressed": float(np.mean(right_after[labels == index])) if np.any(labels == index) else 0.0,
+        }
+        for index, name in enumerate(classes)
+    }
+    return {"right_to_wrong": lost, "wrong_to_right": gained, "mcnemar_p": p_value, "per_class": per_class}
 
 
 def _weight_bits_per_nonzero(path: Path) -> dict[str, float]:

@@ -63,6 +63,7 @@ def write_report(
         "(28.9x), 92.5% -> 92.4% on UCF101.",
         _bits_line(summary),
         _comparison_line(summary),
+        *_paired_lines(summary),
         "",
         "Sizes: Original and Dense are fp32 safetensors files; Sparse and Prune are containers holding the "
         "nonzero values as they are with Huffman-coded relative indices; Quantize is a container with every "
@@ -102,6 +103,27 @@ def _comparison_line(summary: dict[str, Any]) -> str | None:
         f"({other['bits_per_parameter']:.3f} bits per parameter; {per['weights']:.2f} bits per nonzero on "
         f"weights, {per['indices']:.2f} on indices)."
     )
+
+
+def _paired_lines(summary: dict[str, Any]) -> list[str]:
+    """The original and the final model compared video by video, and class by class."""
+    paired = summary.get("paired")
+    if not paired:
+        return []
+    rows = [
+        f"| {name} | {entry['videos']} | {100 * entry['original']:.1f} | {100 * entry['compressed']:.1f} |"
+        for name, entry in paired["per_class"].items()
+    ]
+    return [
+        "",
+        f"Video by video: {paired['right_to_wrong']} test videos the original classified right are wrong after "
+        f"compression and {paired['wrong_to_right']} the other way round (McNemar's exact test: p = "
+        f"{paired['mcnemar_p']:.2f}; a small p would say the changes lean one way more than chance).",
+        "",
+        "| class | test videos | original (%) | compressed (%) |",
+        "|---|---:|---:|---:|",
+        *rows,
+    ]
 
 
 def _plot_accuracy_vs_size(steps: list[dict[str, Any]], path: Path) -> None:
