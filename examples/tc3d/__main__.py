@@ -144,8 +144,12 @@ def anomaly(anomalies: tuple[str, ...], **options) -> None:
 @click.option("--full", is_flag=True, help="the paper's full-size model (width 64, 112 x 112): for a GPU")
 @click.option("--epochs", type=int, help="training epochs [default: 15, or 30 with --full]")
 @click.option("--videos-per-class", type=int, default=56, show_default=True, help="24 of them for testing")
+@click.option(
+    "--fusion", type=click.Choice(FUSIONS), default="weighted", show_default=True,
+    help="weighted is the only fusion that can tell the two order classes apart",
+)  # fmt: skip
 @click.option("--retrain", is_flag=True, help="train again even if the run folder has a model")
-def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retrain: bool) -> None:
+def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, fusion: str, retrain: bool) -> None:
     """The whole job: synthetic data, a trained T-C3D, the five compression steps, a report."""
     import time
 
@@ -172,9 +176,9 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, retra
             size=128 if full else 64, progress=True,
         )  # fmt: skip
     width, size = (64, 112) if full else (DEMO_WIDTH, DEMO_SIZE)
-    config = default_run_config(str(data), str(out / "train"), width, size, epochs or (30 if full else 15))
+    config = default_run_config(str(data), str(out / "train"), width, size, epochs or (30 if full else 15), fusion)
     if retrain or not (out / "train" / "model.safetensors").exists():
-        click.echo(f"2/4 training T-C3D (width {width}, {size} x {size}, {config.epochs} epochs)")
+        click.echo(f"2/4 training T-C3D (width {width}, {size} x {size}, {fusion} fusion, {config.epochs} epochs)")
         run_training(
             config,
             on_epoch=lambda r: click.echo(
