@@ -47,6 +47,13 @@ def write_summary() -> Path:
             "Paper: 28.9x, 92.5% -> 92.4%.",
             "",
         ]
+        paired = compress.get("paired")
+        if paired:
+            lines += [
+                f"Of {compress['test_videos']} test videos, {paired['right_to_wrong']} went right to wrong and "
+                f"{paired['wrong_to_right']} wrong to right (McNemar's exact test p = {paired['mcnemar_p']:.2f}).",
+                "",
+            ]
         other = compress.get("comparison")
         if other:
             lines += [
@@ -60,8 +67,11 @@ def write_summary() -> Path:
         for name, row in lenet["rows"].items():
             lines.append(
                 f"- {name}: **{row['ratio']:.1f}x** (paper {row['paper_ratio']}x), accuracy "
-                f"{100 * row['accuracy_dense']:.2f}% -> {100 * row['accuracy_compressed']:.2f}%"
+                f"{100 * row['accuracy_dense']:.2f}% -> {100 * row['accuracy_compressed']:.2f}% "
+                f"({-row['drop_points']:+.2f} points), rates `{row['rules']}`"
             )
+        if lenet.get("selection"):
+            lines.append("- LeNet-300-100's first-layer rate was chosen on a validation split, not the test split.")
         lines.append("")
     codec = _load("codec")
     if codec:
