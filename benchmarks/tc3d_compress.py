@@ -2,7 +2,7 @@
 
 Writes benchmarks/results/tc3d_compress.{json,md} and the report's plots.
 
-    python -m benchmarks.tc3d_compress [--out runs/bench]
+    python -m benchmarks.tc3d_compress [--out runs/bench] [--report-only]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import RESULTS, machine, machine_line, write_results
 from examples.tc3d.compress import DEMO_SIZE, DEMO_WIDTH, compress_run, default_run_config, demo_compress_config
@@ -24,9 +25,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/bench", help="work folder (data, run, compressed files)")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="rewrite the Markdown and plots from results/tc3d_compress.json and the files in --out (no training)",
+    )  # fmt: skip
     args = parser.parse_args()
-    info = machine()
     out = Path(args.out)
+    if args.report_only:
+        summary = json.loads((RESULTS / "tc3d_compress.json").read_text())
+        publish(summary, out, summary.pop("machine"), summary.pop("wall_seconds"))
+        return
+    info = machine()
     start = time.perf_counter()
     if not (out / "data" / "ucfTrainTestlist" / "classInd.txt").exists():
         generate(out / "data", classes=8, videos_per_class=DEMO_VIDEOS_PER_CLASS, test_groups=DEMO_TEST_GROUPS)
@@ -35,7 +44,11 @@ def main() -> None:
     if not (out / "train" / "model.safetensors").exists():
         run_training(config)
     summary = compress_run(out / "train", out / "compressed", demo_compress_config(progress=False))
-    wall = time.perf_counter() - start
+    publish(summary, out, info, time.perf_counter() - start)
+
+
+def publish(summary: dict[str, Any], out: Path, info: dict[str, Any], wall: float) -> None:
+    """The run's report and plots into benchmarks/results/."""
     report = write_report(summary, out / "compressed", machine=machine_line(info), wall_seconds=wall)
     text = report.read_text().replace("](", "](tc3d_compress_")
     for png in ("accuracy_vs_size.png", "layers.png", "histogram.png"):

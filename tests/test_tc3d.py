@@ -190,6 +190,21 @@ def test_paired_comparison_counts_changed_videos() -> None:
     assert lopsided["mcnemar_p"] == pytest.approx(2 * 0.5**8)  # eight lost, none gained
 
 
+def test_report_wording_of_changes() -> None:
+    from examples.tc3d.compress import paired_comparison
+    from examples.tc3d.report import _paired_sentence, signed_points
+
+    assert (signed_points(0.0), signed_points(0.52), signed_points(-1.0)) == ("+0.00", "-0.52", "+1.00")
+    assert signed_points(1e-9) == signed_points(-1e-9) == "+0.00"  # float noise in accuracies
+    labels = np.array([0, 1, 1, 0])
+    perfect = _paired_sentence(paired_comparison(labels, labels, labels, ["a", "b"]))
+    assert "same answer" in perfect and "can show a loss but not a gain" in perfect
+    churn = _paired_sentence(paired_comparison(labels, labels ^ np.array([1, 0, 0, 0]), labels, ["a", "b"]))
+    assert "1 test videos the original classified right" not in churn  # the original got video 0 wrong
+    assert "0 test videos the original classified right are wrong after compression and 1" in churn
+    assert "not a gain" not in churn
+
+
 def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
     from examples.tc3d.compress import CompressConfig, compress_run
     from examples.tc3d.report import write_report
@@ -225,5 +240,5 @@ def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
     assert weighted == pytest.approx(steps["Huffman"]["accuracy"])
     report = write_report(summary, tmp_path / "out").read_text()
     assert "| Huffman |" in report and "quantized at conv=8,fc=5 instead" in report
-    assert "McNemar" in report and f"| {summary['classes'][0]} |" in report
+    assert "Video by video" in report and f"| {summary['classes'][0]} |" in report
     assert all((tmp_path / "out" / png).stat().st_size > 0 for png in ("accuracy_vs_size.png", "layers.png"))

@@ -162,7 +162,7 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, fusio
         default_run_config,
         demo_compress_config,
     )
-    from examples.tc3d.report import write_report
+    from examples.tc3d.report import signed_points, write_report
     from examples.tc3d.synthetic import DEMO_TEST_GROUPS
     from examples.tc3d.synthetic import generate as write
     from examples.tc3d.train import run_training
@@ -194,7 +194,7 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, fusio
     )
     click.echo(
         f"done in {(time.perf_counter() - start) / 60:.1f} min: {summary['ratio']:.1f}x smaller, accuracy "
-        f"{-summary['accuracy_drop_points']:+.2f} points; report: {report}"
+        f"{signed_points(summary['accuracy_drop_points'])} points; report: {report}"
     )
 
 

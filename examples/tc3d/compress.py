@@ -274,7 +274,7 @@ def _raw_rules(bits: str) -> str:
 
 
 # The CPU demo: T-C3D at width 24 (4.7 M parameters, 18.7 MB) on 48 x 48 input, and conv weights at 5 bits
-# instead of the paper's 8. At 8 bits this network's pruned conv weights cost 7.2 bits a nonzero after
+# instead of the paper's 8. At 8 bits this network's pruned conv weights cost about 7 bits a nonzero after
 # Huffman coding and the indices 4.7 (the 10% that survive 90% pruning are spread evenly), so 8 / 5 bits
 # cannot pass ~27x here whatever the width; the paper's 28.9x implies ~11 bits a nonzero in all.
 # Deep Compression found conv layers hold their accuracy down to 4 bits. The run also reports the
