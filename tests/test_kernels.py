@@ -79,10 +79,11 @@ def test_grouped_convolutions_are_refused() -> None:
         SparseConv.from_conv(nn.Conv2d(4, 4, 3, groups=2))
 
 
+@pytest.mark.parametrize("cache", [False, True])
 @pytest.mark.parametrize(
     ("build", "make_input"), [(mlp, lambda: torch.randn(4, 64)), (R3D18Like, lambda: torch.randn(2, 3, 4, 16, 16))]
 )
-def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input) -> None:
+def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input, cache: bool) -> None:
     model = build()
     prune_(model, "conv=0.9,fc=0.9")
     quantize_(model, "conv=8,fc=5")
@@ -90,12 +91,16 @@ def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input) -> Non
     encode(model, tmp_path / "m.vcz")
     reference = build().eval()
     reference.load_state_dict(model.state_dict())
-    sparse = load_sparse(tmp_path / "m.vcz", build()).eval()
+    sparse = load_sparse(tmp_path / "m.vcz", build(), cache=cache).eval()
     swapped = [m for m in sparse.modules() if isinstance(m, SparseLinear | SparseConv)]
     assert swapped
     x = make_input()
     with torch.no_grad():
         assert _close(sparse(x), reference(x))
+        assert all((m._csr is not None) == cache for m in swapped)  # built on the first call, if asked
+        assert _close(sparse(x), reference(x))  # and the cached matrix gives the same answers
+    sparse.to(torch.float32)  # any move drops the cache: it would belong to the old device
+    assert all(m._csr is None for m in swapped)
 
 
 def test_cuda_path_without_a_gpu_is_a_clear_error() -> None:

@@ -188,6 +188,7 @@ def test_paired_comparison_counts_changed_videos() -> None:
     }
     lopsided = paired_comparison(np.zeros(8, int), np.zeros(8, int), np.ones(8, int), ["a", "b"])
     assert lopsided["mcnemar_p"] == pytest.approx(2 * 0.5**8)  # eight lost, none gained
+    assert list(lopsided["per_class"]) == ["a"]  # no test videos of class b: no accuracy for it
 
 
 def test_report_wording_of_changes() -> None:

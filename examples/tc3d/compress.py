@@ -250,10 +250,11 @@ def paired_comparison(labels: np.ndarray, before: np.ndarray, after: np.ndarray,
     per_class = {
         name: {
             "videos": int(np.sum(labels == index)),
-            "original": float(np.mean(right_before[labels == index])) if np.any(labels == index) else 0.0,
-            "compressed": float(np.mean(right_after[labels == index])) if np.any(labels == index) else 0.0,
+            "original": float(np.mean(right_before[labels == index])),
+            "compressed": float(np.mean(right_after[labels == index])),
         }
         for index, name in enumerate(classes)
+        if np.any(labels == index)  # a class with no test videos has no accuracy
     }
     return {"right_to_wrong": lost, "wrong_to_right": gained, "mcnemar_p": p_value, "per_class": per_class}
 

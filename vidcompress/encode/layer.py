@@ -26,6 +26,7 @@ from vidcompress.encode.relative_index import (
     row_major_index,
 )
 from vidcompress.errors import ConfigError, FormatError, InputError
+from vidcompress.gather import gather
 
 # Bit patterns are compared as integers so that decoding is exact to the bit (-0.0 included).
 _INT_OF = {
@@ -215,7 +216,9 @@ def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Te
         positions, symbols = positions[real], symbols[real]
     patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
     values = np.zeros(entry.numel, dtype=patterns.dtype)  # zero pages: only touched where written
-    values[row_major_index(positions, entry.shape)] = symbols if entry.weights.coding == "raw" else patterns[symbols]
+    values[row_major_index(positions, entry.shape)] = (
+        symbols if entry.weights.coding == "raw" else gather(patterns, symbols)
+    )
     return torch.from_numpy(values).view(codebook.dtype).reshape(entry.shape)
 
 
