@@ -118,6 +118,18 @@ def test_without_huffman_streams_are_packed(quantized, tmp_path) -> None:
     assert all(_bits_equal(decoded[k], quantized[k]) for k in quantized)
 
 
+def test_source_date_epoch_makes_containers_reproducible(quantized, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    encode(quantized, tmp_path / "a.vcz")
+    encode(quantized, tmp_path / "b.vcz")
+    assert (tmp_path / "a.vcz").read_bytes() == (tmp_path / "b.vcz").read_bytes()
+    assert json.loads(read_container(tmp_path / "a.vcz").metadata["manifest"])["created"] == "2023-11-14T22:13:20Z"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH"):
+        encode(quantized, tmp_path / "c.vcz")
+    assert not (tmp_path / "c.vcz").exists()
+
+
 def test_negative_zero_survives(tmp_path) -> None:
     weight = torch.tensor([[0.0, -0.0, 1.5], [-0.0, 0.0, 1.5]])
     encode({"w": weight}, tmp_path / "c.vcz", bits="w=2")

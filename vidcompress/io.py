@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -194,4 +196,21 @@ def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
             tensor = tensor.clone()
         seen.add(pointer)
         plain[name] = tensor
-    return safetensors_save(plain, metadata=dict(metadata) if metadata else None)
+    return _sorted_metadata(safetensors_save(plain, metadata=dict(metadata) if metadata else None))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The same file with its header's metadata keys sorted.
+
+    safetensors writes the metadata from a hash map, in an order that changes from one call to the
+    next, so equal inputs would give different bytes. Tensor entries keep their (deterministic) order;
+    the header is padded with spaces to a multiple of 8 bytes, as safetensors pads it.
+    """
+    (length,) = struct.unpack_from("<Q", data)
+    header = json.loads(data[8 : 8 + length])
+    if "__metadata__" not in header:
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + length :]

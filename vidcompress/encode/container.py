@@ -115,7 +115,7 @@ def encode(
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "vidcompress_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": _created(),
         "order": list(tensors),
         "raw_crc32": [raw_crc32[name] for name in raw],
         "layers": [entry.to_dict() for entry in entries],
@@ -258,6 +258,17 @@ def size_breakdown(container: Container) -> dict[str, int]:
         "envelope_header": 8 + header_length - manifest,
         "total": container.file_bytes,
     }
+
+
+def _created() -> str:
+    """The UTC time of writing, or SOURCE_DATE_EPOCH's where set: the same weights then give the same bytes
+    (the reproducible-builds convention)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        if not epoch.isdigit():
+            raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}")
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _tensor_crc32(tensor: torch.Tensor) -> int:
