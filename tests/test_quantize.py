@@ -47,6 +47,23 @@ def test_centroid_gradient_is_the_sum_of_member_gradients() -> None:
     assert mean.centroids.grad.tolist() == [1.5, 3.0, 5.5]
 
 
+def test_centroid_gradients_are_the_same_every_run() -> None:
+    # Plain indexing's backward adds in parallel in a varying order: 8 runs gave 8 different sums.
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(1000, 3000, generator=generator)
+    sharing = WeightSharing(share_weights(weight, bits=5))
+    upstream = torch.randn(1000, 3000, generator=generator)
+    gradients = set()
+    for _ in range(4):
+        sharing.centroids.grad = None
+        (sharing(weight) * upstream).sum().backward()
+        gradients.add(sharing.centroids.grad.numpy().tobytes())
+    assert len(gradients) == 1
+    symbols = sharing.assignments.long().reshape(-1)
+    expected = torch.bincount(symbols, weights=upstream.reshape(-1).double(), minlength=32)[1:]
+    assert torch.allclose(sharing.centroids.grad.double(), expected, rtol=1e-4, atol=1e-3)
+
+
 def test_fine_tuning_moves_centroids_keeps_assignments_and_zeros() -> None:
     model = mlp()
     pruner = Pruner(PruneConfig("fc=0.7")).attach(model)
