@@ -9,8 +9,16 @@ from torch import nn
 
 from vidcompress import finalize_, prune_, quantize_
 from vidcompress.encode import encode
-from vidcompress.errors import ConfigError
-from vidcompress.kernels import SparseConv, SparseLayout, SparseLinear, cuda_available, load_sparse, spmm_cpu
+from vidcompress.errors import ConfigError, InputError
+from vidcompress.kernels import (
+    RelativeLayout,
+    SparseConv,
+    SparseLayout,
+    SparseLinear,
+    cuda_available,
+    load_sparse,
+    spmm_cpu,
+)
 from vidcompress.kernels.cuda import SOURCE, spmm_cuda
 
 
@@ -56,6 +64,53 @@ def test_cpu_path_matches_dense(batch: int) -> None:
     result = spmm_cpu(SparseLayout.from_dense(weight), x if batch > 1 else x[:, 0])
     expected = weight @ x if batch > 1 else weight @ x[:, 0]
     assert result.shape == expected.shape and _close(result, expected)
+
+
+def _assert_same_layout(actual: SparseLayout, expected: SparseLayout) -> None:
+    assert actual.shape == expected.shape
+    for field in ("row_pointers", "columns", "symbols", "codebook"):
+        assert torch.equal(getattr(actual, field), getattr(expected, field)), field
+
+
+@pytest.mark.parametrize(
+    ("shape", "sparsity"),
+    [((64, 300), 0.9), ((7, 5), 0.0), ((3, 2000), 0.999), ((33, 1), 0.5), ((5, 70_000), 0.9995), ((1, 1), 1.0)],
+)
+def test_relative_layout_decodes_to_the_csr_layout_bit_for_bit(shape, sparsity) -> None:
+    csr = SparseLayout.from_dense(_quantized(shape, sparsity=sparsity))
+    relative = RelativeLayout.from_csr(csr)
+    _assert_same_layout(relative.to_csr(), csr)
+    assert relative.group_pointers.numel() == shape[0] + 1
+    assert relative.entries.numel() % 4 == 0 and relative.entries.numel() == 4 * int(relative.group_pointers[-1])
+
+
+def test_relative_layout_fillers_padding_and_empty_rows() -> None:
+    weight = torch.zeros(4, 1000)
+    weight[0, 0], weight[0, 255], weight[0, 256] = 1.0, 2.0, 3.0  # deltas 1, 255, 1
+    weight[2, 999] = -1.0  # gap of 1000 columns: three fillers of 255, then delta 235
+    relative = RelativeLayout.from_dense(weight)
+    entries = relative.entries.numpy().view("uint16")
+    deltas, symbols = entries & 0xFF, entries >> 8
+    assert relative.group_pointers.tolist() == [0, 1, 1, 2, 2]  # rows 1 and 3 hold nothing
+    assert deltas[:4].tolist() == [1, 255, 1, 0] and (symbols[:3] > 0).all() and symbols[3] == 0
+    assert deltas[4:].tolist() == [255, 255, 255, 235] and symbols[4:7].tolist() == [0, 0, 0]
+    assert torch.equal(relative.to_csr().to_dense(), weight)
+    assert relative.bytes_per_nonzero == 2 * 8 / 4
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_relative_cpu_path_gives_the_csr_paths_bits(batch: int) -> None:
+    weight = _quantized((96, 700), sparsity=0.95)
+    csr = SparseLayout.from_dense(weight)
+    x = torch.randn(700, batch)
+    operand = x[:, 0] if batch == 1 else x
+    assert torch.equal(spmm_cpu(RelativeLayout.from_csr(csr), operand), spmm_cpu(csr, operand))
+    assert _close(spmm_cpu(RelativeLayout.from_csr(csr), operand), weight @ operand)
+
+
+def test_relative_layout_refuses_wide_codebooks() -> None:
+    with pytest.raises(InputError, match="257 codebook entries"):
+        RelativeLayout.from_dense(_quantized((8, 600), sparsity=0.0, levels=256))
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -118,7 +173,7 @@ def test_cuda_sources_compile_with_nvcc(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     ptx = (tmp_path / "spmv.ptx").read_text()
-    for name in ("spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16"):
+    for name in ("spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16", "spmv_rel", "spmm_rel"):
         assert f".entry {name}" in ptx
 
 
@@ -126,10 +181,28 @@ def test_cuda_sources_compile_with_nvcc(tmp_path: Path) -> None:
 @pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
 @pytest.mark.parametrize("batch", [1, 3, 8, 16])
 @pytest.mark.parametrize("shape", [(4096, 9216), (512, 13824), (101, 512)])
-def test_cuda_path_matches_dense(batch: int, shape) -> None:
+@pytest.mark.parametrize("relative", [False, True])
+def test_cuda_path_matches_dense(batch: int, shape, relative: bool) -> None:
     weight = _quantized(shape)
-    layout = SparseLayout.from_dense(weight).to("cuda")
+    layout = SparseLayout.from_dense(weight)
+    device_layout = (RelativeLayout.from_csr(layout) if relative else layout).to("cuda")
     x = torch.randn(shape[1], batch, device="cuda")
     expected = weight.cuda() @ x
-    result = spmm_cuda(layout, x[:, 0] if batch == 1 else x)
+    result = spmm_cuda(device_layout, x[:, 0] if batch == 1 else x)
     assert _close(result.reshape(expected.shape), expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("relative", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "sparsity"), [((5, 70_000), 0.9995), ((3, 2000), 0.999), ((33, 1), 0.5), ((40, 17), 1.0), ((8, 9), 0.0)]
+)
+def test_cuda_odd_shapes_empty_rows_and_wide_columns(shape, sparsity, relative: bool) -> None:
+    weight = _quantized(shape, sparsity=sparsity)
+    layout = SparseLayout.from_dense(weight)
+    device_layout = (RelativeLayout.from_csr(layout) if relative else layout).to("cuda")
+    for batch in (1, 5, 11):
+        x = torch.randn(shape[1], batch, device="cuda")
+        result = spmm_cuda(device_layout, x[:, 0] if batch == 1 else x).reshape(shape[0], batch)
+        assert _close(result, weight.cuda() @ x)

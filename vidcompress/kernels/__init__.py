@@ -1,4 +1,4 @@
-"""Sparse kernels on the compressed layout: CPU (torch CSR) and CUDA (CuPy RawModule), and modules.
+"""Sparse kernels on the compressed layout: CPU (scipy CSR) and CUDA (CuPy RawModule), and modules.
 
 Importing this package never imports CuPy; the CUDA path loads it on first use.
 """
@@ -7,8 +7,10 @@ from vidcompress.kernels.cpu import csr_matrix, spmm_cpu
 from vidcompress.kernels.cuda import cuda_available, spmm_cuda
 from vidcompress.kernels.layout import SparseLayout
 from vidcompress.kernels.modules import SparseConv, SparseLinear, load_sparse, sparse_matmul
+from vidcompress.kernels.relative import RelativeLayout
 
 __all__ = [
+    "RelativeLayout",
     "SparseConv",
     "SparseLayout",
     "SparseLinear",

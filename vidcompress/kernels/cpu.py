@@ -14,6 +14,7 @@ import torch
 
 from vidcompress.gather import gather
 from vidcompress.kernels.layout import SparseLayout
+from vidcompress.kernels.relative import RelativeLayout
 
 
 def csr_matrix(layout: SparseLayout) -> scipy.sparse.csr_matrix:
@@ -27,8 +28,15 @@ def csr_matrix(layout: SparseLayout) -> scipy.sparse.csr_matrix:
     return scipy.sparse.csr_matrix((values, columns, layout.row_pointers.numpy()), shape=layout.shape, copy=False)
 
 
-def spmm_cpu(layout: SparseLayout, x: torch.Tensor, csr: scipy.sparse.csr_matrix | None = None) -> torch.Tensor:
-    """W @ X for X of shape (columns,) or (columns, batch), in fp32; `csr`: the layout already expanded."""
+def spmm_cpu(
+    layout: SparseLayout | RelativeLayout, x: torch.Tensor, csr: scipy.sparse.csr_matrix | None = None
+) -> torch.Tensor:
+    """W @ X for X of shape (columns,) or (columns, batch), in fp32; `csr`: the layout already expanded.
+
+    A relative layout goes through its reference decoder (`to_csr`), so both layouts give the same bits.
+    """
+    if isinstance(layout, RelativeLayout):
+        layout = layout.to_csr()
     dense = x.detach().to(torch.float32).reshape(layout.shape[1], -1).numpy()
     result = (csr if csr is not None else csr_matrix(layout)) @ dense
     out = torch.from_numpy(np.ascontiguousarray(result, dtype=np.float32))

@@ -10,6 +10,7 @@ import torch
 
 from vidcompress.errors import ConfigError
 from vidcompress.kernels.layout import SparseLayout
+from vidcompress.kernels.relative import RelativeLayout
 
 SOURCE = Path(__file__).with_name("spmv.cu")
 THREADS = 256  # 8 warps per block, one row per warp
@@ -38,14 +39,42 @@ def _module() -> Any:
     return cupy.RawModule(code=SOURCE.read_text(), options=("--std=c++14",))
 
 
+@functools.cache
+def _kernel(name: str) -> Any:
+    return _module().get_function(name)
+
+
 def _suffix(layout: SparseLayout) -> str:
     column = "u16" if layout.columns.dtype == torch.int16 else "i32"
     symbol = "u8" if layout.symbols.dtype == torch.uint8 else "u16"
     return f"{column}_{symbol}"
 
 
-def spmm_cuda(layout: SparseLayout, x: torch.Tensor) -> torch.Tensor:
-    """W @ X on the GPU for X of shape (columns,) or (columns, batch); fp32 accumulation."""
+def _layout_arguments(layout: SparseLayout | RelativeLayout) -> tuple[str, list[Any]]:
+    """(kernel suffix, the layout's kernel arguments up to and including the codebook's size)."""
+    cupy = _cupy()
+    if isinstance(layout, RelativeLayout):
+        return "rel", [
+            cupy.asarray(layout.group_pointers),
+            cupy.asarray(layout.entries),
+            cupy.asarray(layout.codebook),
+            cupy.int32(layout.codebook.numel()),
+        ]
+    return _suffix(layout), [
+        cupy.asarray(layout.row_pointers),
+        cupy.asarray(layout.columns),
+        cupy.asarray(layout.symbols),
+        cupy.asarray(layout.codebook),
+        cupy.int32(layout.codebook.numel()),
+    ]
+
+
+def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor) -> torch.Tensor:
+    """W @ X on the GPU for X of shape (columns,) or (columns, batch); fp32 accumulation.
+
+    Runs on torch's current stream, so it orders with the surrounding torch work and can be captured
+    in a CUDA graph.
+    """
     if not torch.cuda.is_available():
         raise ConfigError("the CUDA path needs a CUDA device; none is available")
     cupy = _cupy()
@@ -59,20 +88,12 @@ def spmm_cuda(layout: SparseLayout, x: torch.Tensor) -> torch.Tensor:
     warps = THREADS // 32
     blocks = max(1, min((rows + warps - 1) // warps, 65535))
     shared = layout.codebook.numel() * 4
-    args = [
-        cupy.asarray(layout.row_pointers),
-        cupy.asarray(layout.columns),
-        cupy.asarray(layout.symbols),
-        cupy.asarray(layout.codebook),
-        cupy.int32(layout.codebook.numel()),
-        cupy.asarray(dense),
-        cupy.asarray(out),
-        cupy.int32(rows),
-    ]
-    name = f"spmv_{_suffix(layout)}" if batch == 1 else f"spmm_{_suffix(layout)}"
+    suffix, args = _layout_arguments(layout)
+    args += [cupy.asarray(dense), cupy.asarray(out), cupy.int32(rows)]
+    name = f"spmv_{suffix}" if batch == 1 else f"spmm_{suffix}"
     if batch != 1:
         args.append(cupy.int32(batch))
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(x.device).cuda_stream)
     with stream:
-        _module().get_function(name)((blocks,), (THREADS,), tuple(args), shared_mem=shared)
+        _kernel(name)((blocks,), (THREADS,), tuple(args), shared_mem=shared)
     return out.reshape(-1) if vector else out
