@@ -300,7 +300,7 @@ def gpu_main(quick: bool) -> None:
         "from HBM and no Python or launch latency is timed. The small T-C3D layers hit the 64-copy cap and partly",
         f"stay in L2. Timing modes seen: {', '.join(modes)}. Mean microseconds per multiplication.",
         "Ours (CSR): 1-byte symbol + 2-byte column per nonzero; ours (relative): 2-byte packed (delta, symbol)",
-        "entries, fillers and 4-entry row padding included. cuSPARSE CSR fp32 through cupyx and through torch.",
+        "entries, fillers and 8-entry row padding included. cuSPARSE CSR fp32 through cupyx and through torch.",
         "Bandwidth: our layout's bytes + x + y over the kernel's time, as a fraction of the peak.",
         "",
         "| matrix | sparsity | batch | ours CSR | ours relative | cuSPARSE (cupyx) | cuSPARSE (torch) | cuBLAS dense "

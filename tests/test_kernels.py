@@ -81,7 +81,7 @@ def test_relative_layout_decodes_to_the_csr_layout_bit_for_bit(shape, sparsity) 
     relative = RelativeLayout.from_csr(csr)
     _assert_same_layout(relative.to_csr(), csr)
     assert relative.group_pointers.numel() == shape[0] + 1
-    assert relative.entries.numel() % 4 == 0 and relative.entries.numel() == 4 * int(relative.group_pointers[-1])
+    assert relative.entries.numel() % 8 == 0 and relative.entries.numel() == 8 * int(relative.group_pointers[-1])
 
 
 def test_relative_layout_fillers_padding_and_empty_rows() -> None:
@@ -92,10 +92,11 @@ def test_relative_layout_fillers_padding_and_empty_rows() -> None:
     entries = relative.entries.numpy().view("uint16")
     deltas, symbols = entries & 0xFF, entries >> 8
     assert relative.group_pointers.tolist() == [0, 1, 1, 2, 2]  # rows 1 and 3 hold nothing
-    assert deltas[:4].tolist() == [1, 255, 1, 0] and (symbols[:3] > 0).all() and symbols[3] == 0
-    assert deltas[4:].tolist() == [255, 255, 255, 235] and symbols[4:7].tolist() == [0, 0, 0]
+    assert deltas[:8].tolist() == [1, 255, 1, 0, 0, 0, 0, 0] and (symbols[:3] > 0).all() and not symbols[3:8].any()
+    assert deltas[8:].tolist() == [255, 255, 255, 235, 0, 0, 0, 0] and symbols[8:11].tolist() == [0, 0, 0]
+    assert symbols[11] > 0 and not symbols[12:].any()
     assert torch.equal(relative.to_csr().to_dense(), weight)
-    assert relative.bytes_per_nonzero == 2 * 8 / 4
+    assert relative.bytes_per_nonzero == 2 * 16 / 4
 
 
 @pytest.mark.parametrize("batch", [1, 8])
@@ -206,3 +207,13 @@ def test_cuda_odd_shapes_empty_rows_and_wide_columns(shape, sparsity, relative: 
         x = torch.randn(shape[1], batch, device="cuda")
         result = spmm_cuda(device_layout, x[:, 0] if batch == 1 else x).reshape(shape[0], batch)
         assert _close(result, weight.cuda() @ x)
+
+
+def test_short_matrices_share_rows_between_warps() -> None:
+    from vidcompress.kernels.cuda import warps_per_row
+
+    assert warps_per_row(4096, 4096 * 920) == 2  # AlexNet fc6 at 0.9: two warps fill the GPU
+    assert warps_per_row(512, 512 * 1382) == 8
+    assert warps_per_row(128, 128 * 100) == 1  # too few nonzeros a row to split
+    assert warps_per_row(20_000, 20_000 * 5000) == 1
+    assert warps_per_row(0, 0) == 1

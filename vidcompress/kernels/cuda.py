@@ -13,7 +13,9 @@ from vidcompress.kernels.layout import SparseLayout
 from vidcompress.kernels.relative import RelativeLayout
 
 SOURCE = Path(__file__).with_name("spmv.cu")
-THREADS = 256  # 8 warps per block, one row per warp
+THREADS = 256  # 8 warps per block
+TARGET_WARPS = 8192  # about what an H100 / H200 keeps resident (132 SMs x 64 warps)
+MIN_ROW_STEPS = 4  # each warp of a shared row still takes at least this many steps of 32 nonzeros
 
 
 def cuda_available() -> bool:
@@ -69,6 +71,15 @@ def _layout_arguments(layout: SparseLayout | RelativeLayout) -> tuple[str, list[
     ]
 
 
+def warps_per_row(rows: int, nonzeros: int) -> int:
+    """Warps that share one CSR row: more for short matrices, so that they still fill the GPU."""
+    warps = 1
+    per_row = nonzeros / max(rows, 1)
+    while warps < 8 and rows * warps < TARGET_WARPS and per_row / (64 * warps) >= MIN_ROW_STEPS:
+        warps *= 2
+    return warps
+
+
 def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor) -> torch.Tensor:
     """W @ X on the GPU for X of shape (columns,) or (columns, batch); fp32 accumulation.
 
@@ -85,14 +96,18 @@ def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor) -> torch.T
     batch = dense.shape[1]
     out = torch.empty(layout.shape[0], batch, dtype=torch.float32, device=x.device)
     rows = layout.shape[0]
-    warps = THREADS // 32
-    blocks = max(1, min((rows + warps - 1) // warps, 65535))
+    relative = isinstance(layout, RelativeLayout)
+    sharing = 1 if relative else warps_per_row(rows, layout.nonzeros)
+    rows_per_block = THREADS // 32 // sharing
+    blocks = max(1, min((rows + rows_per_block - 1) // rows_per_block, 65535))
     shared = layout.codebook.numel() * 4
     suffix, args = _layout_arguments(layout)
     args += [cupy.asarray(dense), cupy.asarray(out), cupy.int32(rows)]
     name = f"spmv_{suffix}" if batch == 1 else f"spmm_{suffix}"
     if batch != 1:
         args.append(cupy.int32(batch))
+    if not relative:
+        args.append(cupy.int32(sharing))
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(x.device).cuda_stream)
     with stream:
         _kernel(name)((blocks,), (THREADS,), tuple(args), shared_mem=shared)

@@ -3,8 +3,8 @@
 Per row, 16-bit entries: the low byte is the column's distance from the previous entry's column (a row
 starts at column -1), the high byte the codebook symbol (1..255; codebooks of at most 256 entries). A gap
 of more than 255 columns takes filler entries (delta 255, symbol 0), as in Deep Compression's relative
-index; each row is padded to a multiple of 4 entries (delta 0, symbol 0) so that a GPU lane reads 4 entries
-in one 8-byte load. `group_pointers` (int32) counts those 4-entry groups. Against the CSR layout's 3 bytes
+index; each row is padded to a multiple of 8 entries (delta 0, symbol 0) so that a GPU lane reads 8 entries
+in one 16-byte load. `group_pointers` (int32) counts those 8-entry groups. Against the CSR layout's 3 bytes
 a nonzero this moves 2 bytes per entry, fillers and padding included (`bytes_per_nonzero` counts them).
 
 `to_csr` is the reference decoder: it gives back the CSR layout's columns and symbols exactly, and the
@@ -22,7 +22,7 @@ from vidcompress.errors import InputError
 from vidcompress.kernels.layout import SparseLayout
 
 MAX_DELTA = 255
-GROUP = 4  # entries per 8-byte load
+GROUP = 8  # entries per 16-byte load
 
 
 @dataclass
@@ -30,7 +30,7 @@ class RelativeLayout:
     """W (rows x columns) as per-row runs of packed (delta, symbol) entries."""
 
     shape: tuple[int, int]
-    group_pointers: torch.Tensor  # int32, rows + 1; row r's entries are 4 * [p[r], p[r + 1])
+    group_pointers: torch.Tensor  # int32, rows + 1; row r's entries are 8 * [p[r], p[r + 1])
     entries: torch.Tensor  # int16 bit pattern of uint16: delta | symbol << 8
     codebook: torch.Tensor  # float32, at most 256 entries, codebook[0] == 0
     nonzeros: int

@@ -1,9 +1,17 @@
 // y = W x and Y = W X on vidcompress's runtime layouts: CSR rows of (column index, codebook symbol), and
-// the relative layout further down. One warp per row; the codebook sits in shared memory; fp32 accumulation;
-// warp-shuffle reduction. Loaded by cupy.RawModule (NVRTC); also compiled by nvcc in the test suite.
+// the relative layout further down. The codebook sits in shared memory; fp32 accumulation; warp-shuffle
+// reductions. Loaded by cupy.RawModule (NVRTC); also compiled by nvcc in the test suite.
+//
+// Batch 1 is memory-bound, so the CSR kernels aim at bytes in flight: `warps_per_row` warps (1, 2, 4 or
+// 8, chosen by the host so that short matrices still fill the GPU) share a row, each lane issues UNROLL
+// independent loads before it uses any, and the layout is read with streaming loads (evict-first) so
+// that x keeps the caches. Partial sums of a row's warps meet in shared memory in a fixed order, so
+// results are deterministic.
 
 #define FULL_MASK 0xffffffffu
 #define SPMM_TILE 8  // batch columns accumulated in registers per pass
+#define UNROLL 4     // independent nonzeros per lane in flight
+#define MAX_WARPS 8  // warps per block (256 threads)
 
 extern __shared__ float shared_codebook[];  // sized at launch: the codebook's floats
 
@@ -13,22 +21,66 @@ __device__ __forceinline__ void load_codebook(float* table, const float* __restr
     __syncthreads();
 }
 
+__device__ __forceinline__ float warp_sum(float value) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_down_sync(FULL_MASK, value, offset);
+    return value;
+}
+
+// Sum over k in [begin + first, end) step `stride` of table[symbols[k]] * x[columns[k]].
+template <typename Column, typename Symbol>
+__device__ __forceinline__ float row_dot(int begin, int end, int first, int stride, const Column* __restrict__ columns,
+                                         const Symbol* __restrict__ symbols, const float* table,
+                                         const float* __restrict__ x) {
+    float sum = 0.0f;
+    int k = begin + first;
+    for (; k + (UNROLL - 1) * stride < end; k += UNROLL * stride) {
+        int column[UNROLL], symbol[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            column[u] = __ldcs(&columns[k + u * stride]);
+            symbol[u] = __ldcs(&symbols[k + u * stride]);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) sum += table[symbol[u]] * __ldg(&x[column[u]]);
+    }
+    for (; k < end; k += stride) sum += table[__ldcs(&symbols[k])] * __ldg(&x[__ldcs(&columns[k])]);
+    return sum;
+}
+
+// Block-stride loop over groups of rows; the loop bounds are uniform across the block (barriers are safe).
 template <typename Column, typename Symbol>
 __device__ void spmv_rows(const int* __restrict__ row_pointers, const Column* __restrict__ columns,
                           const Symbol* __restrict__ symbols, const float* __restrict__ codebook,
-                          int codebook_size, const float* __restrict__ x, float* __restrict__ y, int rows) {
+                          int codebook_size, const float* __restrict__ x, float* __restrict__ y, int rows,
+                          int warps_per_row) {
+    __shared__ float partial[MAX_WARPS];
     float* table = shared_codebook;
     load_codebook(table, codebook, codebook_size);
     const int lane = threadIdx.x & 31;
-    const int warps = blockDim.x >> 5;
-    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
+    const int warp = threadIdx.x >> 5;
+    const int rows_per_block = (blockDim.x >> 5) / warps_per_row;
+    const int member = warp % warps_per_row;
+    for (int first_row = blockIdx.x * rows_per_block; first_row < rows; first_row += gridDim.x * rows_per_block) {
+        const int row = first_row + warp / warps_per_row;
         float sum = 0.0f;
-        const int end = row_pointers[row + 1];
-        for (int k = row_pointers[row] + lane; k < end; k += 32) {
-            sum += table[symbols[k]] * __ldg(&x[columns[k]]);
+        if (row < rows) {
+            sum = row_dot(row_pointers[row], row_pointers[row + 1], member * 32 + lane, warps_per_row * 32, columns,
+                          symbols, table, x);
         }
-        for (int offset = 16; offset > 0; offset >>= 1) sum += __shfl_down_sync(FULL_MASK, sum, offset);
-        if (lane == 0) y[row] = sum;
+        sum = warp_sum(sum);
+        if (warps_per_row == 1) {
+            if (lane == 0 && row < rows) y[row] = sum;
+            continue;
+        }
+        if (lane == 0) partial[warp] = sum;
+        __syncthreads();
+        if (member == 0 && lane == 0 && row < rows) {
+            float total = 0.0f;
+            for (int m = 0; m < warps_per_row; ++m) total += partial[warp + m];
+            y[row] = total;
+        }
+        __syncthreads();
     }
 }
 
@@ -37,48 +89,76 @@ template <typename Column, typename Symbol>
 __device__ void spmm_rows(const int* __restrict__ row_pointers, const Column* __restrict__ columns,
                           const Symbol* __restrict__ symbols, const float* __restrict__ codebook,
                           int codebook_size, const float* __restrict__ x, float* __restrict__ y, int rows,
-                          int batch) {
+                          int batch, int warps_per_row) {
+    __shared__ float partial[MAX_WARPS][SPMM_TILE];
     float* table = shared_codebook;
     load_codebook(table, codebook, codebook_size);
     const int lane = threadIdx.x & 31;
-    const int warps = blockDim.x >> 5;
-    for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
-        const int begin = row_pointers[row];
-        const int end = row_pointers[row + 1];
+    const int warp = threadIdx.x >> 5;
+    const int rows_per_block = (blockDim.x >> 5) / warps_per_row;
+    const int member = warp % warps_per_row;
+    const int stride = warps_per_row * 32;
+    const bool vectors = (batch & 3) == 0;  // rows of X start 16-byte aligned: float4 loads
+    for (int first_row = blockIdx.x * rows_per_block; first_row < rows; first_row += gridDim.x * rows_per_block) {
+        const int row = first_row + warp / warps_per_row;
+        const int begin = row < rows ? row_pointers[row] : 0;
+        const int end = row < rows ? row_pointers[row + 1] : 0;
         for (int tile = 0; tile < batch; tile += SPMM_TILE) {
             const int width = min(SPMM_TILE, batch - tile);
             float sum[SPMM_TILE];
 #pragma unroll
             for (int b = 0; b < SPMM_TILE; ++b) sum[b] = 0.0f;
-            for (int k = begin + lane; k < end; k += 32) {
-                const float value = table[symbols[k]];
-                const float* source = x + (long long)columns[k] * batch + tile;
+            for (int k = begin + member * 32 + lane; k < end; k += stride) {
+                const float value = table[__ldcs(&symbols[k])];
+                const float* source = x + (long long)__ldcs(&columns[k]) * batch + tile;
+                if (vectors && width == SPMM_TILE) {
+                    const float4 low = __ldg(reinterpret_cast<const float4*>(source));
+                    const float4 high = __ldg(reinterpret_cast<const float4*>(source) + 1);
+                    sum[0] += value * low.x, sum[1] += value * low.y, sum[2] += value * low.z, sum[3] += value * low.w;
+                    sum[4] += value * high.x, sum[5] += value * high.y, sum[6] += value * high.z,
+                        sum[7] += value * high.w;
+                } else {
 #pragma unroll
-                for (int b = 0; b < SPMM_TILE; ++b) {
-                    if (b < width) sum[b] += value * __ldg(&source[b]);
+                    for (int b = 0; b < SPMM_TILE; ++b) {
+                        if (b < width) sum[b] += value * __ldg(&source[b]);
+                    }
                 }
             }
 #pragma unroll
-            for (int b = 0; b < SPMM_TILE; ++b) {
-                for (int offset = 16; offset > 0; offset >>= 1) sum[b] += __shfl_down_sync(FULL_MASK, sum[b], offset);
+            for (int b = 0; b < SPMM_TILE; ++b) sum[b] = warp_sum(sum[b]);
+            if (warps_per_row == 1) {
+                if (lane == 0 && row < rows) {
+                    for (int b = 0; b < width; ++b) y[(long long)row * batch + tile + b] = sum[b];
+                }
+                continue;
             }
             if (lane == 0) {
-                for (int b = 0; b < width; ++b) y[(long long)row * batch + tile + b] = sum[b];
+#pragma unroll
+                for (int b = 0; b < SPMM_TILE; ++b) partial[warp][b] = sum[b];
             }
+            __syncthreads();
+            if (member == 0 && lane < width && row < rows) {
+                float total = 0.0f;
+                for (int m = 0; m < warps_per_row; ++m) total += partial[warp + m][lane];
+                y[(long long)row * batch + tile + lane] = total;
+            }
+            __syncthreads();
         }
     }
 }
 
-#define VIDCOMPRESS_KERNELS(SUFFIX, COLUMN, SYMBOL)                                                         \
-    extern "C" __global__ void spmv_##SUFFIX(const int* row_pointers, const COLUMN* columns,                \
-                                             const SYMBOL* symbols, const float* codebook, int codebook_size, \
-                                             const float* x, float* y, int rows) {                          \
-        spmv_rows<COLUMN, SYMBOL>(row_pointers, columns, symbols, codebook, codebook_size, x, y, rows);      \
-    }                                                                                                        \
-    extern "C" __global__ void spmm_##SUFFIX(const int* row_pointers, const COLUMN* columns,                \
-                                             const SYMBOL* symbols, const float* codebook, int codebook_size, \
-                                             const float* x, float* y, int rows, int batch) {               \
-        spmm_rows<COLUMN, SYMBOL>(row_pointers, columns, symbols, codebook, codebook_size, x, y, rows, batch); \
+#define VIDCOMPRESS_KERNELS(SUFFIX, COLUMN, SYMBOL)                                                              \
+    extern "C" __global__ void spmv_##SUFFIX(const int* row_pointers, const COLUMN* columns,                     \
+                                             const SYMBOL* symbols, const float* codebook, int codebook_size,     \
+                                             const float* x, float* y, int rows, int warps_per_row) {            \
+        spmv_rows<COLUMN, SYMBOL>(row_pointers, columns, symbols, codebook, codebook_size, x, y, rows,           \
+                                  warps_per_row);                                                                \
+    }                                                                                                             \
+    extern "C" __global__ void spmm_##SUFFIX(const int* row_pointers, const COLUMN* columns,                     \
+                                             const SYMBOL* symbols, const float* codebook, int codebook_size,     \
+                                             const float* x, float* y, int rows, int batch, int warps_per_row) { \
+        spmm_rows<COLUMN, SYMBOL>(row_pointers, columns, symbols, codebook, codebook_size, x, y, rows, batch,    \
+                                  warps_per_row);                                                                \
     }
 
 VIDCOMPRESS_KERNELS(u16_u8, unsigned short, unsigned char)
@@ -89,10 +169,11 @@ VIDCOMPRESS_KERNELS(i32_u16, int, unsigned short)
 // ---------------------------------------------------------------------------------------------------------
 // The relative layout (EIE-style): per row, 16-bit entries, low byte the column delta from the previous
 // entry (the row starts at column -1), high byte the codebook symbol; symbol 0 is a filler (a gap of more
-// than 255 columns) or the row's padding to a multiple of 4 entries (delta 0). Rows start on 8-byte
-// boundaries, so each lane loads 4 entries at once; `group_pointers` counts 4-entry groups. Columns come
-// back from a per-lane prefix sum over the 4 deltas and a warp-wide inclusive scan of the lane totals.
-// 2 bytes per entry, against 3 per nonzero for the CSR layout above.
+// than 255 columns) or the row's padding to a multiple of 8 entries (delta 0). Rows start on 16-byte
+// boundaries, so each lane loads 8 entries at once; `group_pointers` counts 8-entry groups. Columns come
+// back from a per-lane prefix sum over the 8 deltas and a warp-wide inclusive scan of the lane totals.
+// 2 bytes per entry, against 3 per nonzero for the CSR layout above. One warp per row: a row's columns
+// depend on everything before them in the row.
 
 __device__ __forceinline__ int warp_inclusive_scan(int value, int lane) {
 #pragma unroll
@@ -103,26 +184,29 @@ __device__ __forceinline__ int warp_inclusive_scan(int value, int lane) {
     return value;
 }
 
-// Decodes one 4-entry group (as a uint2) into absolute columns and symbols; advances `base` for the warp.
-__device__ __forceinline__ void decode_group(uint2 group, bool valid, int lane, int& base, int columns[4],
-                                             int symbols[4]) {
-    const unsigned int words[2] = {group.x, group.y};
+// Decodes one 8-entry group into absolute columns and symbols; advances `base` for the whole warp.
+__device__ __forceinline__ void decode_group(uint4 group, int lane, int& base, int columns[8], int symbols[8]) {
+    const unsigned int words[4] = {group.x, group.y, group.z, group.w};
     int position = 0;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
+    for (int e = 0; e < 8; ++e) {
         const unsigned int entry = (words[e >> 1] >> ((e & 1) * 16)) & 0xFFFFu;
-        position += valid ? (int)(entry & 0xFFu) : 0;
+        position += (int)(entry & 0xFFu);
         columns[e] = position;
-        symbols[e] = valid ? (int)(entry >> 8) : 0;
+        symbols[e] = (int)(entry >> 8);
     }
     const int inclusive = warp_inclusive_scan(position, lane);
     const int offset = base + inclusive - position;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) columns[e] += offset;
+    for (int e = 0; e < 8; ++e) columns[e] += offset;
     base += __shfl_sync(FULL_MASK, inclusive, 31);
 }
 
-extern "C" __global__ void spmv_rel(const int* __restrict__ group_pointers, const uint2* __restrict__ groups,
+__device__ __forceinline__ uint4 load_group(const uint4* __restrict__ groups, int k, int end) {
+    return k < end ? __ldcs(&groups[k]) : make_uint4(0u, 0u, 0u, 0u);  // a zero group: no columns, no symbols
+}
+
+extern "C" __global__ void spmv_rel(const int* __restrict__ group_pointers, const uint4* __restrict__ groups,
                                     const float* __restrict__ codebook, int codebook_size,
                                     const float* __restrict__ x, float* __restrict__ y, int rows) {
     float* table = shared_codebook;
@@ -133,24 +217,25 @@ extern "C" __global__ void spmv_rel(const int* __restrict__ group_pointers, cons
         float sum = 0.0f;
         int base = -1;
         const int end = group_pointers[row + 1];
-        for (int chunk = group_pointers[row]; chunk < end; chunk += 32) {
-            const int k = chunk + lane;
-            const bool valid = k < end;
-            const uint2 group = valid ? __ldg(&groups[k]) : make_uint2(0u, 0u);
-            int columns[4], symbols[4];
-            decode_group(group, valid, lane, base, columns, symbols);
+        int chunk = group_pointers[row];
+        uint4 next = load_group(groups, chunk + lane, end);
+        for (; chunk < end; chunk += 32) {
+            const uint4 group = next;
+            next = load_group(groups, chunk + 32 + lane, end);  // the next chunk's load overlaps this one's work
+            int columns[8], symbols[8];
+            decode_group(group, lane, base, columns, symbols);
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
+            for (int e = 0; e < 8; ++e) {
                 if (symbols[e] != 0) sum += table[symbols[e]] * __ldg(&x[columns[e]]);
             }
         }
-        for (int offset = 16; offset > 0; offset >>= 1) sum += __shfl_down_sync(FULL_MASK, sum, offset);
+        sum = warp_sum(sum);
         if (lane == 0) y[row] = sum;
     }
 }
 
 // X is (columns, batch) row-major; Y is (rows, batch) row-major. The row is decoded once per batch tile.
-extern "C" __global__ void spmm_rel(const int* __restrict__ group_pointers, const uint2* __restrict__ groups,
+extern "C" __global__ void spmm_rel(const int* __restrict__ group_pointers, const uint4* __restrict__ groups,
                                     const float* __restrict__ codebook, int codebook_size,
                                     const float* __restrict__ x, float* __restrict__ y, int rows, int batch) {
     float* table = shared_codebook;
@@ -167,13 +252,10 @@ extern "C" __global__ void spmm_rel(const int* __restrict__ group_pointers, cons
             for (int b = 0; b < SPMM_TILE; ++b) sum[b] = 0.0f;
             int base = -1;
             for (int chunk = begin; chunk < end; chunk += 32) {
-                const int k = chunk + lane;
-                const bool valid = k < end;
-                const uint2 group = valid ? __ldg(&groups[k]) : make_uint2(0u, 0u);
-                int columns[4], symbols[4];
-                decode_group(group, valid, lane, base, columns, symbols);
+                int columns[8], symbols[8];
+                decode_group(load_group(groups, chunk + lane, end), lane, base, columns, symbols);
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
+                for (int e = 0; e < 8; ++e) {
                     if (symbols[e] == 0) continue;
                     const float value = table[symbols[e]];
                     const float* source = x + (long long)columns[e] * batch + tile;
@@ -184,9 +266,7 @@ extern "C" __global__ void spmm_rel(const int* __restrict__ group_pointers, cons
                 }
             }
 #pragma unroll
-            for (int b = 0; b < SPMM_TILE; ++b) {
-                for (int offset = 16; offset > 0; offset >>= 1) sum[b] += __shfl_down_sync(FULL_MASK, sum[b], offset);
-            }
+            for (int b = 0; b < SPMM_TILE; ++b) sum[b] = warp_sum(sum[b]);
             if (lane == 0) {
                 for (int b = 0; b < width; ++b) y[(long long)row * batch + tile + b] = sum[b];
             }
