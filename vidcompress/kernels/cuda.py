@@ -16,7 +16,6 @@ SOURCE = Path(__file__).with_name("spmv.cu")
 THREADS = 256  # 8 warps per block
 TARGET_WARPS = 8192  # about what an H100 / H200 keeps resident (132 SMs x 64 warps)
 MIN_ROW_STEPS = 4  # each warp of a shared row still takes at least this many steps of 32 nonzeros
-REPLICAS = 32  # batch-1 kernels with 8-bit symbols keep this many interleaved copies of the codebook
 STAGED_THREADS = 1024  # the x-staging kernels run few, large, persistent blocks
 STAGE_X_MIN_COLUMNS = 1 << 62  # batch-1 x staging by default from this many columns (measured: see spmv_gpu)
 
@@ -92,12 +91,9 @@ def _device_limits(index: int) -> tuple[int, int, int]:
     return int(props.multi_processor_count), optin, per_sm
 
 
-_opted_in: dict[Any, int] = {}  # kernel -> dynamic shared bytes it was allowed
-
-
 def _staging_fits(layout: SparseLayout | RelativeLayout, device: torch.device) -> bool:
     _, optin, _ = _device_limits(device.index or 0)
-    return 4 * (REPLICAS * layout.codebook.numel() + layout.shape[1]) + 1024 <= optin
+    return 4 * (layout.codebook.numel() + layout.shape[1]) + 1024 <= optin
 
 
 def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor, stage_x: bool | None = None) -> torch.Tensor:
@@ -125,8 +121,7 @@ def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor, stage_x: b
         raise ConfigError(f"x of {layout.shape[1]} values (batch {batch}) cannot be staged in shared memory")
     staged = fits and layout.shape[1] >= STAGE_X_MIN_COLUMNS if stage_x is None else stage_x
     threads = STAGED_THREADS if staged else THREADS
-    replicated = batch == 1 and (isinstance(layout, RelativeLayout) or layout.symbols.dtype == torch.uint8)
-    shared = 4 * layout.codebook.numel() * (REPLICAS if replicated else 1) + (4 * layout.shape[1] if staged else 0)
+    shared = layout.codebook.numel() * 4 + (layout.shape[1] * 4 if staged else 0)
     sharing = 1 if relative else warps_per_row(rows, layout.nonzeros)
     rows_per_block = threads // 32 // sharing
     blocks = max(1, min((rows + rows_per_block - 1) // rows_per_block, 65535))
@@ -143,9 +138,8 @@ def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor, stage_x: b
     if staged:
         args.append(cupy.int32(layout.shape[1]))
     kernel = _kernel(f"{prefix}_{suffix}")
-    if shared > 48 << 10 and shared > _opted_in.get(kernel, 0):  # a driver call: once per kernel and size
-        kernel.max_dynamic_shared_size_bytes = shared
-        _opted_in[kernel] = shared
+    if shared > 48 << 10:
+        kernel.max_dynamic_shared_size_bytes = _device_limits(x.device.index or 0)[1]
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(x.device).cuda_stream)
     with stream:
         kernel((blocks,), (threads,), tuple(args), shared_mem=shared)

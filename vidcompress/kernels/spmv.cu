@@ -22,24 +22,9 @@ __device__ __forceinline__ void load_codebook(float* table, const float* __restr
     __syncthreads();
 }
 
-// Batch-1 kernels with 8-bit symbols keep 32 copies of the codebook, interleaved so that lane l reads
-// copy l from bank l: random symbols then never collide on a bank (32 KB at 256 entries).
-#define REPLICAS 32
-
-__device__ __forceinline__ void load_replicated_codebook(float* table, const float* __restrict__ codebook, int size) {
-    for (int i = threadIdx.x; i < size * REPLICAS; i += blockDim.x) table[i] = codebook[i / REPLICAS];
-    __syncthreads();
-}
-
-template <bool REPLICATED>
-__device__ __forceinline__ float code_value(const float* table, int symbol, int lane) {
-    if (REPLICATED) return table[symbol * REPLICAS + lane];
-    return table[symbol];
-}
-
 // The `_xs` kernels' copy of x, after the codebook in dynamic shared memory (x's floats at launch).
-__device__ __forceinline__ const float* stage_x(const float* __restrict__ x, int columns, int table_size) {
-    float* staged = shared_codebook + table_size;
+__device__ __forceinline__ const float* stage_x(const float* __restrict__ x, int columns, int codebook_size) {
+    float* staged = shared_codebook + codebook_size;
     for (int i = threadIdx.x; i < columns; i += blockDim.x) staged[i] = __ldg(&x[i]);
     __syncthreads();
     return staged;
@@ -58,11 +43,10 @@ __device__ __forceinline__ float warp_sum(float value) {
 }
 
 // Sum over k in [begin + first, end) step `stride` of table[symbols[k]] * x[columns[k]].
-template <typename Column, typename Symbol, bool X_SHARED, bool REPLICATED>
+template <typename Column, typename Symbol, bool X_SHARED>
 __device__ __forceinline__ float row_dot(int begin, int end, int first, int stride, const Column* __restrict__ columns,
                                          const Symbol* __restrict__ symbols, const float* table, const float* x) {
     float sum = 0.0f;
-    const int lane = threadIdx.x & 31;
     int k = begin + first;
     for (; k + (UNROLL - 1) * stride < end; k += UNROLL * stride) {
         int column[UNROLL], symbol[UNROLL];
@@ -72,13 +56,9 @@ __device__ __forceinline__ float row_dot(int begin, int end, int first, int stri
             symbol[u] = __ldcs(&symbols[k + u * stride]);
         }
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-            sum += code_value<REPLICATED>(table, symbol[u], lane) * x_at<X_SHARED>(x, column[u]);
-        }
+        for (int u = 0; u < UNROLL; ++u) sum += table[symbol[u]] * x_at<X_SHARED>(x, column[u]);
     }
-    for (; k < end; k += stride) {
-        sum += code_value<REPLICATED>(table, __ldcs(&symbols[k]), lane) * x_at<X_SHARED>(x, __ldcs(&columns[k]));
-    }
+    for (; k < end; k += stride) sum += table[__ldcs(&symbols[k])] * x_at<X_SHARED>(x, __ldcs(&columns[k]));
     return sum;
 }
 
@@ -88,15 +68,10 @@ __device__ void spmv_rows(const int* __restrict__ row_pointers, const Column* __
                           const Symbol* __restrict__ symbols, const float* __restrict__ codebook,
                           int codebook_size, const float* __restrict__ x_global, float* __restrict__ y, int rows,
                           int warps_per_row, int x_size) {
-    constexpr bool replicated = sizeof(Symbol) == 1;
     __shared__ float partial[MAX_WARPS];
     float* table = shared_codebook;
-    if (replicated) {
-        load_replicated_codebook(table, codebook, codebook_size);
-    } else {
-        load_codebook(table, codebook, codebook_size);
-    }
-    const float* x = X_SHARED ? stage_x(x_global, x_size, codebook_size * (replicated ? REPLICAS : 1)) : x_global;
+    load_codebook(table, codebook, codebook_size);
+    const float* x = X_SHARED ? stage_x(x_global, x_size, codebook_size) : x_global;
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int rows_per_block = (blockDim.x >> 5) / warps_per_row;
@@ -105,7 +80,7 @@ __device__ void spmv_rows(const int* __restrict__ row_pointers, const Column* __
         const int row = first_row + warp / warps_per_row;
         float sum = 0.0f;
         if (row < rows) {
-            sum = row_dot<Column, Symbol, X_SHARED, replicated>(row_pointers[row], row_pointers[row + 1], member * 32 + lane,
+            sum = row_dot<Column, Symbol, X_SHARED>(row_pointers[row], row_pointers[row + 1], member * 32 + lane,
                                                     warps_per_row * 32, columns, symbols, table, x);
         }
         sum = warp_sum(sum);
@@ -258,8 +233,8 @@ __device__ void spmv_relative_rows(const int* __restrict__ group_pointers, const
                                    const float* __restrict__ codebook, int codebook_size,
                                    const float* __restrict__ x_global, float* __restrict__ y, int rows, int x_size) {
     float* table = shared_codebook;
-    load_replicated_codebook(table, codebook, codebook_size);
-    const float* x = X_SHARED ? stage_x(x_global, x_size, codebook_size * REPLICAS) : x_global;
+    load_codebook(table, codebook, codebook_size);
+    const float* x = X_SHARED ? stage_x(x_global, x_size, codebook_size) : x_global;
     const int lane = threadIdx.x & 31;
     const int warps = blockDim.x >> 5;
     for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
@@ -275,7 +250,7 @@ __device__ void spmv_relative_rows(const int* __restrict__ group_pointers, const
             decode_group(group, lane, base, columns, symbols);
 #pragma unroll
             for (int e = 0; e < 8; ++e) {
-                if (symbols[e] != 0) sum += code_value<true>(table, symbols[e], lane) * x_at<X_SHARED>(x, columns[e]);
+                if (symbols[e] != 0) sum += table[symbols[e]] * x_at<X_SHARED>(x, columns[e]);
             }
         }
         sum = warp_sum(sum);
