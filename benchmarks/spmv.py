@@ -132,12 +132,8 @@ def gpu_rows(weight: torch.Tensor, layout: SparseLayout, batch: int, replays: in
     timings = {}
     for key, source in (("ours_csr", layout), ("ours_relative", relative)):
         on_device = [source.to("cuda") for _ in range(copies_for(source.size_bytes))]
-        timings[key] = gpu_time([lambda c=c: spmm_cuda(c, operand, stage_x=False) for c in on_device], replays)
-        if batch == 1:  # x staged in shared memory first
-            launches = [lambda c=c: spmm_cuda(c, operand, stage_x=True) for c in on_device]
-            timings[f"{key}_xs"] = gpu_time(launches, replays)
+        timings[key] = gpu_time([lambda c=c: spmm_cuda(c, operand) for c in on_device], replays)
         result[f"{key}_bytes_moved"] = source.size_bytes + vectors
-        result[f"{key}_xs_bytes_moved"] = source.size_bytes + vectors
 
     def peer(key: str, launches) -> None:  # a peer that fails is reported as such, not fatal to the run
         try:
@@ -165,15 +161,12 @@ def gpu_rows(weight: torch.Tensor, layout: SparseLayout, batch: int, replays: in
     result["dense_bytes_moved"] = 4 * weight.numel() + vectors
     for key, (seconds, mode) in timings.items():
         result[f"{key}_gpu_s"], result[f"{key}_mode"] = seconds, mode
-    for key in ("ours_csr", "ours_relative", "ours_csr_xs", "ours_relative_xs"):
-        if f"{key}_gpu_s" in result:
-            result[f"{key}_bandwidth_fraction"] = result[f"{key}_bytes_moved"] / result[f"{key}_gpu_s"] / peak
+    for key in ("ours_csr", "ours_relative"):
+        result[f"{key}_bandwidth_fraction"] = result[f"{key}_bytes_moved"] / result[f"{key}_gpu_s"] / peak
     # Check the kernels' answers here too: a fast wrong kernel must not make a table.
     expected = weight.cuda() @ operand
-    for source, stage in ((layout, False), (relative, False), (layout, True), (relative, True)):
-        if stage and batch != 1:
-            continue
-        got = spmm_cuda(source.to("cuda"), operand, stage_x=stage)
+    for source in (layout, relative):
+        got = spmm_cuda(source.to("cuda"), operand)
         error = float((got - expected).abs().max()) / max(float(expected.abs().max()), 1e-12)
         if error > 1e-5:
             raise AssertionError(f"{type(source).__name__} kernel off by {error:.2e} (relative)")
@@ -310,31 +303,19 @@ def gpu_main(quick: bool) -> None:
         "entries, fillers and 8-entry row padding included. cuSPARSE CSR fp32 through cupyx and through torch.",
         "Bandwidth: our layout's bytes + x + y over the kernel's time, as a fraction of the peak.",
         "",
-        "| matrix | sparsity | batch | ours CSR | ours CSR, x staged | ours relative | ours relative, x staged "
-        "| cuSPARSE (cupyx) | cuSPARSE (torch) | cuBLAS dense | best ours vs cuSPARSE | best ours vs dense "
-        "| best ours: bandwidth / peak |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| matrix | sparsity | batch | ours CSR | ours relative | cuSPARSE (cupyx) | cuSPARSE (torch) | cuBLAS dense "
+        "| best ours vs cuSPARSE | best ours vs dense | bandwidth CSR / relative |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-
-    def micro(r: dict, key: str) -> str:
-        return f"{1e6 * r[key]:.2f}" if key in r else "-"
-
     for r in rows:
-        ours = {
-            k: r[f"{k}_gpu_s"]
-            for k in ("ours_csr", "ours_csr_xs", "ours_relative", "ours_relative_xs")
-            if f"{k}_gpu_s" in r
-        }
-        best_key = min(ours, key=lambda k: ours[k])
-        best = ours[best_key]
-        r["best_ours"] = best_key
+        best = min(r["ours_csr_gpu_s"], r["ours_relative_gpu_s"])
         cusparse = min((r["cusparse_csr_gpu_s"], r["torch_csr_gpu_s"]), key=lambda t: (t != t, t))  # NaN last
         lines.append(
-            f"| {r['matrix']} | {r['sparsity']} | {r['batch']} | {micro(r, 'ours_csr_gpu_s')} "
-            f"| {micro(r, 'ours_csr_xs_gpu_s')} | {micro(r, 'ours_relative_gpu_s')} | {micro(r, 'ours_relative_xs_gpu_s')} "
-            f"| {micro(r, 'cusparse_csr_gpu_s')} | {micro(r, 'torch_csr_gpu_s')} | {micro(r, 'cublas_dense_gpu_s')} "
+            f"| {r['matrix']} | {r['sparsity']} | {r['batch']} | {1e6 * r['ours_csr_gpu_s']:.2f} "
+            f"| {1e6 * r['ours_relative_gpu_s']:.2f} | {1e6 * r['cusparse_csr_gpu_s']:.2f} "
+            f"| {1e6 * r['torch_csr_gpu_s']:.2f} | {1e6 * r['cublas_dense_gpu_s']:.2f} "
             f"| {cusparse / best:.2f}x | {r['cublas_dense_gpu_s'] / best:.2f}x "
-            f"| {r[f'{best_key}_bandwidth_fraction']:.2f} |"
+            f"| {r['ours_csr_bandwidth_fraction']:.2f} / {r['ours_relative_bandwidth_fraction']:.2f} |"
         )
     lines += ["", '"vs cuSPARSE" compares against the faster of the two cuSPARSE columns.']
     slug = "".join(c if c.isalnum() else "-" for c in str(device).lower()).strip("-")

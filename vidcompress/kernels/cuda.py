@@ -16,8 +16,6 @@ SOURCE = Path(__file__).with_name("spmv.cu")
 THREADS = 256  # 8 warps per block
 TARGET_WARPS = 8192  # about what an H100 / H200 keeps resident (132 SMs x 64 warps)
 MIN_ROW_STEPS = 4  # each warp of a shared row still takes at least this many steps of 32 nonzeros
-STAGED_THREADS = 1024  # the x-staging kernels run few, large, persistent blocks
-STAGE_X_MIN_COLUMNS = 1 << 62  # batch-1 x staging by default from this many columns (measured: see spmv_gpu)
 
 
 def cuda_available() -> bool:
@@ -73,74 +71,44 @@ def _layout_arguments(layout: SparseLayout | RelativeLayout) -> tuple[str, list[
     ]
 
 
-def warps_per_row(rows: int, nonzeros: int, target: int = TARGET_WARPS) -> int:
+def warps_per_row(rows: int, nonzeros: int) -> int:
     """Warps that share one CSR row: more for short matrices, so that they still fill the GPU."""
     warps = 1
     per_row = nonzeros / max(rows, 1)
-    while warps < 8 and rows * warps < target and per_row / (64 * warps) >= MIN_ROW_STEPS:
+    while warps < 8 and rows * warps < TARGET_WARPS and per_row / (64 * warps) >= MIN_ROW_STEPS:
         warps *= 2
     return warps
 
 
-@functools.cache
-def _device_limits(index: int) -> tuple[int, int, int]:
-    """(multiprocessors, shared bytes a block may opt into, shared bytes per multiprocessor)."""
-    props = torch.cuda.get_device_properties(index)
-    optin = int(getattr(props, "shared_memory_per_block_optin", 48 << 10))
-    per_sm = int(getattr(props, "shared_memory_per_multiprocessor", optin))
-    return int(props.multi_processor_count), optin, per_sm
-
-
-def _staging_fits(layout: SparseLayout | RelativeLayout, device: torch.device) -> bool:
-    _, optin, _ = _device_limits(device.index or 0)
-    return 4 * (layout.codebook.numel() + layout.shape[1]) + 1024 <= optin
-
-
-def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor, stage_x: bool | None = None) -> torch.Tensor:
+def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor) -> torch.Tensor:
     """W @ X on the GPU for X of shape (columns,) or (columns, batch); fp32 accumulation.
 
     Runs on torch's current stream, so it orders with the surrounding torch work and can be captured
-    in a CUDA graph. `stage_x` (batch 1 only): copy x into shared memory first, so the gathers x[column]
-    avoid L1 line lookups; None decides by the layout (see `STAGE_X_MIN_COLUMNS`).
+    in a CUDA graph.
     """
     if not torch.cuda.is_available():
         raise ConfigError("the CUDA path needs a CUDA device; none is available")
     cupy = _cupy()
     if layout.device.type != "cuda" or x.device != layout.device:
         raise ConfigError(f"layout on {layout.device} and input on {x.device}: move both to the same GPU")
-    if 4 * layout.codebook.numel() > 48 << 10:
-        raise ConfigError(f"a codebook of {layout.codebook.numel()} values does not fit the kernels' shared memory")
     vector = x.ndim == 1
     dense = x.reshape(layout.shape[1], -1).to(torch.float32).contiguous()
     batch = dense.shape[1]
     out = torch.empty(layout.shape[0], batch, dtype=torch.float32, device=x.device)
     rows = layout.shape[0]
     relative = isinstance(layout, RelativeLayout)
-    fits = batch == 1 and _staging_fits(layout, x.device)
-    if stage_x and not fits:
-        raise ConfigError(f"x of {layout.shape[1]} values (batch {batch}) cannot be staged in shared memory")
-    staged = fits and layout.shape[1] >= STAGE_X_MIN_COLUMNS if stage_x is None else stage_x
-    threads = STAGED_THREADS if staged else THREADS
-    shared = layout.codebook.numel() * 4 + (layout.shape[1] * 4 if staged else 0)
     sharing = 1 if relative else warps_per_row(rows, layout.nonzeros)
-    rows_per_block = threads // 32 // sharing
+    rows_per_block = THREADS // 32 // sharing
     blocks = max(1, min((rows + rows_per_block - 1) // rows_per_block, 65535))
-    if staged:  # persistent blocks: each copies x once
-        multiprocessors, _, per_sm = _device_limits(x.device.index or 0)
-        blocks = min(blocks, multiprocessors * max(1, min(2, per_sm // (shared + 1024))))
+    shared = layout.codebook.numel() * 4
     suffix, args = _layout_arguments(layout)
     args += [cupy.asarray(dense), cupy.asarray(out), cupy.int32(rows)]
-    prefix = "spmv_xs" if staged else "spmv" if batch == 1 else "spmm"
+    name = f"spmv_{suffix}" if batch == 1 else f"spmm_{suffix}"
     if batch != 1:
         args.append(cupy.int32(batch))
     if not relative:
         args.append(cupy.int32(sharing))
-    if staged:
-        args.append(cupy.int32(layout.shape[1]))
-    kernel = _kernel(f"{prefix}_{suffix}")
-    if shared > 48 << 10:
-        kernel.max_dynamic_shared_size_bytes = _device_limits(x.device.index or 0)[1]
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(x.device).cuda_stream)
     with stream:
-        kernel((blocks,), (threads,), tuple(args), shared_mem=shared)
+        _kernel(name)((blocks,), (THREADS,), tuple(args), shared_mem=shared)
     return out.reshape(-1) if vector else out

@@ -6,34 +6,19 @@
 // 8, chosen by the host so that short matrices still fill the GPU) share a row, each lane issues UNROLL
 // independent loads before it uses any, and the layout is read with streaming loads (evict-first) so
 // that x keeps the caches. Partial sums of a row's warps meet in shared memory in a fixed order, so
-// results are deterministic. The `_xs` variants first stage x in shared memory (when it fits): the
-// gathers x[column] then cost bank conflicts instead of L1 cache-line lookups.
+// results are deterministic.
 
 #define FULL_MASK 0xffffffffu
 #define SPMM_TILE 8  // batch columns accumulated in registers per pass
 #define UNROLL 4     // independent nonzeros per lane in flight
-#define MAX_WARPS 32  // warps per block (up to 1024 threads)
+#define MAX_WARPS 8  // warps per block (256 threads)
 
-extern __shared__ float shared_codebook[];  // sized at launch: the codebook's floats (then x, for `_xs`)
+extern __shared__ float shared_codebook[];  // sized at launch: the codebook's floats
 
 // The whole block copies the codebook into shared memory once; every warp then reads it from there.
 __device__ __forceinline__ void load_codebook(float* table, const float* __restrict__ codebook, int size) {
     for (int i = threadIdx.x; i < size; i += blockDim.x) table[i] = codebook[i];
     __syncthreads();
-}
-
-// The `_xs` kernels' copy of x, after the codebook in dynamic shared memory (x's floats at launch).
-__device__ __forceinline__ const float* stage_x(const float* __restrict__ x, int columns, int codebook_size) {
-    float* staged = shared_codebook + codebook_size;
-    for (int i = threadIdx.x; i < columns; i += blockDim.x) staged[i] = __ldg(&x[i]);
-    __syncthreads();
-    return staged;
-}
-
-template <bool X_SHARED>
-__device__ __forceinline__ float x_at(const float* x, int column) {
-    if (X_SHARED) return x[column];
-    return __ldg(&x[column]);
 }
 
 __device__ __forceinline__ float warp_sum(float value) {
@@ -43,9 +28,10 @@ __device__ __forceinline__ float warp_sum(float value) {
 }
 
 // Sum over k in [begin + first, end) step `stride` of table[symbols[k]] * x[columns[k]].
-template <typename Column, typename Symbol, bool X_SHARED>
+template <typename Column, typename Symbol>
 __device__ __forceinline__ float row_dot(int begin, int end, int first, int stride, const Column* __restrict__ columns,
-                                         const Symbol* __restrict__ symbols, const float* table, const float* x) {
+                                         const Symbol* __restrict__ symbols, const float* table,
+                                         const float* __restrict__ x) {
     float sum = 0.0f;
     int k = begin + first;
     for (; k + (UNROLL - 1) * stride < end; k += UNROLL * stride) {
@@ -56,22 +42,21 @@ __device__ __forceinline__ float row_dot(int begin, int end, int first, int stri
             symbol[u] = __ldcs(&symbols[k + u * stride]);
         }
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) sum += table[symbol[u]] * x_at<X_SHARED>(x, column[u]);
+        for (int u = 0; u < UNROLL; ++u) sum += table[symbol[u]] * __ldg(&x[column[u]]);
     }
-    for (; k < end; k += stride) sum += table[__ldcs(&symbols[k])] * x_at<X_SHARED>(x, __ldcs(&columns[k]));
+    for (; k < end; k += stride) sum += table[__ldcs(&symbols[k])] * __ldg(&x[__ldcs(&columns[k])]);
     return sum;
 }
 
 // Block-stride loop over groups of rows; the loop bounds are uniform across the block (barriers are safe).
-template <typename Column, typename Symbol, bool X_SHARED>
+template <typename Column, typename Symbol>
 __device__ void spmv_rows(const int* __restrict__ row_pointers, const Column* __restrict__ columns,
                           const Symbol* __restrict__ symbols, const float* __restrict__ codebook,
-                          int codebook_size, const float* __restrict__ x_global, float* __restrict__ y, int rows,
-                          int warps_per_row, int x_size) {
+                          int codebook_size, const float* __restrict__ x, float* __restrict__ y, int rows,
+                          int warps_per_row) {
     __shared__ float partial[MAX_WARPS];
     float* table = shared_codebook;
     load_codebook(table, codebook, codebook_size);
-    const float* x = X_SHARED ? stage_x(x_global, x_size, codebook_size) : x_global;
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int rows_per_block = (blockDim.x >> 5) / warps_per_row;
@@ -80,8 +65,8 @@ __device__ void spmv_rows(const int* __restrict__ row_pointers, const Column* __
         const int row = first_row + warp / warps_per_row;
         float sum = 0.0f;
         if (row < rows) {
-            sum = row_dot<Column, Symbol, X_SHARED>(row_pointers[row], row_pointers[row + 1], member * 32 + lane,
-                                                    warps_per_row * 32, columns, symbols, table, x);
+            sum = row_dot(row_pointers[row], row_pointers[row + 1], member * 32 + lane, warps_per_row * 32, columns,
+                          symbols, table, x);
         }
         sum = warp_sum(sum);
         if (warps_per_row == 1) {
@@ -166,15 +151,8 @@ __device__ void spmm_rows(const int* __restrict__ row_pointers, const Column* __
     extern "C" __global__ void spmv_##SUFFIX(const int* row_pointers, const COLUMN* columns,                     \
                                              const SYMBOL* symbols, const float* codebook, int codebook_size,     \
                                              const float* x, float* y, int rows, int warps_per_row) {            \
-        spmv_rows<COLUMN, SYMBOL, false>(row_pointers, columns, symbols, codebook, codebook_size, x, y, rows,    \
-                                         warps_per_row, 0);                                                      \
-    }                                                                                                             \
-    extern "C" __global__ void spmv_xs_##SUFFIX(const int* row_pointers, const COLUMN* columns,                  \
-                                                const SYMBOL* symbols, const float* codebook, int codebook_size,  \
-                                                const float* x, float* y, int rows, int warps_per_row,            \
-                                                int x_size) {                                                     \
-        spmv_rows<COLUMN, SYMBOL, true>(row_pointers, columns, symbols, codebook, codebook_size, x, y, rows,     \
-                                        warps_per_row, x_size);                                                  \
+        spmv_rows<COLUMN, SYMBOL>(row_pointers, columns, symbols, codebook, codebook_size, x, y, rows,           \
+                                  warps_per_row);                                                                \
     }                                                                                                             \
     extern "C" __global__ void spmm_##SUFFIX(const int* row_pointers, const COLUMN* columns,                     \
                                              const SYMBOL* symbols, const float* codebook, int codebook_size,     \
@@ -228,13 +206,11 @@ __device__ __forceinline__ uint4 load_group(const uint4* __restrict__ groups, in
     return k < end ? __ldcs(&groups[k]) : make_uint4(0u, 0u, 0u, 0u);  // a zero group: no columns, no symbols
 }
 
-template <bool X_SHARED>
-__device__ void spmv_relative_rows(const int* __restrict__ group_pointers, const uint4* __restrict__ groups,
-                                   const float* __restrict__ codebook, int codebook_size,
-                                   const float* __restrict__ x_global, float* __restrict__ y, int rows, int x_size) {
+extern "C" __global__ void spmv_rel(const int* __restrict__ group_pointers, const uint4* __restrict__ groups,
+                                    const float* __restrict__ codebook, int codebook_size,
+                                    const float* __restrict__ x, float* __restrict__ y, int rows) {
     float* table = shared_codebook;
     load_codebook(table, codebook, codebook_size);
-    const float* x = X_SHARED ? stage_x(x_global, x_size, codebook_size) : x_global;
     const int lane = threadIdx.x & 31;
     const int warps = blockDim.x >> 5;
     for (int row = blockIdx.x * warps + (threadIdx.x >> 5); row < rows; row += gridDim.x * warps) {
@@ -250,22 +226,12 @@ __device__ void spmv_relative_rows(const int* __restrict__ group_pointers, const
             decode_group(group, lane, base, columns, symbols);
 #pragma unroll
             for (int e = 0; e < 8; ++e) {
-                if (symbols[e] != 0) sum += table[symbols[e]] * x_at<X_SHARED>(x, columns[e]);
+                if (symbols[e] != 0) sum += table[symbols[e]] * __ldg(&x[columns[e]]);
             }
         }
         sum = warp_sum(sum);
         if (lane == 0) y[row] = sum;
     }
-}
-
-extern "C" __global__ void spmv_rel(const int* group_pointers, const uint4* groups, const float* codebook,
-                                    int codebook_size, const float* x, float* y, int rows) {
-    spmv_relative_rows<false>(group_pointers, groups, codebook, codebook_size, x, y, rows, 0);
-}
-
-extern "C" __global__ void spmv_xs_rel(const int* group_pointers, const uint4* groups, const float* codebook,
-                                       int codebook_size, const float* x, float* y, int rows, int x_size) {
-    spmv_relative_rows<true>(group_pointers, groups, codebook, codebook_size, x, y, rows, x_size);
 }
 
 // X is (columns, batch) row-major; Y is (rows, batch) row-major. The row is decoded once per batch tile.
