@@ -94,3 +94,10 @@ MODELS = {
     "embedding": (EmbeddingClassifier, lambda: torch.randint(0, 50, (2, 9))),
     "r3d18": (R3D18Like, lambda: torch.randn(1, 3, 4, 16, 16)),
 }
+
+
+def any_model_rules(text: str, kind: str = "sparsity"):
+    """Rules for tests that run on every model: kinds a model lacks are allowed, as in the defaults."""
+    from vidcompress.rules import BITS, SPARSITY, LayerRules
+
+    return LayerRules.parse(text, SPARSITY if kind == "sparsity" else BITS, default=True)

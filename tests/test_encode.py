@@ -103,9 +103,11 @@ def test_raw_layers_are_bit_exact(tmp_path, shape, sparsity, index_bits, dtype, 
     weight = torch.randn(shape).to(dtype)
     weight = torch.where(torch.rand(shape) < sparsity, torch.zeros((), dtype=dtype), weight)
     path = tmp_path / "raw.vcz"
-    container = encode({"w": weight}, path, bits="w=raw", index_bits=f"w={index_bits}", huffman=huffman)
+    container = encode(
+        {"w.weight": weight}, path, bits="w.weight=raw", index_bits=f"w.weight={index_bits}", huffman=huffman
+    )
     assert container.layers[0].weights.coding == "raw" and container.layers[0].bits == 0
-    assert _bits_equal(decode(path)["w"], weight)
+    assert _bits_equal(decode(path)["w.weight"], weight)
     path.unlink()
 
 
@@ -132,8 +134,8 @@ def test_source_date_epoch_makes_containers_reproducible(quantized, tmp_path, mo
 
 def test_negative_zero_survives(tmp_path) -> None:
     weight = torch.tensor([[0.0, -0.0, 1.5], [-0.0, 0.0, 1.5]])
-    encode({"w": weight}, tmp_path / "c.vcz", bits="w=2")
-    assert _bits_equal(decode(tmp_path / "c.vcz")["w"], weight)
+    encode({"w.weight": weight}, tmp_path / "c.vcz", bits="w.weight=2")
+    assert _bits_equal(decode(tmp_path / "c.vcz")["w.weight"], weight)
 
 
 def test_worked_example_of_the_format_doc(tmp_path) -> None:
@@ -144,10 +146,10 @@ def test_worked_example_of_the_format_doc(tmp_path) -> None:
         for name, hexes in re.findall(r"^(\S+):\s+([0-9a-f ]+)$", block, flags=re.MULTILINE)
     }
     weight = torch.tensor([[0, 0.5, 0, 0, 0], [0, 0, 0, -0.25, 0.5]])
-    container = encode({"w": weight}, tmp_path / "example.vcz", bits="w=2", index_bits="w=2")
+    container = encode({"w.weight": weight}, tmp_path / "example.vcz", bits="w.weight=2", index_bits="w.weight=2")
     with safe_open(str(tmp_path / "example.vcz"), framework="pt") as handle:
-        assert handle.get_tensor("layers/w").numpy().tobytes() == expected["layers/w"]
-        assert handle.get_tensor("codebooks/w").numpy().tobytes() == expected["codebooks/w"]
+        assert handle.get_tensor("layers/w.weight").numpy().tobytes() == expected["layers/w.weight"]
+        assert handle.get_tensor("codebooks/w.weight").numpy().tobytes() == expected["codebooks/w.weight"]
     entry = container.layers[0]
     assert (entry.nonzeros, entry.fillers, entry.weights.coding, entry.indices.coding) == (3, 1, "packed", "packed")
     assert "symbol 1 -> `0`, symbol 0 -> `10`" in text
@@ -313,7 +315,9 @@ def test_cli_encode_decode_inspect(quantized, tmp_path) -> None:
     assert as_json.exit_code == 0 and '"bits_per_parameter"' in as_json.output
     dense = tmp_path / "dense.safetensors"
     save_state_dict(R3D18Like(width=4).state_dict(), dense)
-    error = runner.invoke(main, ["encode", str(dense), "-o", str(tmp_path / "x.vcz")])
-    assert error.exit_code == 2 and "quantize" in error.output and not (tmp_path / "x.vcz").exists()
+    stored = runner.invoke(main, ["encode", str(dense), "-o", str(tmp_path / "x.vcz")])  # bits from the weights
+    assert stored.exit_code == 0 and "0 layers encoded" in stored.output and "quantize" in stored.output
+    error = runner.invoke(main, ["encode", str(dense), "-o", str(tmp_path / "z.vcz"), "--bits", "conv=8"])
+    assert error.exit_code == 2 and "quantize" in error.output and not (tmp_path / "z.vcz").exists()
     bad = runner.invoke(main, ["decode", str(dense), "-o", str(tmp_path / "y.safetensors")])
     assert bad.exit_code == 2 and "not a vidcompress container" in bad.output

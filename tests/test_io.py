@@ -14,7 +14,7 @@ def test_safetensors_round_trip_with_metadata(tmp_path) -> None:
     path = tmp_path / "w.safetensors"
     save_state_dict(tensors, path, {"note": "hello"})
     loaded, metadata = load_state_dict(path)
-    assert metadata == {"note": "hello"}
+    assert metadata == {"note": "hello", "format": "pt"}  # format pt, as transformers requires
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary left behind
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from models import R3D18Like, mlp
+from models import R3D18Like, any_model_rules, mlp
 from torch import nn
 
-from vidcompress import finalize_, prune_, quantize_
+from vidcompress import QuantizeConfig, finalize_, prune_, quantize_
 from vidcompress.encode import encode
 from vidcompress.errors import ConfigError, InputError
 from vidcompress.kernels import (
@@ -141,8 +141,8 @@ def test_grouped_convolutions_are_refused() -> None:
 )
 def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input, cache: bool) -> None:
     model = build()
-    prune_(model, "conv=0.9,fc=0.9")
-    quantize_(model, "conv=8,fc=5")
+    prune_(model, "0.9")
+    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=8,fc=5", "bits")))
     finalize_(model)
     encode(model, tmp_path / "m.vcz")
     reference = build().eval()

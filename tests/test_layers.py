@@ -15,15 +15,19 @@ def test_every_model_has_compressible_layers_and_no_1d(name: str) -> None:
     params = dict(model.named_parameters())
     for layer in layers:
         assert params[layer.name].ndim >= 2
-        assert layer.kind == (LayerKind.CONV if params[layer.name].ndim >= 3 else LayerKind.FC)
+        owner = model.get_submodule(layer.name.rpartition(".")[0])
+        expected = LayerKind.EMB if isinstance(owner, nn.Embedding) else LayerKind.FC
+        assert layer.kind == (LayerKind.CONV if params[layer.name].ndim >= 3 else expected)
     names = {layer.name for layer in layers}
     assert not any(n.endswith("bias") for n in names)
     assert [layer.name for layer in state_dict_layers(model.state_dict())] == [layer.name for layer in layers]
 
 
-def test_embedding_is_fc_and_conv1d_is_conv() -> None:
+def test_embedding_is_emb_and_conv1d_is_conv() -> None:
     kinds = {layer.name: layer.kind for layer in module_layers(EmbeddingClassifier())}
-    assert kinds == {"embedding.weight": "fc", "conv.weight": "conv", "head.weight": "fc"}
+    assert kinds == {"embedding.weight": "emb", "conv.weight": "conv", "head.weight": "fc"}
+    tensors = EmbeddingClassifier().state_dict()
+    assert {layer.name: layer.kind for layer in state_dict_layers(tensors)} == kinds
 
 
 def test_buffers_are_never_compressible() -> None:

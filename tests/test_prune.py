@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 import torch
-from models import MODELS, R3D18Like, mlp
+from models import MODELS, R3D18Like, any_model_rules, mlp
 from torch import nn
 
 from vidcompress.errors import ConfigError
@@ -44,7 +44,7 @@ def test_ties_are_broken_deterministically_by_index() -> None:
 def test_prune_gives_exact_sparsity_on_every_model(name: str) -> None:
     build, make_input = MODELS[name]
     model = build()
-    targets = prune_(model, "conv=0.9,fc=0.95")
+    targets = prune_(model, PruneConfig(sparsity=any_model_rules("conv=0.9,fc=0.95,emb=0.5")))
     measured = layer_sparsity(model)
     for layer in module_layers(model):
         expected = pruned_count(layer.numel, targets[layer.name]) / layer.numel

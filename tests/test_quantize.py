@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from models import MODELS, R3D18Like, mlp
+from models import MODELS, R3D18Like, any_model_rules, mlp
 
 from vidcompress.cli import main
 from vidcompress.errors import ConfigError, InputError
@@ -19,9 +19,9 @@ from vidcompress.quantize import QuantizeConfig, WeightSharing, finalize_, quant
 def test_distinct_values_and_zeros_on_every_model(name: str) -> None:
     build, make_input = MODELS[name]
     model = build()
-    prune_(model, "conv=0.5,fc=0.6")
+    prune_(model, PruneConfig(sparsity=any_model_rules("conv=0.5,fc=0.6,emb=0.5")))
     zeros = {n: (p == 0) for n, p in model.state_dict().items() if p.ndim >= 2}
-    report = quantize_(model, "conv=4,fc=3")
+    report = quantize_(model, QuantizeConfig(bits=any_model_rules("conv=4,fc=3,emb=4", "bits")))
     finalize_(model)
     state = model.state_dict()
     for layer in report.layers:
@@ -141,18 +141,18 @@ def test_cli_quantize_on_dense_and_pruned_files(files, tmp_path, which: int) -> 
     tensors, metadata = load_state_dict(out)
     original, _ = load_state_dict(source)
     layers = read_stages(metadata)["quantize"]["layers"]
-    assert layers["fc.weight"]["bits"] == 4 and len(layers["fc.weight"]["codebook"]) == 16
+    assert layers["fc.weight"]["bits"] == 4 and "codebook" not in layers["fc.weight"]  # the values are the codebook
     for name, info in layers.items():
         assert torch.unique(tensors[name]).numel() <= 2 ** info["bits"]
         assert torch.equal(tensors[name] == 0, original[name] == 0)
-        assert set(torch.unique(tensors[name]).tolist()) <= set(info["codebook"])
     assert (tmp_path / "p" / "fc.weight.png").stat().st_size > 1000
     assert ("prune" in read_stages(metadata)) == (which == 1)
     R3D18Like().load_state_dict(tensors)
     shown = CliRunner().invoke(main, ["inspect", str(out), "--json"])
     assert shown.exit_code == 0
     listed = {layer["name"]: layer for layer in json.loads(shown.output)["layers"]}
-    assert listed["fc.weight"]["bits"] == 4 and listed["fc.weight"]["codebook"] == layers["fc.weight"]["codebook"]
+    values = sorted(set(tensors["fc.weight"].reshape(-1).tolist()) - {0.0})
+    assert listed["fc.weight"]["bits"] == 4 and listed["fc.weight"]["codebook"] == pytest.approx([0.0, *values])
     text = CliRunner().invoke(main, ["inspect", str(out), "--codebooks"]).output
     assert "fc.weight (4 bits): 0, " in text
 

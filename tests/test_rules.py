@@ -25,11 +25,22 @@ def test_off_leaves_a_layer_out_and_order_matters() -> None:
     assert rules.resolve(LAYERS) == {"layer4.0.conv1.weight": 8}
 
 
-def test_a_kind_without_layers_is_allowed_but_a_glob_without_match_is_not() -> None:
+def test_rules_that_can_do_nothing_are_errors_except_in_defaults() -> None:
     fc_only = [LAYERS[2]]
-    assert LayerRules.parse("conv=0.9,fc=0.5", SPARSITY).resolve(fc_only) == {"fc.weight": 0.5}
+    with pytest.raises(ConfigError, match=r"sparsity rule conv=0.9: the model has no conv layer \(it has 0 conv, 1 fc"):
+        LayerRules.parse("conv=0.9,fc=0.5", SPARSITY).resolve(fc_only)
+    assert LayerRules.parse("conv=0.9,fc=0.5", SPARSITY, default=True).resolve(fc_only) == {"fc.weight": 0.5}
+    assert LayerRules.parse("0.5", SPARSITY).resolve(fc_only) == {"fc.weight": 0.5}  # a bare value: every kind
+    assert LayerRules.parse("conv=off,fc=0.5", SPARSITY).resolve(LAYERS) == {"fc.weight": 0.5}
     with pytest.raises(ConfigError, match=r"'layer9\.\*' matches no compressible parameter"):
         LayerRules.parse("layer9.*=0.5", SPARSITY).resolve(LAYERS)
+
+
+def test_a_selected_refused_layer_is_an_error_naming_it() -> None:
+    layers = [*LAYERS, LayerInfo("norm.weight", LayerKind.FC, (4, 4), refused="parametrized by _SpectralNorm")]
+    with pytest.raises(ConfigError, match=r"norm\.weight: parametrized by _SpectralNorm; .*'norm\.weight=off'"):
+        LayerRules.parse("fc=0.5", SPARSITY).resolve(layers)
+    assert "norm.weight" not in LayerRules.parse("fc=0.5,norm.weight=off", SPARSITY).resolve(layers)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,9 @@
-"""The `vidcompress` command line: prune, quantize, encode, decode, inspect."""
+"""The `vidcompress` command line: prune, quantize, encode, decode, inspect.
+
+Only click is imported up front; each command imports the library (and torch) when it runs, so
+`vidcompress --help` answers at once. Every user error is one `error:` line and exit code 2, click's
+own usage errors included, and nothing is written.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,25 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from vidcompress._version import __version__
-from vidcompress.encode import (
-    DEFAULT_INDEX_BITS,
-    decode_with_metadata,
-    encode,
-    inspect_container,
-    is_container,
-    read_container,
-)
-from vidcompress.errors import VidcompressError
-from vidcompress.io import check_output_path, load_state_dict, save_state_dict
-from vidcompress.metadata import with_stage
-from vidcompress.prune.pruner import DEFAULT_SPARSITY, PruneConfig, prune_state_dict
-from vidcompress.quantize import DEFAULT_BITS, INITS, QuantizeConfig, quantize_state_dict
-from vidcompress.report import inspect_state_dict
-from vidcompress.rules import BITS, ENCODE_BITS, INDEX_BITS, SPARSITY, LayerRules
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    import torch
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+SAFETENSORS = ".safetensors"
+CONTAINER = ".vcz"
+# The defaults, repeated here so that --help needs no import of the library (a test keeps them equal).
+DEFAULT_SPARSITY = "conv=0.3,fc=0.3"
+PAPER_SPARSITY = "conv=0.9,fc=0.95"
+DEFAULT_BITS = "conv=8,fc=8"
+PAPER_BITS = "conv=8,fc=5"
+DEFAULT_INDEX_BITS = "conv=8,fc=5,emb=5"
 
 
 class CommandError(click.ClickException):
@@ -39,11 +41,32 @@ class CommandError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-def user_errors(command: F) -> F:
+class OneLineErrors(click.Group):
+    """A group whose usage errors (unknown option, missing argument, ...) print one `error:` line."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as error:
+            where = f"{error.ctx.command_path}: " if error.ctx is not None else ""
+            click.echo(f"error: {where}{error.format_message()}", err=True)
+            sys.exit(2)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+
+
+def user_errors(command: Command) -> Command:
     """Turn the package's errors into one-line CLI errors with exit code 2."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from vidcompress.errors import VidcompressError
+
         try:
             return command(*args, **kwargs)
         except VidcompressError as error:
@@ -52,10 +75,13 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vidcompress")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes on stderr.")
+@click.pass_context
+def main(context: click.Context, quiet: bool) -> None:
     """Compress PyTorch weights: prune, quantize (k-means weight sharing), encode (Huffman)."""
+    context.obj = {"quiet": quiet}
 
 
 input_argument = click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
@@ -70,28 +96,81 @@ output_option = click.option(
 force_option = click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 
 
+def _quiet() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().obj and context.find_root().obj.get("quiet"))
+
+
+def _progress() -> bool:
+    return not _quiet() and sys.stderr.isatty()
+
+
+def _note(text: str) -> None:
+    if not _quiet():
+        click.echo(text, err=True)
+
+
+def _check_output(output_path: Path, input_path: Path, suffix: str, force: bool, what: str) -> None:
+    from vidcompress.io import check_output_path
+
+    if output_path.suffix != suffix:
+        raise CommandError(f"{output_path}: this command writes {what}; name the output *{suffix}")
+    check_output_path(output_path, inputs=(input_path,), force=force)
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A weights file (not a container), with torch.nn.utils.prune leftovers folded, that holds at
+    least one compressible weight."""
+    from vidcompress.encode import is_container
+    from vidcompress.io import fold_pruning_leftovers, load_state_dict
+    from vidcompress.layers import state_dict_layers
+
+    if path.is_file() and is_container(path):
+        raise CommandError(f"{path}: is a vidcompress container; 'vidcompress decode' it to a {SAFETENSORS} first")
+    tensors, metadata = load_state_dict(path)
+    tensors, folded = fold_pruning_leftovers(tensors)
+    if folded:
+        _note(f"note: folded torch.nn.utils.prune leftovers (_orig * _mask) into {len(folded)} weights")
+    if not state_dict_layers(tensors):
+        raise CommandError(
+            f"{path}: holds no compressible weight (a floating-point tensor of 2+ dimensions named *weight: "
+            "Linear, Conv, Embedding); nothing to do"
+        )
+    return tensors, metadata
+
+
+def _default_note(given: str | None, default: str, option: str, paper: str) -> None:
+    if given is None:
+        _note(f"no {option} given: using {default} (embeddings untouched); T-C3D's setting is {option} '{paper}'")
+
+
 @main.command()
 @input_argument
 @output_option
 @click.option(
     "--sparsity",
-    default=DEFAULT_SPARSITY,
-    show_default=True,
-    help="Per-layer targets: kinds (conv, fc) or globs over parameter names, later rules win, "
-    "0 or 'off' leaves a layer dense; or a .json/.toml rule file.",
+    help=f"Per-layer targets: kinds (conv, fc, emb) or globs over parameter names, later rules win, "
+    f"0 or 'off' leaves a layer dense; or a .json/.toml rule file. [default: {DEFAULT_SPARSITY}; "
+    f"T-C3D: {PAPER_SPARSITY}]",
 )
 @force_option
 @user_errors
-def prune(input_path: Path, output_path: Path, sparsity: str, force: bool) -> None:
+def prune(input_path: Path, output_path: Path, sparsity: str | None, force: bool) -> None:
     """One-shot magnitude pruning of a weights file (no data needed).
 
     IN is a .safetensors file or a .pt/.pth state dict (read with weights_only); the output is a
     .safetensors file that loads into the original model, zeros in place.
     """
-    check_output_path(output_path, inputs=(input_path,), force=force)
-    rules = LayerRules.parse(sparsity, SPARSITY)
-    tensors, metadata = load_state_dict(input_path)
-    pruned, targets = prune_state_dict(tensors, rules)
+    from vidcompress.io import save_state_dict
+    from vidcompress.metadata import with_stage
+    from vidcompress.prune.pruner import PruneConfig, prune_state_dict
+    from vidcompress.rules import SPARSITY, LayerRules
+
+    _check_output(output_path, input_path, SAFETENSORS, force, "a weights file")
+    rules = LayerRules.parse(sparsity or DEFAULT_SPARSITY, SPARSITY, default=sparsity is None)
+    tensors, metadata = _read_weights(input_path)
+    _default_note(sparsity, DEFAULT_SPARSITY, "--sparsity", PAPER_SPARSITY)
+    pruned, targets = prune_state_dict(tensors, rules, progress=_progress())
     record = {"config": PruneConfig(sparsity=rules).to_dict(), "sparsity": targets}
     save_state_dict(pruned, output_path, with_stage(metadata, "prune", record, str(input_path)))
     total = sum(tensors[name].numel() for name in targets)
@@ -107,12 +186,17 @@ def prune(input_path: Path, output_path: Path, sparsity: str, force: bool) -> No
 @output_option
 @click.option(
     "--bits",
-    default=DEFAULT_BITS,
-    show_default=True,
-    help="Bits per layer (1-16; 2^b - 1 centroids plus zero): kinds or globs, later rules win, "
-    "'off' keeps a layer in full precision; or a .json/.toml rule file.",
+    help=f"Bits per layer (1-16; 2^b - 1 centroids plus zero): kinds or globs, later rules win, "
+    f"'off' keeps a layer in full precision; or a .json/.toml rule file. [default: {DEFAULT_BITS}; "
+    f"T-C3D: {PAPER_BITS}]",
 )
-@click.option("--init", type=click.Choice(INITS), default="linear", show_default=True, help="Centroid initialisation.")
+@click.option(
+    "--init",
+    type=click.Choice(["linear", "density", "random", "k-means++"]),
+    default="linear",
+    show_default=True,
+    help="Centroid initialisation.",
+)
 @click.option(
     "--max-iter",
     type=click.IntRange(min=1),
@@ -131,7 +215,7 @@ def prune(input_path: Path, output_path: Path, sparsity: str, force: bool) -> No
 def quantize(
     input_path: Path,
     output_path: Path,
-    bits: str,
+    bits: str | None,
     init: str,
     max_iter: int,
     plot_dir: Path | None,
@@ -139,18 +223,24 @@ def quantize(
 ) -> None:
     """Per-layer k-means weight sharing of a weights file (zeros stay zero).
 
-    Each selected layer of the output holds at most 2^b distinct values; the codebooks are recorded
-    in the file's metadata. Fine-tuning the centroids needs data: use quantize_() in Python.
+    Each selected layer of the output holds at most 2^b distinct values; the bits are recorded in
+    the file's metadata. Fine-tuning the centroids needs data: use quantize_() in Python.
     """
-    check_output_path(output_path, inputs=(input_path,), force=force)
-    config = QuantizeConfig(bits=LayerRules.parse(bits, BITS), init=init, max_iter=max_iter)
-    tensors, metadata = load_state_dict(input_path)
-    quantized, report = quantize_state_dict(tensors, config)
+    from vidcompress.io import save_state_dict
+    from vidcompress.metadata import with_stage
+    from vidcompress.quantize import QuantizeConfig, quantize_state_dict
+    from vidcompress.rules import BITS, LayerRules
+
+    _check_output(output_path, input_path, SAFETENSORS, force, "a weights file")
+    rules = LayerRules.parse(bits or DEFAULT_BITS, BITS, default=bits is None)
+    config = QuantizeConfig(bits=rules, init=init, max_iter=max_iter)
+    tensors, metadata = _read_weights(input_path)
+    _default_note(bits, DEFAULT_BITS, "--bits", PAPER_BITS)
+    quantized, report = quantize_state_dict(tensors, config, progress=_progress())
+    # The codebooks are not repeated here: a layer's distinct values are its codebook.
     record = {
         "config": config.to_dict(),
-        "layers": {
-            layer.name: {"bits": layer.bits, "codebook": layer.codebook, "sse": layer.sse} for layer in report.layers
-        },
+        "layers": {layer.name: {"bits": layer.bits, "sse": layer.sse} for layer in report.layers},
     }
     if plot_dir is not None:
         from vidcompress.plots import plot_weight_histogram
@@ -181,7 +271,8 @@ def quantize(
 @click.option(
     "--bits",
     help="Layers to encode and their codebook bits, or 'raw' for pruned-only layers (values stored as they "
-    "are); default: as recorded by 'vidcompress quantize', else conv=8,fc=5. Other tensors are stored whole.",
+    "are); default: as recorded by 'vidcompress quantize', else the smallest width that holds each layer's "
+    "distinct values. Other tensors are stored whole.",
 )
 @force_option
 @user_errors
@@ -192,13 +283,30 @@ def encode_command(
 
     A selected layer with more than 2^b distinct values is an error: quantize it first.
     """
-    check_output_path(output_path, inputs=(input_path,), force=force)
-    index_rules = LayerRules.parse(index_bits, INDEX_BITS)
+    from vidcompress.encode import encode
+    from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
+
+    _check_output(output_path, input_path, CONTAINER, force, "a container")
+    index_rules = LayerRules.parse(index_bits, INDEX_BITS, default=index_bits == DEFAULT_INDEX_BITS)
     bit_rules = LayerRules.parse(bits, ENCODE_BITS) if bits else None
-    tensors, metadata = load_state_dict(input_path)
+    tensors, metadata = _read_weights(input_path)
     container = encode(
-        tensors, output_path, bits=bit_rules, index_bits=index_rules, metadata=metadata, huffman=not no_huffman
+        tensors,
+        output_path,
+        bits=bit_rules,
+        index_bits=index_rules,
+        metadata=metadata,
+        huffman=not no_huffman,
+        progress=_progress(),
     )
+    from vidcompress.layers import state_dict_layers
+
+    left = [layer.name for layer in state_dict_layers(tensors) if layer.name not in {e.name for e in container.layers}]
+    if left and bits is None:
+        _note(
+            f"note: {len(left)} compressible layers (e.g. {left[0]}) hold too many distinct values for a codebook "
+            "and are stored as they are: quantize them first to compress them"
+        )
     dense_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
     click.echo(
         f"wrote {output_path}: {len(container.layers)} layers encoded, {len(container.raw)} stored as they are; "
@@ -214,7 +322,10 @@ def encode_command(
 @user_errors
 def decode_command(input_path: Path, output_path: Path, force: bool) -> None:
     """Decode a container back to a .safetensors state dict, bit for bit."""
-    check_output_path(output_path, inputs=(input_path,), force=force)
+    from vidcompress.encode import decode_with_metadata
+    from vidcompress.io import save_state_dict
+
+    _check_output(output_path, input_path, SAFETENSORS, force, "a weights file")
     tensors, metadata = decode_with_metadata(input_path)
     save_state_dict(tensors, output_path, metadata)
     click.echo(f"wrote {output_path}: {len(tensors)} tensors")
@@ -229,9 +340,14 @@ def decode_command(input_path: Path, output_path: Path, force: bool) -> None:
 def inspect(file_path: Path, as_json: bool, all_tensors: bool, codebooks: bool) -> None:
     """Per-layer statistics of a weights file or a container.
 
-    Weights files: shape, kind, parameters, nonzeros, sparsity, distinct values, bits. Containers:
-    nonzeros, fillers, coded bits per nonzero next to the entropy, bytes by component, ratio to fp32.
+    Weights files: shape, kind (and why a 2+-D tensor is left alone), parameters, nonzeros, sparsity,
+    distinct values, bits. Containers: nonzeros, fillers, coded bits per nonzero next to the entropy,
+    bytes by component (provenance metadata on its own line), ratio to fp32.
     """
+    from vidcompress.encode import inspect_container, is_container, read_container
+    from vidcompress.io import load_state_dict
+    from vidcompress.report import inspect_state_dict
+
     if file_path.is_file() and is_container(file_path):
         coded = inspect_container(read_container(file_path))
         click.echo(coded.to_json() if as_json else f"{file_path}\n{coded.to_markdown()}")
@@ -248,4 +364,4 @@ def inspect(file_path: Path, as_json: bool, all_tensors: bool, codebooks: bool) 
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -30,8 +30,8 @@ def load_state_dict(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
 
     `.safetensors` files are read directly; `.pt`, `.pth`, `.bin` and `.ckpt` files are read with
     `torch.load(weights_only=True)`, so pickled code is never run. A checkpoint dict that holds the
-    weights under `state_dict`, `model` or `model_state_dict` is unwrapped, and a `module.` prefix
-    left by DistributedDataParallel is removed.
+    weights under `state_dict`, `model` or `model_state_dict` is unwrapped, and the `module.` and
+    `_orig_mod.` prefixes of DataParallel, DDP and torch.compile are removed.
 
     Raises:
         InputError: the file is missing, is not a weights file, or holds no tensors.
@@ -47,7 +47,43 @@ def load_state_dict(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
         tensors, metadata = _load_safetensors(path)
     if not tensors:
         raise InputError(f"{path}: holds no tensors")
-    return tensors, metadata
+    return strip_wrapper_prefixes(tensors), metadata
+
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
+
+
+def strip_wrapper_prefixes(tensors: Mapping[str, torch.Tensor]) -> StateDict:
+    """Remove the prefixes that DataParallel, DDP and torch.compile put on every key (nested too)."""
+    result = dict(tensors)
+    while result:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(key.startswith(p) for key in result)), None)
+        if prefix is None:
+            break
+        result = {key[len(prefix) :]: value for key, value in result.items()}
+    return result
+
+
+def fold_pruning_leftovers(tensors: Mapping[str, torch.Tensor]) -> tuple[StateDict, list[str]]:
+    """Fold `torch.nn.utils.prune` leftovers (`X_orig` and `X_mask`) into the tensor `X` they stand for.
+
+    Returns the new state dict (in the original order) and the names of the folded tensors.
+    """
+    folded: StateDict = {}
+    names = []
+    for key, value in tensors.items():
+        if key.endswith("_orig") and f"{key[:-5]}_mask" in tensors:
+            base = key[:-5]
+            mask = tensors[f"{base}_mask"]
+            if mask.shape != value.shape:
+                raise InputError(f"{base}_mask: shape {tuple(mask.shape)} does not match {key} {tuple(value.shape)}")
+            folded[base] = torch.where(mask.to(torch.bool), value, torch.zeros((), dtype=value.dtype))
+            names.append(base)
+        elif key.endswith("_mask") and f"{key[:-5]}_orig" in tensors:
+            continue
+        else:
+            folded[key] = value
+    return folded, names
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -85,10 +121,7 @@ def _load_torch(path: Path) -> StateDict:
                 break
     if not isinstance(obj, Mapping):
         raise InputError(f"{path}: holds a {type(obj).__name__}, expected a dict of tensors")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and all(key.startswith("module.") for key in tensors):
-        tensors = {key[len("module.") :]: value for key, value in tensors.items()}
-    return tensors
+    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
 def check_output_path(
@@ -138,6 +171,12 @@ def _remove_stale_temporaries(path: Path) -> None:
             continue
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it: set and restore
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, else removed.
@@ -149,6 +188,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     _remove_stale_temporaries(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the user's umask
     temporary_path = Path(temporary)
     try:
         yield temporary_path
@@ -173,8 +213,10 @@ def save_state_dict(
     """Write tensors and string metadata to a `.safetensors` file atomically.
 
     Tensors that share storage (tied weights) are copied, as safetensors stores each one on its own.
+    The metadata gets `format: pt` unless it names a format, as `safetensors.torch.save_file` writes
+    and as `transformers` requires.
     """
-    data = safetensors_bytes(tensors, metadata)
+    data = safetensors_bytes(tensors, {"format": "pt", **(metadata or {})})
 
     def write(temporary: Path) -> None:
         temporary.write_bytes(data)

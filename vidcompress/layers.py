@@ -1,14 +1,28 @@
-"""Which tensors of a model are compressible, and of which kind.
+"""Which tensors of a model are compressible, of which kind, and where they live.
 
-A compressible tensor is a floating-point parameter with two or more dimensions:
-`conv` when it has three or more (Conv1d/2d/3d weights), `fc` when it has two (Linear, Embedding).
-Biases, norms and buffers are never touched.
+A compressible weight is what a user would call one: the `weight` of a Linear, ConvNd,
+ConvTransposeNd, Embedding or EmbeddingBag, of Hugging Face's `Conv1D` (GPT-2's projections), and the
+input projections of `nn.MultiheadAttention` (its output projection is a Linear). Kinds: `conv` (any
+convolution), `fc` (Linear, Conv1D, attention projections) and `emb` (embeddings). Biases, norms,
+buffers, masks and every other tensor are never touched.
+
+In a module the weight is found through parametrizations: vidcompress's own (pruning masks, weight
+sharing) are looked through; a foreign one (spectral_norm, orthogonal, weight_norm of either style, a
+user's own) marks the weight `refused`: rules that select it are an error naming the layer, because
+compressing its stored tensor would change what the layer computes. Tied weights (one Parameter
+reached from several modules, e.g. an embedding shared with the output layer) are one layer, under
+the first name, with every place it is used listed in `weight_sites`.
+
+In a bare state-dict file modules are unknown, so names and shapes decide, conservatively: a
+floating-point tensor of 2+ dimensions whose name ends in `weight` (`.weight`, `_proj_weight`);
+`emb` when its module's name says embedding (`wte`, `embed_tokens`, `word_embeddings`, ...).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -17,28 +31,24 @@ from torch.nn.utils import parametrize
 
 
 class LayerKind(enum.StrEnum):
-    """The two kinds of compressible tensor; each kind has its own default settings."""
+    """The kinds of compressible weight; each kind has its own default settings."""
 
     CONV = "conv"
     FC = "fc"
-
-    @classmethod
-    def of_shape(cls, shape: tuple[int, ...] | torch.Size) -> LayerKind | None:
-        """The kind of a weight of this shape, or None when it is not compressible."""
-        if len(shape) >= 3:
-            return cls.CONV
-        if len(shape) == 2:
-            return cls.FC
-        return None
+    EMB = "emb"
 
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One compressible tensor: its state-dict name, kind and shape."""
+    """One compressible weight: its state-dict name, kind and shape.
+
+    `refused` says why it must not be compressed (a foreign parametrization), or is None.
+    """
 
     name: str
     kind: LayerKind
     shape: tuple[int, ...]
+    refused: str | None = None
 
     @property
     def numel(self) -> int:
@@ -48,57 +58,97 @@ class LayerInfo:
         return count
 
 
-def is_compressible(tensor: torch.Tensor) -> bool:
-    """True for a floating-point tensor of two or more dimensions."""
-    return tensor.is_floating_point() and tensor.ndim >= 2
+_ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+_EMBEDDING_NAME = re.compile(r"(^|[._])(wte|wpe|shared|emb|embed\w*|\w*embeddings?)$")
 
 
-def state_dict_layers(tensors: Mapping[str, torch.Tensor]) -> list[LayerInfo]:
-    """The compressible tensors of a state dict, in its order."""
-    layers = []
-    for name, tensor in tensors.items():
-        kind = LayerKind.of_shape(tensor.shape)
-        if kind is not None and is_compressible(tensor):
-            layers.append(LayerInfo(name, kind, tuple(tensor.shape)))
-    return layers
+def module_kind(module: nn.Module) -> LayerKind | None:
+    """The kind of the weights `module` holds, or None when it holds no compressible weight."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return LayerKind.CONV
+    if isinstance(module, nn.Embedding | nn.EmbeddingBag):
+        return LayerKind.EMB
+    if isinstance(module, nn.Linear | nn.MultiheadAttention) or is_hf_conv1d(module):
+        return LayerKind.FC
+    return None
 
 
-def module_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch.Tensor]]:
-    """Yield (plain name, owning module, attribute, current value) for every parameter of `model`.
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's `Conv1D` (GPT-2): a Linear whose weight is stored transposed, (in, out)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
 
-    Parametrized tensors (pruning masks, weight sharing) are reported under their plain name,
-    `layer.weight`, not `layer.parametrizations.weight.original`.
-    """
-    seen: set[int] = set()
+
+def _weight_attributes(module: nn.Module) -> tuple[str, ...]:
+    return _ATTENTION_WEIGHTS if isinstance(module, nn.MultiheadAttention) else ("weight",)
+
+
+def is_own_parametrization(item: nn.Module) -> bool:
+    """True for the parametrizations vidcompress adds (pruning masks, weight sharing)."""
+    return bool(getattr(item, "vidcompress_parametrization", False))
+
+
+def _underlying(module: nn.Module, attribute: str) -> tuple[int, torch.Tensor, str | None] | None:
+    """(identity of the stored tensor, the weight as the module sees it, why it is refused) or None."""
+    if parametrize.is_parametrized(module, attribute):
+        chain = module.parametrizations[attribute]  # type: ignore[index,union-attr]
+        foreign = [type(item).__name__ for item in chain if not is_own_parametrization(item)]
+        if foreign:
+            return id(chain), getattr(module, attribute), f"parametrized by {', '.join(foreign)}"
+        return id(chain.original), getattr(module, attribute), None  # type: ignore[union-attr]
+    parameter = module._parameters.get(attribute)
+    if parameter is not None:
+        return id(parameter), parameter, None
+    magnitude, direction = module._parameters.get(f"{attribute}_g"), module._parameters.get(f"{attribute}_v")
+    if magnitude is not None and direction is not None:  # torch.nn.utils.weight_norm (the old, hook-based one)
+        return id(direction), direction, f"has torch.nn.utils.weight_norm ({attribute}_g, {attribute}_v)"
+    return None
+
+
+@dataclass(frozen=True)
+class WeightSite:
+    """One place a weight is used: `getattr(module, attribute)`."""
+
+    module: nn.Module
+    attribute: str
+
+
+def _collect(model: nn.Module) -> tuple[list[LayerInfo], dict[str, list[WeightSite]]]:
+    layers: list[LayerInfo] = []
+    sites: dict[str, list[WeightSite]] = {}
+    first_name: dict[int, str] = {}
     for module_name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, parametrize.ParametrizationList) or ".parametrizations." in (f".{module_name}."):
+        if ".parametrizations." in f".{module_name}.":
+            continue
+        kind = module_kind(module)
+        if kind is None:
             continue
         prefix = f"{module_name}." if module_name else ""
-        names = list(module._parameters)
-        if parametrize.is_parametrized(module):
-            names += [n for n in module.parametrizations if n not in names]  # type: ignore[union-attr]
-        for attribute in names:
-            if parametrize.is_parametrized(module, attribute):
-                key = id(module.parametrizations[attribute].original)  # type: ignore[index]
-            else:
-                tensor = module._parameters[attribute]
-                if tensor is None:
-                    continue
-                key = id(tensor)
-            if key in seen:  # tied weights are compressed once, under their first name
+        for attribute in _weight_attributes(module):
+            found = _underlying(module, attribute)
+            if found is None:
                 continue
-            seen.add(key)
-            yield prefix + attribute, module, attribute, getattr(module, attribute)
+            key, tensor, refused = found
+            if not tensor.is_floating_point() or tensor.ndim < 2:
+                continue
+            if key in first_name:  # tied: the same stored tensor, reached again
+                sites[first_name[key]].append(WeightSite(module, attribute))
+                continue
+            name = prefix + attribute
+            first_name[key] = name
+            sites[name] = [WeightSite(module, attribute)]
+            layers.append(LayerInfo(name, kind, tuple(tensor.shape), refused))
+    return layers, sites
 
 
-def module_layers(model: nn.Module) -> list[LayerInfo]:
-    """The compressible parameters of a module, under their plain state-dict names."""
-    layers = []
-    for name, _module, _attribute, tensor in module_parameters(model):
-        kind = LayerKind.of_shape(tensor.shape)
-        if kind is not None and is_compressible(tensor):
-            layers.append(LayerInfo(name, kind, tuple(tensor.shape)))
-    return layers
+def module_layers(model: nn.Module, include_refused: bool = True) -> list[LayerInfo]:
+    """The compressible weights of a module, under their plain state-dict names, tied ones once."""
+    layers = _collect(model)[0]
+    return layers if include_refused else [layer for layer in layers if layer.refused is None]
+
+
+def weight_sites(model: nn.Module) -> dict[str, list[WeightSite]]:
+    """Layer name -> every (module, attribute) that uses that weight (more than one when tied)."""
+    return _collect(model)[1]
 
 
 def find_parameter(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -106,3 +156,40 @@ def find_parameter(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     module_name, _, attribute = name.rpartition(".")
     module = model.get_submodule(module_name) if module_name else model
     return module, attribute
+
+
+def state_dict_kind(name: str, tensor: torch.Tensor) -> LayerKind | None:
+    """The kind of a state-dict entry judged by its name and shape, or None when it is not a weight."""
+    if not tensor.is_floating_point() or tensor.ndim < 2:
+        return None
+    module_name, _, attribute = name.rpartition(".")
+    if ".parametrizations." in f".{name}":
+        return None  # a parametrization's stored tensor: what it stands for is unknown in a file
+    if attribute != "weight" and not attribute.endswith("_proj_weight"):
+        return None
+    if tensor.ndim >= 3:
+        return LayerKind.CONV
+    return LayerKind.EMB if _EMBEDDING_NAME.search(module_name) else LayerKind.FC
+
+
+def state_dict_layers(tensors: Mapping[str, torch.Tensor]) -> list[LayerInfo]:
+    """The compressible tensors of a state dict, in its order (see the module's docstring)."""
+    layers = []
+    for name, tensor in tensors.items():
+        kind = state_dict_kind(name, tensor)
+        if kind is not None:
+            layers.append(LayerInfo(name, kind, tuple(tensor.shape)))
+    return layers
+
+
+def why_not_compressible(name: str, tensor: torch.Tensor) -> str:
+    """For `inspect`: why a state-dict entry is left alone."""
+    if not tensor.is_floating_point():
+        return "not floating-point"
+    if tensor.ndim < 2:
+        return "fewer than 2 dimensions"
+    if ".parametrizations." in f".{name}":
+        return "a parametrization's stored tensor"
+    if name.endswith(("_g", "_v")):
+        return "weight_norm magnitude or direction"
+    return "not named as a weight"

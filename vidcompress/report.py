@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from vidcompress.layers import LayerKind
+from vidcompress.layers import state_dict_kind, why_not_compressible
 from vidcompress.metadata import read_stages
 
 
@@ -26,13 +26,14 @@ class LayerStats:
 
     name: str
     shape: list[int]
-    kind: str  # "conv", "fc" or "other" (biases, norms, buffers: never compressed)
+    kind: str  # "conv", "fc", "emb" or "other" (biases, norms, buffers: never compressed)
     dtype: str
     parameters: int
     nonzeros: int
     distinct_values: int
     bits: int | None = None  # from the quantize stage's metadata, when the file has one
     codebook: list[float] | None = None
+    note: str = ""  # why a tensor of 2+ dimensions is left alone
 
     @property
     def sparsity(self) -> float:
@@ -83,12 +84,12 @@ class WeightsReport:
         )
 
     def to_markdown(self, *, all_tensors: bool = False) -> str:
-        shown = self.layers if all_tensors else self.compressible
+        shown = self.layers if all_tensors else [layer for layer in self.layers if layer.kind != "other" or layer.note]
         rows = [
             [
                 layer.name,
                 "x".join(map(str, layer.shape)),
-                layer.kind,
+                f"other ({layer.note})" if layer.note else layer.kind,
                 f"{layer.parameters:,}",
                 f"{layer.nonzeros:,}",
                 f"{layer.sparsity:.3f}",
@@ -120,8 +121,10 @@ def inspect_state_dict(
     quantized = read_stages(metadata or {}).get("quantize", {}).get("layers", {})
     layers = []
     for name, tensor in tensors.items():
-        kind = LayerKind.of_shape(tensor.shape) if tensor.is_floating_point() else None
+        kind = state_dict_kind(name, tensor)
         flat = tensor.detach().reshape(-1)
+        distinct = torch.unique(flat) if flat.numel() else flat
+        bits = quantized.get(name, {}).get("bits")
         layers.append(
             LayerStats(
                 name=name,
@@ -130,9 +133,15 @@ def inspect_state_dict(
                 dtype=str(tensor.dtype).removeprefix("torch."),
                 parameters=flat.numel(),
                 nonzeros=int(torch.count_nonzero(flat)),
-                distinct_values=int(torch.unique(flat).numel()) if flat.numel() else 0,
-                bits=quantized.get(name, {}).get("bits"),
-                codebook=quantized.get(name, {}).get("codebook"),
+                distinct_values=int(distinct.numel()),
+                bits=bits,
+                codebook=_codebook(distinct) if bits is not None and distinct.numel() <= 1 << 16 else None,
+                note=why_not_compressible(name, tensor) if kind is None and tensor.ndim >= 2 else "",
             )
         )
     return WeightsReport(layers, dict(metadata or {}), file_bytes)
+
+
+def _codebook(distinct: torch.Tensor) -> list[float]:
+    """A quantized layer's codebook as the encoder numbers it: zero first, then the values in order."""
+    return [0.0, *(float(v) for v in distinct if v != 0)]

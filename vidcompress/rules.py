@@ -1,7 +1,9 @@
 """Per-layer settings from rule strings such as `conv=0.9,fc=0.95,layer4.*=0.8,fc.weight=0`.
 
-A rule's key is a layer kind (`conv`, `fc`) or a glob over parameter names; later rules win; a bare
-value (`auto`, `0.9`) applies to every layer.
+A rule's key is a layer kind (`conv`, `fc`, `emb`) or a glob over parameter names; later rules win; a
+bare value (`auto`, `0.9`) applies to every layer. A rule that can do nothing is an error: a glob that
+matches no layer, or a kind the model has no layer of (unless the rules are a library default, which
+may name kinds a model lacks).
 The value `off` (and, for sparsity, `0`) leaves a layer out. The same rules come from a JSON
 object or a TOML table (`{"conv": 0.9, "layer4.*": 0.8}`), and are written back in that form into
 file metadata, so the CLI, the Python API and the files speak the same objects.
@@ -23,6 +25,8 @@ from vidcompress.layers import LayerInfo, LayerKind
 
 OFF = "off"
 _KINDS = {kind.value for kind in LayerKind}
+_KINDS_ORDER = [kind.value for kind in LayerKind]
+_BARE = "\0"  # marks the kind rules a bare value expands to
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,14 @@ ENCODE_BITS = ValueSpec("bits", _parse_int("bits", 1, 16, word="raw"))
 
 @dataclass(frozen=True)
 class Rule:
-    """One `pattern=value` pair; `value` None turns the matched layers off."""
+    """One `pattern=value` pair; `value` None turns the matched layers off.
+
+    `required`: a kind rule that must find a layer of its kind (False for defaults and bare values).
+    """
 
     pattern: str
     value: Any
+    required: bool = True
 
     @property
     def is_kind(self) -> bool:
@@ -91,8 +99,13 @@ class LayerRules:
     rules: tuple[Rule, ...]
 
     @classmethod
-    def parse(cls, source: str | Mapping[str, Any] | LayerRules, spec: ValueSpec) -> LayerRules:
-        """Read rules from a rule string, a mapping, a `.json`/`.toml` file path, or rules."""
+    def parse(
+        cls, source: str | Mapping[str, Any] | LayerRules, spec: ValueSpec, *, default: bool = False
+    ) -> LayerRules:
+        """Read rules from a rule string, a mapping, a `.json`/`.toml` file path, or rules.
+
+        `default=True` marks library defaults: their kind rules may name kinds a model lacks.
+        """
         if isinstance(source, LayerRules):
             return source
         if isinstance(source, Mapping):
@@ -105,28 +118,38 @@ class LayerRules:
             raise ConfigError(f"{spec.name} rules: expected a string or a mapping, got {source!r}")
         rules = []
         for pattern, raw in pairs:
-            pattern = pattern.strip()
+            bare = pattern.startswith(_BARE)
+            pattern = pattern.removeprefix(_BARE).strip()
             if not pattern:
                 raise ConfigError(f"{spec.name} rule {pattern}={raw!r}: empty layer pattern")
             text = str(raw).strip().lower() if not isinstance(raw, str) else raw.strip()
             if isinstance(raw, bool):
                 raise ConfigError(f"{spec.name} rule {pattern!r}: {raw!r} is not a value")
             value = None if text == OFF else spec.parse(text)
-            rules.append(Rule(pattern, value))
+            rules.append(Rule(pattern, value, required=not default and not bare))
         return cls(spec, tuple(rules))
 
     def resolve(self, layers: Iterable[LayerInfo]) -> dict[str, Any]:
         """Map each layer name to its value (later rules win); layers turned off are left out.
 
         Raises:
-            ConfigError: a name pattern matches no layer (a kind with no layer is allowed).
+            ConfigError: a name pattern matches no layer; a required kind rule finds no layer of its
+                kind; a selected layer is refused (a foreign parametrization: see `layers`).
         """
         layers = list(layers)
         for rule in self.rules:
-            if not rule.is_kind and not any(rule.matches(layer) for layer in layers):
+            if any(rule.matches(layer) for layer in layers):
+                continue
+            if not rule.is_kind:
                 raise ConfigError(
                     f"{self.spec.name} rule {rule.pattern!r} matches no compressible parameter "
                     f"(known: {_sample_names(layers)})"
+                )
+            if rule.required:
+                counts = ", ".join(f"{sum(layer.kind == k for layer in layers)} {k}" for k in _KINDS_ORDER)
+                raise ConfigError(
+                    f"{self.spec.name} rule {rule.pattern}={OFF if rule.value is None else rule.value}: "
+                    f"the model has no {rule.pattern} layer (it has {counts})"
                 )
         resolved = {}
         for layer in layers:
@@ -136,6 +159,14 @@ class LayerRules:
                     value = rule.value
             if value is not None:
                 resolved[layer.name] = value
+        refused = [layer for layer in layers if layer.name in resolved and layer.refused]
+        if refused:
+            first = refused[0]
+            more = f" (and {len(refused) - 1} more: {_sample_names(refused[1:])})" if len(refused) > 1 else ""
+            raise ConfigError(
+                f"{first.name}: {first.refused}; compressing its stored tensor would change what the layer "
+                f"computes. Leave it out ('{first.name}=off') or remove that parametrization first{more}"
+            )
         return resolved
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +185,7 @@ def _split_rule_string(text: str, spec: ValueSpec) -> list[tuple[str, str]]:
             continue
         pattern, sep, value = item.partition("=")
         if not sep and _is_value(pattern.strip(), spec):  # a bare value applies to every layer
-            pairs += [(kind.value, pattern.strip()) for kind in LayerKind]
+            pairs += [(_BARE + kind.value, pattern.strip()) for kind in LayerKind]
             continue
         if not sep or not pattern.strip() or not value.strip():
             raise ConfigError(f"{spec.name} rule {item!r}: expected PATTERN=VALUE, e.g. 'conv=0.9,fc=0.95'")

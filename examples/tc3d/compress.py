@@ -28,10 +28,10 @@ from examples.tc3d.data import ucf101_split
 from examples.tc3d.evaluate import load_trained
 from examples.tc3d.train import TrainConfig, build_model, evaluate, loader, make_dataset, train_one_epoch
 from vidcompress import DSDConfig, StepSchedule, finalize_, quantize_, run_dsd
+from vidcompress.attach import plain_state_dict
 from vidcompress.encode import encode, inspect_container, load_compressed, read_container
 from vidcompress.io import save_state_dict
-from vidcompress.layers import module_layers, module_parameters
-from vidcompress.prune import layer_sparsity
+from vidcompress.prune import overall_sparsity
 from vidcompress.quantize import QuantizeConfig
 
 # The paper's headline (T-C3D on UCF101); its per-step figures are not reproduced here.
@@ -70,12 +70,6 @@ class StepResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _overall_sparsity(model: nn.Module) -> float:
-    sizes = {layer.name: layer.numel for layer in module_layers(model)}
-    sparsity = layer_sparsity(model)
-    return sum(sparsity[n] * sizes[n] for n in sizes) / sum(sizes.values())
 
 
 def compress_run(
@@ -120,7 +114,7 @@ def compress_run(
     def record(step: str, network: nn.Module, file: Path, measured: float | None = None) -> None:
         result = StepResult(
             step, measured if measured is not None else accuracy(network), str(file.name), file.stat().st_size,
-            _overall_sparsity(network),
+            overall_sparsity(network),
         )  # fmt: skip
         results.append(result)
         log(f"{step}: accuracy {100 * result.accuracy:.1f}%, {result.bytes:,} bytes ({file.name})")
@@ -134,10 +128,8 @@ def compress_run(
 
     def plain_state(network: nn.Module) -> dict[str, torch.Tensor]:
         """The weights as used (masks applied), under plain names, in the model's own order."""
-        state = {k: v for k, v in network.state_dict().items() if ".parametrizations." not in k}
-        for name, _module, _attribute, value in module_parameters(network):
-            state[name] = value.detach()
-        return {name: state[name].clone() for name in order}
+        state = plain_state_dict(network)
+        return {name: state[name] for name in order}
 
     def on_phase_end(phase: str, network: nn.Module) -> None:
         state = plain_state(network)

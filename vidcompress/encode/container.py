@@ -2,8 +2,10 @@
 
 Tensors: `layers/<name>` (uint8: weight stream, its code lengths, index stream, its code lengths),
 `codebooks/<name>` (the codebook in the layer's dtype), `raw/<name>` (tensors stored as they are).
-Metadata: `format` = "vidcompress.container", `format_version`, `manifest` (JSON), and the earlier
-stages' record under `vidcompress`. docs/format.md specifies it to the bit.
+Metadata: `format` = "vidcompress.container", `format_version`, `manifest` (JSON), the earlier stages'
+record under `vidcompress` (provenance), and the input file's other metadata under `source_metadata`
+(JSON; `decode` gives it back). Tied tensors are stored once, the other names listed as aliases.
+docs/format.md specifies it to the bit.
 """
 
 from __future__ import annotations
@@ -25,18 +27,23 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.nn.utils import parametrize
+from tqdm import tqdm
 
 from vidcompress._version import __version__
-from vidcompress.encode.layer import DTYPES, LayerEntry, StreamInfo, decode_layer, encode_layer
+from vidcompress.attach import own_items
+from vidcompress.encode.layer import DENSE, DTYPES, SPARSE, LayerEntry, StreamInfo, decode_layer, encode_layer
 from vidcompress.errors import ConfigError, FormatError, InputError
-from vidcompress.io import StateDict, safetensors_bytes, write_atomic
+from vidcompress.io import StateDict, safetensors_bytes, strip_wrapper_prefixes, write_atomic
 from vidcompress.layers import state_dict_layers
 from vidcompress.metadata import METADATA_KEY, read_stages
 from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
 
 FORMAT_NAME = "vidcompress.container"
-FORMAT_VERSION = 2
-DEFAULT_INDEX_BITS = "conv=8,fc=5"
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # version 3 added dense layers, aliases and source metadata
+DEFAULT_INDEX_BITS = "conv=8,fc=5,emb=5"
+SOURCE_METADATA_KEY = "source_metadata"
+MAX_INFERRED_BITS = 16
 MAX_INDEX_BITS = 16
 MAX_ELEMENTS = 1 << 34  # per layer; a guard against a manifest declaring an absurd shape
 # Decoded bytes may exceed the file's size by at most this factor (plus a floor for tiny files), so
@@ -58,6 +65,45 @@ class Container:
     metadata: dict[str, str]
     file_bytes: int
     raw_crc32: dict[str, int] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # a tied tensor's other name -> the stored one
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DataParallel, DistributedDataParallel and torch.compile wrappers."""
+    while True:
+        if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+def infer_bits(tensor: torch.Tensor) -> int | str | None:
+    """The smallest codebook width that holds a layer's distinct values; "raw" for a pruned layer with
+    too many; None (store it as it is) for an unpruned one with too many."""
+    patterns = tensor.detach().reshape(-1)
+    patterns = patterns.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[patterns.element_size()])
+    nonzero = patterns[patterns != 0]
+    distinct = int(torch.unique(nonzero).numel())
+    if distinct < 1 << MAX_INFERRED_BITS:
+        return max(1, math.ceil(math.log2(distinct + 1)))
+    return "raw" if nonzero.numel() < patterns.numel() else None
+
+
+def _aliases(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Names whose tensor is the very same view as an earlier name's (tied weights): name -> earlier."""
+    seen: dict[tuple[Any, ...], str] = {}
+    aliases = {}
+    for name, tensor in tensors.items():
+        if tensor.numel() == 0:
+            continue
+        key = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride(), tensor.device)
+        if key in seen:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+    return aliases
 
 
 def encode(
@@ -68,45 +114,67 @@ def encode(
     index_bits: str | LayerRules | Mapping[str, Any] = DEFAULT_INDEX_BITS,
     metadata: Mapping[str, str] | None = None,
     huffman: bool = True,
+    progress: bool = False,
 ) -> Container:
     """Write a model or state dict as a container; returns what was written.
 
     Args:
-        source: a module (its state dict is used) or a state dict of quantized weights.
+        source: a module (its state dict is used; DataParallel, DDP and torch.compile wrappers are
+            looked through) or a state dict of quantized weights. Tied tensors are stored once.
         bits: which layers to encode and their codebook capacity (2^b values, zero included), or
-            `raw` to store a pruned layer's nonzero values as they are (no codebook).
-            Default: the bits recorded by `vidcompress quantize` in `metadata`, else `conv=8,fc=5`.
+            `raw` to store a pruned layer's nonzero values as they are (no codebook). Default: the bits
+            recorded by `vidcompress quantize` in `metadata`, else for each compressible layer the
+            smallest width that holds its distinct values (`raw` for a pruned layer with more than
+            2^16 - 1; stored as it is when unpruned too).
         index_bits: relative-index width per layer (`conv=8,fc=5`, or `auto` for the smallest).
-        metadata: the input file's metadata; its stage record is carried over.
+        metadata: the input file's metadata; the stage record and the other keys are carried over.
         huffman: False stores every stream packed (or constant): the size before Huffman coding.
+        progress: a progress bar on stderr, one step a layer.
 
     Raises:
         ConfigError: a selected layer has more distinct values than its bits allow.
     """
-    if isinstance(source, nn.Module) and any(parametrize.is_parametrized(m) for m in source.modules()):
-        raise ConfigError("the model still has pruning masks or weight sharing attached: call finalize_(model) first")
-    tensors = source.state_dict() if isinstance(source, nn.Module) else dict(source)
+    if isinstance(source, nn.Module):
+        source = unwrap_model(source)
+        if any(own_items(module, attribute) for module in source.modules() for attribute in _parametrized(module)):
+            raise ConfigError(
+                "the model still has pruning masks or weight sharing attached: call finalize_(model) first"
+            )
+    tensors = source.state_dict(keep_vars=False) if isinstance(source, nn.Module) else dict(source)
+    aliases = _aliases(tensors)
+    stored = {name: tensor for name, tensor in tensors.items() if name not in aliases}
     metadata = dict(metadata or {})
-    layers = state_dict_layers(tensors)
+    layers = state_dict_layers(stored)
     stages = read_stages(metadata)
+    plan_bits: dict[str, int | str]
+    recorded: dict[str, Any] = {}
     if bits is None and "quantize" in stages:
         recorded = stages["quantize"].get("layers", {})
         plan_bits = {layer.name: int(recorded[layer.name]["bits"]) for layer in layers if layer.name in recorded}
+    elif bits is None:
+        inferred = {layer.name: infer_bits(stored[layer.name]) for layer in layers}
+        plan_bits = {name: value for name, value in inferred.items() if value is not None}
     else:
-        plan_bits = LayerRules.parse(bits or "conv=8,fc=5", ENCODE_BITS).resolve(layers)  # type: ignore[arg-type]
-    plan_index = LayerRules.parse(index_bits, INDEX_BITS).resolve(layers)  # type: ignore[arg-type]
+        plan_bits = LayerRules.parse(bits, ENCODE_BITS).resolve(layers)  # type: ignore[arg-type]
+    plan_index = LayerRules.parse(index_bits, INDEX_BITS, default=True).resolve(layers)  # type: ignore[arg-type]
     kinds = {layer.name: layer.kind.value for layer in layers}
     envelope: StateDict = {}
     entries: list[LayerEntry] = []
     raw: list[str] = []
-    for name, tensor in tensors.items():
+    for name, tensor in tqdm(stored.items(), desc="encode", unit="tensor", disable=not progress):
         if name in plan_bits:
             if name not in plan_index:
                 raise ConfigError(f"{name}: index bits are off for a layer selected for encoding")
             entry, data, codebook = encode_layer(name, tensor, kinds[name], plan_bits[name], plan_index[name], huffman)
+            coded = len(data) + codebook.numel() * codebook.element_size()
+            if bits is None and name not in recorded and coded >= tensor.numel() * tensor.element_size():
+                raw.append(name)  # bits inferred, and a codebook would not pay: stored as it is
+                envelope[f"raw/{name}"] = tensor
+                continue
             entries.append(entry)
             envelope[f"layers/{name}"] = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
-            envelope[f"codebooks/{name}"] = codebook
+            if codebook.numel():
+                envelope[f"codebooks/{name}"] = codebook
         else:
             raw.append(name)
             envelope[f"raw/{name}"] = tensor
@@ -117,6 +185,7 @@ def encode(
         "vidcompress_version": __version__,
         "created": _created(),
         "order": list(tensors),
+        "aliases": [[name, target] for name, target in aliases.items()],
         "raw_crc32": [raw_crc32[name] for name in raw],
         "layers": [entry.to_dict() for entry in entries],
     }
@@ -129,13 +198,20 @@ def encode(
     }
     if METADATA_KEY in metadata:
         file_metadata[METADATA_KEY] = metadata[METADATA_KEY]
+    source_metadata = {k: v for k, v in metadata.items() if k not in (METADATA_KEY, "format")}
+    if source_metadata:
+        file_metadata[SOURCE_METADATA_KEY] = json.dumps(source_metadata, sort_keys=True, separators=(",", ":"))
     data = safetensors_bytes(envelope, file_metadata)
 
     def write(temporary: Path) -> None:
         temporary.write_bytes(data)
 
     write_atomic(path, write)
-    return Container(Path(path), entries, raw, list(tensors), file_metadata, len(data), raw_crc32)
+    return Container(Path(path), entries, raw, list(tensors), file_metadata, len(data), raw_crc32, aliases)
+
+
+def _parametrized(module: nn.Module) -> list[str]:
+    return list(module.parametrizations) if parametrize.is_parametrized(module) else []  # type: ignore[union-attr,arg-type]
 
 
 def is_container(path: str | os.PathLike[str]) -> bool:
@@ -160,10 +236,10 @@ def read_container(path: str | os.PathLike[str]) -> Container:
         raise FormatError(f"{path}: not a readable container ({error})") from None
     if metadata.get("format") != FORMAT_NAME:
         raise FormatError(f"{path}: not a vidcompress container (no format={FORMAT_NAME!r} in its metadata)")
-    if metadata.get("format_version") != str(FORMAT_VERSION):
+    if metadata.get("format_version") not in {str(v) for v in READABLE_VERSIONS}:
         raise FormatError(
             f"{path}: container format version {metadata.get('format_version')!r}; "
-            f"this vidcompress reads version {FORMAT_VERSION}"
+            f"this vidcompress reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     text = metadata.get("manifest", "")
     if metadata.get("manifest_crc32") != str(zlib.crc32(text.encode())):
@@ -172,7 +248,7 @@ def read_container(path: str | os.PathLike[str]) -> Container:
         manifest = json.loads(text)
     except ValueError:
         raise FormatError(f"{path}: manifest is not valid JSON") from None
-    layers, raw, order, raw_crc32 = _validate_manifest(manifest, path)
+    layers, raw, order, raw_crc32, aliases = _validate_manifest(manifest, path)
     file_bytes = path.stat().st_size
     itemsize = {name: torch.empty(0, dtype=dtype).element_size() for name, dtype in DTYPES.items()}
     decoded = sum(entry.numel * itemsize[entry.dtype] for entry in layers)
@@ -181,12 +257,12 @@ def read_container(path: str | os.PathLike[str]) -> Container:
             f"{path}: manifest declares {decoded:,} decoded bytes for a {file_bytes:,}-byte file "
             f"(more than {MAX_EXPANSION}x); refusing to allocate"
         )
-    expected = {f"layers/{e.name}" for e in layers} | {f"codebooks/{e.name}" for e in layers}
+    expected = {f"layers/{e.name}" for e in layers} | {f"codebooks/{e.name}" for e in layers if e.codebook_size}
     expected |= {f"raw/{name}" for name in raw}
     if keys != expected:
         missing, extra = sorted(expected - keys), sorted(keys - expected)
         raise FormatError(f"{path}: tensors do not match the manifest (missing {missing[:3]}, unexpected {extra[:3]})")
-    return Container(path, layers, raw, order, metadata, file_bytes, raw_crc32)
+    return Container(path, layers, raw, order, metadata, file_bytes, raw_crc32, aliases)
 
 
 def decode(path: str | os.PathLike[str], threads: int | None = None) -> StateDict:
@@ -206,7 +282,10 @@ def decode_with_metadata(path: str | os.PathLike[str], threads: int | None = Non
             inputs = []
             for entry in container.layers:
                 data = handle.get_tensor(f"layers/{entry.name}")
-                codebook = handle.get_tensor(f"codebooks/{entry.name}")
+                if entry.codebook_size:
+                    codebook = handle.get_tensor(f"codebooks/{entry.name}")
+                else:
+                    codebook = torch.empty(0, dtype=DTYPES[entry.dtype])
                 if data.dtype != torch.uint8 or data.ndim != 1:
                     raise FormatError(f"{entry.name}: layer data is not a 1-D uint8 tensor")
                 inputs.append((entry, data.numpy(), codebook.reshape(-1)))
@@ -222,19 +301,45 @@ def decode_with_metadata(path: str | os.PathLike[str], threads: int | None = Non
     with ThreadPoolExecutor(max_workers=min(threads or DECODE_THREADS, max(len(inputs), 1))) as pool:
         for entry, tensor in zip(container.layers, pool.map(lambda item: decode_layer(*item), inputs), strict=True):
             decoded[entry.name] = tensor
+    for name, target in container.aliases.items():
+        decoded[name] = decoded[target]  # tied: the same tensor under both names
     state = {name: decoded[name] for name in container.order}
     kept = {k: v for k, v in container.metadata.items() if k == METADATA_KEY}
+    if SOURCE_METADATA_KEY in container.metadata:
+        try:
+            source = json.loads(container.metadata[SOURCE_METADATA_KEY])
+        except ValueError:
+            raise FormatError(f"{container.path}: {SOURCE_METADATA_KEY} is not valid JSON") from None
+        if not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values()):
+            raise FormatError(f"{container.path}: {SOURCE_METADATA_KEY} is not an object of strings")
+        kept = {**source, **kept}
     return state, kept
 
 
 def load_compressed(path: str | os.PathLike[str], model: nn.Module, strict: bool = True) -> nn.Module:
-    """Decode a container into `model` (its original architecture) and return the model."""
-    state = decode(path)
+    """Decode a container into `model` (its original architecture; wrappers looked through) and return
+    the model. A mismatch lists the missing and unexpected keys."""
+    state = strip_wrapper_prefixes(decode(path))
+    target = unwrap_model(model)
+    expected = set(target.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if strict and (missing or unexpected):
+        raise InputError(
+            f"{path}: does not fit the model: missing {_listing(missing)}; unexpected {_listing(unexpected)}"
+        )
     try:
-        model.load_state_dict(state, strict=strict)
+        target.load_state_dict(state, strict=strict)
     except RuntimeError as error:
-        raise InputError(f"{path}: does not fit the model ({str(error).splitlines()[0]})") from None
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        raise InputError(f"{path}: does not fit the model ({'; '.join(lines[:3]) or error})") from None
     return model
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    if not names:
+        return "none"
+    more = f", ... {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def size_breakdown(container: Container) -> dict[str, int]:
@@ -247,15 +352,18 @@ def size_breakdown(container: Container) -> dict[str, int]:
     with open(container.path, "rb") as stream:
         header_length = struct.unpack("<Q", stream.read(8))[0]
     raw = container.file_bytes - 8 - header_length - weights - indices - tables - codebooks
-    manifest = len(json.dumps({"__metadata__": container.metadata}, separators=(",", ":"))) - 1
+    metadata = len(json.dumps({"__metadata__": container.metadata}, separators=(",", ":"))) - 1
+    provenance = {k: v for k, v in container.metadata.items() if k in (METADATA_KEY, SOURCE_METADATA_KEY)}
+    provenance_bytes = len(json.dumps(provenance, separators=(",", ":"))) - 2 + (1 if provenance else 0)
     return {
         "weight_streams": weights,
         "index_streams": indices,
         "code_tables": tables,
         "codebooks": codebooks,
         "raw_tensors": raw,
-        "manifest": manifest,
-        "envelope_header": 8 + header_length - manifest,
+        "manifest": metadata - provenance_bytes,
+        "provenance": provenance_bytes,
+        "envelope_header": 8 + header_length - metadata,
         "total": container.file_bytes,
     }
 
@@ -275,30 +383,41 @@ def _tensor_crc32(tensor: torch.Tensor) -> int:
     return zlib.crc32(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-def _validate_manifest(manifest: Any, path: Path) -> tuple[list[LayerEntry], list[str], list[str], dict[str, int]]:
+def _validate_manifest(
+    manifest: Any, path: Path
+) -> tuple[list[LayerEntry], list[str], list[str], dict[str, int], dict[str, str]]:
     def fail(message: str) -> FormatError:
         return FormatError(f"{path}: manifest {message}")
 
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise fail("is not a vidcompress manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise fail(f"has format version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+    version = manifest.get("format_version")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        raise fail(f"has format version {version!r}, expected one of {READABLE_VERSIONS}")
     order: Any = manifest.get("order")
     layers: Any = manifest.get("layers")
     crcs: Any = manifest.get("raw_crc32")
     if not _is_list_of(order, str) or not isinstance(layers, list) or not isinstance(crcs, list):
         raise fail("lacks its order, layers or raw_crc32 lists")
-    entries = [_layer_entry(item, fail) for item in layers]
+    pairs: Any = manifest.get("aliases", [])
+    if not isinstance(pairs, list) or not all(_is_list_of(p, str) and len(p) == 2 for p in pairs):
+        raise fail("has malformed aliases")
+    aliases = dict(pairs)
+    entries = [_layer_entry(item, fail, version) for item in layers]
     encoded = {entry.name for entry in entries}
     if len(set(order)) != len(order) or len(encoded) != len(entries) or not encoded <= set(order):
         raise fail("names of layers and order disagree")
-    raw = [name for name in order if name not in encoded]  # the rest is stored as it is, in this order
+    if len(aliases) != len(pairs) or not set(aliases) <= set(order) - encoded:
+        raise fail("has aliases that are not plain names of its order")
+    if any(target not in order or target in aliases for target in aliases.values()):
+        raise fail("has an alias of a name it does not store")
+    raw = [name for name in order if name not in encoded and name not in aliases]  # stored as they are
     if len(crcs) != len(raw) or not all(isinstance(v, int) and not isinstance(v, bool) for v in crcs):
         raise fail(f"has {len(crcs)} raw CRC32 values for {len(raw)} raw tensors")
-    return entries, raw, list(order), dict(zip(raw, crcs, strict=True))
+    return entries, raw, list(order), dict(zip(raw, crcs, strict=True)), aliases
 
 
-def _layer_entry(item: Any, fail: Any) -> LayerEntry:
+def _layer_entry(item: Any, fail: Any, version: int) -> LayerEntry:
     if not isinstance(item, dict):
         raise fail("has a layer that is not an object")
     name = item.get("name")
@@ -310,7 +429,10 @@ def _layer_entry(item: Any, fail: Any) -> LayerEntry:
             key: item[key] for key in ("bits", "index_bits", "nonzeros", "fillers", "codebook_size", "codebook_crc32")
         }
         streams: dict[str, Any] = {key: StreamInfo(**item[key]) for key in ("weights", "indices")}
-        entry = LayerEntry(name=name, shape=shape, dtype=item["dtype"], kind=item["kind"], **ints, **streams)
+        layout = item["layout"] if version >= 3 else SPARSE
+        entry = LayerEntry(
+            name=name, shape=shape, dtype=item["dtype"], kind=item["kind"], **ints, **streams, layout=layout
+        )
     except (KeyError, TypeError):
         raise fail(f"entry of {name!r} is incomplete or malformed") from None
     numbers = [*shape, *ints.values()]
@@ -321,21 +443,32 @@ def _layer_entry(item: Any, fail: Any) -> LayerEntry:
             raise fail(f"entry of {name!r} has unknown coding {info.coding!r}")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
         raise fail(f"entry of {name!r} has a negative or non-integer number")
-    if entry.dtype not in DTYPES or entry.kind not in ("conv", "fc"):
-        raise fail(f"entry of {name!r} has dtype {entry.dtype!r} or kind {entry.kind!r} unknown")
-    if not 0 <= entry.bits <= 16 or not 1 <= entry.index_bits <= MAX_INDEX_BITS:
+    if entry.dtype not in DTYPES or entry.kind not in ("conv", "fc", "emb") or entry.layout not in (SPARSE, DENSE):
+        raise fail(
+            f"entry of {name!r} has dtype {entry.dtype!r}, kind {entry.kind!r} or layout {entry.layout!r} unknown"
+        )
+    dense = entry.layout == DENSE
+    if not 0 <= entry.bits <= 16 or not (entry.index_bits == 0 if dense else 1 <= entry.index_bits <= MAX_INDEX_BITS):
         raise fail(f"entry of {name!r} has bits or index bits out of range")
     if entry.indices.coding == "raw" or (entry.bits == 0) != (entry.weights.coding == "raw"):
         raise fail(f"entry of {name!r}: raw weights go with bits 0, and only weights can be raw")
     low = 0 if entry.bits == 0 else 1
     if not low <= entry.codebook_size <= (1 << entry.bits) or (entry.bits == 0 and entry.codebook_size):
         raise fail(f"entry of {name!r} has a codebook of {entry.codebook_size} for {entry.bits} bits")
-    stored = entry.nonzeros + entry.fillers
-    if entry.weights.count != stored or entry.indices.count != stored:
-        raise fail(f"entry of {name!r} has stream counts that disagree with its entries")
     numel = math.prod(shape)
-    if numel > MAX_ELEMENTS or stored > numel or numel > (stored + 1) << entry.index_bits:
-        raise fail(f"entry of {name!r} declares {numel} elements for {stored} stored entries")
+    if numel > MAX_ELEMENTS:
+        raise fail(f"entry of {name!r} declares {numel} elements")
+    if dense:
+        if entry.bits == 0 or entry.fillers or entry.weights.count != numel or entry.indices.count:
+            raise fail(f"entry of {name!r}: a dense layer has one symbol per element, no fillers and no index")
+        if entry.nonzeros > numel:
+            raise fail(f"entry of {name!r} declares {entry.nonzeros} nonzeros in {numel} elements")
+    else:
+        stored = entry.nonzeros + entry.fillers
+        if entry.weights.count != stored or entry.indices.count != stored:
+            raise fail(f"entry of {name!r} has stream counts that disagree with its entries")
+        if stored > numel or numel > (stored + 1) << entry.index_bits:
+            raise fail(f"entry of {name!r} declares {numel} elements for {stored} stored entries")
     limit = np.iinfo(np.int64).max
     if any(info.bit_length > limit for info in streams.values()):
         raise fail(f"entry of {name!r} declares an impossible stream length")

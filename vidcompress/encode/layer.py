@@ -67,9 +67,18 @@ class StreamInfo:
         )
 
 
+SPARSE, DENSE = "sparse", "dense"  # a layer's layout: relative-index entries, or every element's symbol
+
+
 @dataclass(frozen=True)
 class LayerEntry:
-    """The manifest entry of an encoded layer."""
+    """The manifest entry of an encoded layer.
+
+    `layout`: "sparse" stores the nonzero entries (plus fillers) with a relative index; "dense" stores
+    one weight symbol per element, zeros as symbol 0, and no index stream (`index_bits` 0): for a layer
+    with few zeros that costs about the entropy of its zero/nonzero pattern, where an index would cost
+    at least a bit a weight.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -83,6 +92,7 @@ class LayerEntry:
     codebook_crc32: int
     weights: StreamInfo
     indices: StreamInfo
+    layout: str = SPARSE
 
     @property
     def numel(self) -> int:
@@ -158,7 +168,8 @@ def encode_layer(
 ) -> tuple[LayerEntry, bytes, torch.Tensor]:
     """Encode one layer: its manifest entry, its data bytes and its codebook tensor.
 
-    `bits="raw"` stores the nonzero values themselves (pruned, not quantized: no codebook).
+    `bits="raw"` stores the nonzero values themselves (pruned, not quantized: no codebook). A quantized
+    layer takes whichever layout codes smaller: sparse (relative index) or dense (no index).
     """
     raw = bits == "raw"
     if raw:
@@ -166,33 +177,52 @@ def encode_layer(
         flat = (patterns != 0).astype(np.int64)
     else:
         codebook, flat = layer_codebook(tensor, int(bits), name)
+    alphabet = max(codebook.numel(), 2)
     if index_bits == "auto":
-        index_bits = choose_index_bits(flat, max(codebook.numel(), 2))
+        index_bits = choose_index_bits(flat, alphabet)
     entries = relative_index_encode(flat, int(index_bits))
+    layout = SPARSE
+    if not raw and flat.size:
+        sparse_cost = _stream_bytes(entries.symbols, alphabet, huffman)
+        sparse_cost += _stream_bytes(entries.codes, 1 << int(index_bits), huffman)
+        if _stream_bytes(flat, alphabet, huffman) < sparse_cost:
+            layout = DENSE
     if raw:
         values = np.zeros(entries.entries, dtype=patterns.dtype)
         values[entries.symbols != 0] = patterns[patterns != 0]
         payload = values.astype(values.dtype.newbyteorder("<")).tobytes()
         weights = CodedStream("raw", payload, 8 * len(payload), entries.entries, 0)
+        indices = encode_stream(entries.codes, 1 << int(index_bits), huffman)
+    elif layout == DENSE:
+        weights = encode_stream(flat, codebook.numel(), huffman)
+        indices = encode_stream(np.zeros(0, dtype=np.int64), 1, huffman)
     else:
         weights = encode_stream(entries.symbols, codebook.numel(), huffman)
-    indices = encode_stream(entries.codes, 1 << int(index_bits), huffman)
+        indices = encode_stream(entries.codes, 1 << int(index_bits), huffman)
+    nonzeros = int(np.count_nonzero(flat))
     entry = LayerEntry(
         name=name,
         shape=tuple(tensor.shape),
         dtype=str(tensor.dtype).removeprefix("torch."),
         kind=kind,
         bits=0 if raw else int(bits),
-        index_bits=int(index_bits),
-        nonzeros=entries.entries - entries.fillers,
-        fillers=entries.fillers,
+        index_bits=0 if layout == DENSE else int(index_bits),
+        nonzeros=nonzeros,
+        fillers=0 if layout == DENSE else entries.fillers,
         codebook_size=codebook.numel(),
         codebook_crc32=zlib.crc32(codebook.view(torch.uint8).numpy().tobytes()),
         weights=StreamInfo.of(weights),
         indices=StreamInfo.of(indices),
+        layout=layout,
     )
     data = weights.payload + weights.code_lengths + indices.payload + indices.code_lengths
     return entry, data, codebook
+
+
+def _stream_bytes(symbols: np.ndarray, alphabet: int, huffman: bool) -> int:
+    if huffman:
+        return coded_bytes(symbols, alphabet)
+    return 0 if np.unique(symbols).size <= 1 else (symbols.size * packed_width(alphabet) + 7) // 8
 
 
 def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Tensor) -> torch.Tensor:
@@ -205,14 +235,19 @@ def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Te
     if zlib.crc32(codebook.contiguous().view(torch.uint8).numpy().tobytes()) != entry.codebook_crc32:
         raise FormatError(f"{name}: CRC32 mismatch in the codebook")
     symbols, codes = decode_streams(entry, data)
-    if symbols.size != codes.size:
-        raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
-    positions = relative_index_positions(codes, entry.numel, entry.index_bits, name)
+    if entry.layout == DENSE:
+        if symbols.size != entry.numel or codes.size:
+            raise FormatError(f"{name}: a dense layer needs {entry.numel} weight symbols and no index")
+        positions = np.arange(entry.numel, dtype=np.int64)
+    else:
+        if symbols.size != codes.size:
+            raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
+        positions = relative_index_positions(codes, entry.numel, entry.index_bits, name)
     real = symbols != 0
     stored = int(np.count_nonzero(real))
-    if stored != entry.nonzeros or symbols.size - stored != entry.fillers:
+    if stored != entry.nonzeros or (entry.layout == SPARSE and symbols.size - stored != entry.fillers):
         raise FormatError(f"{name}: decoded counts differ from the manifest")
-    if entry.fillers:
+    if entry.fillers or entry.layout == DENSE:
         positions, symbols = positions[real], symbols[real]
     patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
     values = np.zeros(entry.numel, dtype=patterns.dtype)  # zero pages: only touched where written
@@ -228,7 +263,7 @@ def decode_streams(entry: LayerEntry, data: bytes | memoryview) -> tuple[np.ndar
     offset, streams = 0, []
     for label, info, alphabet in (
         ("weights", entry.weights, entry.codebook_size),
-        ("indices", entry.indices, 1 << entry.index_bits),
+        ("indices", entry.indices, 1 << entry.index_bits),  # dense: index_bits 0, an empty stream
     ):
         payload = view[offset : offset + info.payload_bytes]
         table = view[offset + info.payload_bytes : offset + info.payload_bytes + info.table_bytes]

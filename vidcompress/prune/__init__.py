@@ -7,6 +7,7 @@ from vidcompress.prune.pruner import (
     PruneConfig,
     Pruner,
     layer_sparsity,
+    overall_sparsity,
     prune_,
     prune_state_dict,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "get_mask",
     "layer_sparsity",
     "magnitude_mask",
+    "overall_sparsity",
     "parse_schedule",
     "prune_",
     "prune_state_dict",

@@ -7,7 +7,7 @@ supplies the training and evaluation functions, so any loop fits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from torch import nn
 from vidcompress.config import JsonConfig
 from vidcompress.errors import ConfigError
 from vidcompress.layers import module_layers
-from vidcompress.prune.pruner import PruneConfig, Pruner, layer_sparsity
+from vidcompress.prune.pruner import PruneConfig, Pruner, layer_sparsity, overall_sparsity
 from vidcompress.prune.schedules import Schedule, StepSchedule, parse_schedule
 from vidcompress.rules import SPARSITY, LayerRules
 
@@ -42,8 +42,12 @@ class DSDConfig(JsonConfig):
             learning rate; 1.0 keeps it.
     """
 
-    sparse_sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse("conv=0.85,fc=0.9", SPARSITY))
-    final_sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse("conv=0.9,fc=0.95", SPARSITY))
+    sparse_sparsity: LayerRules = field(
+        default_factory=lambda: LayerRules.parse("conv=0.85,fc=0.9", SPARSITY, default=True)
+    )
+    final_sparsity: LayerRules = field(
+        default_factory=lambda: LayerRules.parse("conv=0.9,fc=0.95", SPARSITY, default=True)
+    )
     schedule: Schedule = field(default_factory=StepSchedule)
     sparse_epochs: int = 10
     dense_epochs: int = 5
@@ -111,12 +115,6 @@ class DSDHistory:
         return "\n".join(lines)
 
 
-def _overall(model: nn.Module, sparsity: Mapping[str, float]) -> float:
-    sizes = {layer.name: layer.numel for layer in module_layers(model)}
-    total = sum(sizes.values())
-    return sum(sparsity[n] * sizes[n] for n in sparsity) / total if total else 0.0
-
-
 def run_dsd(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -158,7 +156,7 @@ def run_dsd(
             lr=float(optimizer.param_groups[0]["lr"]),
             metric=float(evaluate(model)),
             sparsity=sparsity,
-            overall_sparsity=_overall(model, sparsity),
+            overall_sparsity=overall_sparsity(model),
         )
         history.records.append(entry)
         if progress is not None:

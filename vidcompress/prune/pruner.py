@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from vidcompress.config import JsonConfig
 from vidcompress.errors import ConfigError
-from vidcompress.layers import find_parameter, module_layers, state_dict_layers
+from vidcompress.layers import module_layers, state_dict_layers, weight_sites
 from vidcompress.prune.magnitude import magnitude_mask
 from vidcompress.prune.masks import get_mask, remove_mask, set_mask
 from vidcompress.prune.schedules import ConstantSchedule, Schedule, parse_schedule
 from vidcompress.rules import SPARSITY, LayerRules
 
-DEFAULT_SPARSITY = "conv=0.9,fc=0.95"
+# Safe for a model vidcompress knows nothing about, without retraining: convolutions and linear layers
+# lose 30% of their weights (about what BERT and CNNs lose nothing at in one-shot magnitude pruning),
+# embeddings are untouched. T-C3D's final pruning (with retraining) is PAPER_SPARSITY.
+DEFAULT_SPARSITY = "conv=0.3,fc=0.3"
+PAPER_SPARSITY = "conv=0.9,fc=0.95"
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class PruneConfig(JsonConfig):
         schedule: how the targets are approached, one `Pruner.step()` at a time.
     """
 
-    sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse(DEFAULT_SPARSITY, SPARSITY))
+    sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse(DEFAULT_SPARSITY, SPARSITY, default=True))
     schedule: Schedule = field(default_factory=ConstantSchedule)
 
     def __post_init__(self) -> None:
@@ -76,10 +82,11 @@ class Pruner:
         self.model_ = model
         self.targets_: dict[str, float] = self.config.sparsity.resolve(module_layers(model))
         self.step_ = 0
-        for name in self.targets_:
-            module, attribute = find_parameter(model, name)
-            if get_mask(module, attribute) is None:
-                set_mask(module, attribute, torch.ones_like(getattr(module, attribute), dtype=torch.bool))
+        self.sites_ = {name: sites for name, sites in weight_sites(model).items() if name in self.targets_}
+        for sites in self.sites_.values():
+            first = sites[0]
+            if get_mask(first.module, first.attribute) is None:
+                set_mask(sites, torch.ones_like(getattr(first.module, first.attribute), dtype=torch.bool))
         return self
 
     def step(self) -> dict[str, float]:
@@ -99,10 +106,10 @@ class Pruner:
     def apply_levels(self, levels: Mapping[str, float]) -> None:
         """Prune each named layer to the given sparsity by the magnitude of its current weight."""
         for name, level in levels.items():
-            module, attribute = find_parameter(self.model_, name)
+            sites = self.sites_[name]
             with torch.no_grad():
-                weight = getattr(module, attribute)
-                set_mask(module, attribute, magnitude_mask(weight, level))
+                weight = getattr(sites[0].module, sites[0].attribute)
+                set_mask(sites, magnitude_mask(weight, level))
 
     def sparsity(self) -> dict[str, float]:
         """The measured sparsity of every compressible layer (exact zeros over elements)."""
@@ -112,8 +119,8 @@ class Pruner:
     def release(self) -> None:
         """Remove the masks and keep the weights: pruned entries restart from zero (DSD's dense phase)."""
         self._check_attached()
-        for name in self.targets_:
-            remove_mask(*find_parameter(self.model_, name))
+        for sites in self.sites_.values():
+            remove_mask(sites)
 
     def finalize(self) -> nn.Module:
         """Bake the zeros in and leave plain parameters under their plain names."""
@@ -128,11 +135,18 @@ class Pruner:
 def layer_sparsity(model: nn.Module) -> dict[str, float]:
     """Fraction of exact zeros in each compressible parameter of `model`."""
     result = {}
-    for layer in module_layers(model):
-        module, attribute = find_parameter(model, layer.name)
-        weight = getattr(module, attribute).detach()
-        result[layer.name] = float((weight == 0).sum()) / max(weight.numel(), 1)
+    for name, sites in weight_sites(model).items():
+        weight = getattr(sites[0].module, sites[0].attribute).detach()
+        result[name] = float((weight == 0).sum()) / max(weight.numel(), 1)
     return result
+
+
+def overall_sparsity(model: nn.Module) -> float:
+    """Fraction of exact zeros over all compressible weights of `model` (tied weights counted once)."""
+    sizes = {layer.name: layer.numel for layer in module_layers(model)}
+    total = sum(sizes.values())
+    sparsity = layer_sparsity(model)
+    return sum(sparsity[name] * size for name, size in sizes.items()) / total if total else 0.0
 
 
 def prune_(model: nn.Module, config: PruneConfig | str | None = None) -> dict[str, float]:
@@ -142,6 +156,13 @@ def prune_(model: nn.Module, config: PruneConfig | str | None = None) -> dict[st
     """
     if isinstance(config, str):
         config = PruneConfig(sparsity=config)  # type: ignore[arg-type]
+    if config is None:
+        warnings.warn(
+            f"prune_: no sparsity rules given; using {DEFAULT_SPARSITY} (embeddings untouched). "
+            f"T-C3D's final pruning is {PAPER_SPARSITY!r}",
+            UserWarning,
+            stacklevel=2,
+        )
     pruner = Pruner(config or PruneConfig()).attach(model)
     pruner.apply_levels(pruner.targets_)
     pruner.finalize()
@@ -149,13 +170,16 @@ def prune_(model: nn.Module, config: PruneConfig | str | None = None) -> dict[st
 
 
 def prune_state_dict(
-    tensors: Mapping[str, torch.Tensor], sparsity: LayerRules | str | Mapping[str, Any]
+    tensors: Mapping[str, torch.Tensor],
+    sparsity: LayerRules | str | Mapping[str, Any],
+    *,
+    progress: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """One-shot magnitude pruning of a state dict; returns the new dict and the per-layer targets."""
     rules = LayerRules.parse(sparsity, SPARSITY)  # type: ignore[arg-type]
     targets = rules.resolve(state_dict_layers(tensors))
     pruned = dict(tensors)
-    for name, target in targets.items():
+    for name, target in tqdm(targets.items(), desc="prune", unit="layer", disable=not progress):
         weight = tensors[name]
         pruned[name] = weight.masked_fill(~magnitude_mask(weight, target), 0.0)
     return pruned, targets

@@ -12,7 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vidcompress.errors import ConfigError
-from vidcompress.layers import find_parameter, module_layers
+from vidcompress.layers import module_layers, weight_sites
 from vidcompress.prune.magnitude import magnitude_mask
 from vidcompress.rules import SPARSITY, LayerRules
 
@@ -90,7 +90,8 @@ def sensitivity_analysis(
     """
     if not sparsities or not all(0.0 < s < 1.0 for s in sparsities):
         raise ConfigError(f"sensitivity sparsities {list(sparsities)}: each must be in (0, 1)")
-    candidates = module_layers(model)
+    candidates = module_layers(model, include_refused=layers is not None)  # named ones are checked by resolve
+    sites = weight_sites(model)
     if layers is not None:
         selected = LayerRules.parse(layers, SPARSITY).resolve(candidates)
         candidates = [layer for layer in candidates if layer.name in selected]
@@ -98,8 +99,8 @@ def sensitivity_analysis(
     metrics: dict[str, list[float]] = {}
     steps = tqdm(candidates, desc="sensitivity", disable=not show_progress)
     for layer in steps:
-        module, attribute = find_parameter(model, layer.name)
-        parameter = getattr(module, attribute)
+        first = sites[layer.name][0]
+        parameter = getattr(first.module, first.attribute)
         saved = parameter.detach().clone()
         values = []
         for level in sparsities:

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
+from tqdm import tqdm
 
+from vidcompress.attach import attach, bake_all, own_items
 from vidcompress.config import JsonConfig
 from vidcompress.errors import ConfigError
-from vidcompress.layers import LayerInfo, find_parameter, module_layers, state_dict_layers
+from vidcompress.layers import LayerInfo, module_layers, state_dict_layers, weight_sites
 from vidcompress.prune.masks import remove_mask
 from vidcompress.quantize.kmeans import INITS
 from vidcompress.quantize.sharing import SharedWeights, WeightSharing, share_weights
 from vidcompress.report import markdown_table
 from vidcompress.rules import BITS, LayerRules
 
-DEFAULT_BITS = "conv=8,fc=5"
+# Safe without fine-tuning: 255 shared values per layer; embeddings untouched. T-C3D's (with centroid
+# fine-tuning) is PAPER_BITS.
+DEFAULT_BITS = "conv=8,fc=8"
+PAPER_BITS = "conv=8,fc=5"
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class QuantizeConfig(JsonConfig):
         seed: for the random initialisations.
     """
 
-    bits: LayerRules = field(default_factory=lambda: LayerRules.parse(DEFAULT_BITS, BITS))
+    bits: LayerRules = field(default_factory=lambda: LayerRules.parse(DEFAULT_BITS, BITS, default=True))
     init: str = "linear"
     max_iter: int = 300
     gradient: str = "sum"
@@ -118,34 +123,42 @@ def quantize_(model: nn.Module, config: QuantizeConfig | str | None = None) -> Q
     """
     if isinstance(config, str):
         config = QuantizeConfig(bits=config)  # type: ignore[arg-type]
+    if config is None:
+        warnings.warn(
+            f"quantize_: no bits given; using {DEFAULT_BITS} (embeddings untouched). T-C3D's is {PAPER_BITS!r}",
+            UserWarning,
+            stacklevel=2,
+        )
     config = config or QuantizeConfig()
-    plan = config.bits.resolve(module_layers(model))
+    layers = module_layers(model)
+    plan = config.bits.resolve(layers)
+    sites = weight_sites(model)
     records = []
-    for layer in module_layers(model):
+    for layer in layers:
         if layer.name not in plan:
             continue
-        module, attribute = find_parameter(model, layer.name)
-        remove_mask(module, attribute)
-        if parametrize.is_parametrized(module, attribute):
+        remove_mask(sites[layer.name])
+        first = sites[layer.name][0]
+        if own_items(first.module, first.attribute):
             raise ConfigError(f"{layer.name}: already quantized; finalize_(model) first")
-        weight = getattr(module, attribute).detach()
+        weight = getattr(first.module, first.attribute).detach()
         shared = share_weights(weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name)
-        parametrize.register_parametrization(module, attribute, WeightSharing(shared, config.gradient), unsafe=True)
+        attach(sites[layer.name], WeightSharing(shared, config.gradient))  # tied uses share one codebook
         records.append(_layer_record(layer, shared, weight))
     return QuantizeReport(records)
 
 
 def finalize_(model: nn.Module) -> nn.Module:
-    """Bake every vidcompress parametrization (masks, weight sharing) into plain parameters."""
-    for module in model.modules():
-        if parametrize.is_parametrized(module):
-            for attribute in list(module.parametrizations):  # type: ignore[union-attr,arg-type]
-                parametrize.remove_parametrizations(module, attribute, leave_parametrized=True)
+    """Bake vidcompress's parametrizations (masks, weight sharing) into plain parameters.
+
+    Other parametrizations (spectral_norm, orthogonal, weight_norm, a user's own) are left as they are.
+    """
+    bake_all(model)
     return model
 
 
 def quantize_state_dict(
-    tensors: Mapping[str, torch.Tensor], config: QuantizeConfig | None = None
+    tensors: Mapping[str, torch.Tensor], config: QuantizeConfig | None = None, *, progress: bool = False
 ) -> tuple[dict[str, torch.Tensor], QuantizeReport]:
     """Weight sharing on a state dict (no fine-tuning): each selected tensor gets <= 2^b values."""
     config = config or QuantizeConfig()
@@ -153,9 +166,9 @@ def quantize_state_dict(
     plan = config.bits.resolve(layers)
     result = dict(tensors)
     records = []
-    for layer in layers:
-        if layer.name not in plan:
-            continue
+    for layer in tqdm(
+        [layer for layer in layers if layer.name in plan], desc="quantize", unit="layer", disable=not progress
+    ):
         weight = tensors[layer.name]
         shared = share_weights(weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name)
         result[layer.name] = shared.weight()

@@ -105,6 +105,7 @@ class WeightSharing(nn.Module):
     centroids are fine-tuned. The incoming (original) tensor is ignored.
     """
 
+    vidcompress_parametrization = True
     assignments: torch.Tensor
     cluster_sizes: torch.Tensor
 
