@@ -26,9 +26,9 @@ import zstandard
 from benchmarks.common import machine, machine_line, timed, write_results
 from examples.tc3d import build_tc3d
 from vidcompress import prune_, quantize_state_dict
-from vidcompress.encode import decode, encode, inspect_container, read_container
-from vidcompress.encode.layer import coded_bytes, layer_codebook
-from vidcompress.encode.relative_index import relative_index_encode
+from vidcompress.codec import decode, encode, inspect_container, read_container
+from vidcompress.codec.layer import coded_bytes, layer_codebook
+from vidcompress.codec.relative_index import relative_index_encode
 from vidcompress.io import load_state_dict, safetensors_bytes
 from vidcompress.layers import state_dict_layers
 

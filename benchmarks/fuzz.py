@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.common import machine, machine_line, write_results
 from vidcompress import prune_, quantize_state_dict
-from vidcompress.encode import decode, encode
+from vidcompress.codec import decode, encode
 from vidcompress.errors import FormatError, VidcompressError
 from vidcompress.layers import module_layers  # noqa: F401  (keeps import cost out of the timings)
 

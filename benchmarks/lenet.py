@@ -25,7 +25,7 @@ from torch import nn
 from benchmarks.common import machine, machine_line, write_results
 from examples.tc3d.report import signed_points
 from vidcompress import PruneConfig, Pruner, StepSchedule, finalize_, quantize_
-from vidcompress.encode import encode, inspect_container, load_compressed, read_container
+from vidcompress.codec import encode, inspect_container, load_compressed, read_container
 from vidcompress.io import save_state_dict
 
 

@@ -12,7 +12,7 @@ from models import R3D18Like
 from safetensors import safe_open
 
 from vidcompress.cli import main
-from vidcompress.encode import (
+from vidcompress.codec import (
     decode,
     encode,
     encode_stream,
@@ -24,7 +24,7 @@ from vidcompress.encode import (
     relative_index_encode,
     size_breakdown,
 )
-from vidcompress.encode.huffman import (
+from vidcompress.codec.huffman import (
     canonical_code,
     code_lengths,
     decode_stream,

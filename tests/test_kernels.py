@@ -8,7 +8,7 @@ from models import R3D18Like, any_model_rules, mlp
 from torch import nn
 
 from vidcompress import QuantizeConfig, finalize_, prune_, quantize_
-from vidcompress.encode import encode
+from vidcompress.codec import encode
 from vidcompress.errors import ConfigError, InputError
 from vidcompress.kernels import (
     RelativeLayout,
@@ -131,7 +131,7 @@ def test_sparse_linear_matches_dense_on_any_leading_shape() -> None:
 
 
 def test_grouped_convolutions_are_refused() -> None:
-    with pytest.raises(ConfigError, match="grouped or dilated"):
+    with pytest.raises(ConfigError, match="grouped convolution"):
         SparseConv.from_conv(nn.Conv2d(4, 4, 3, groups=2))
 
 
@@ -147,7 +147,7 @@ def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input, cache:
     encode(model, tmp_path / "m.vcz")
     reference = build().eval()
     reference.load_state_dict(model.state_dict())
-    sparse = load_sparse(tmp_path / "m.vcz", build(), cache=cache).eval()
+    sparse = load_sparse(tmp_path / "m.vcz", build(), cache=cache, mode="sparse").eval()
     swapped = [m for m in sparse.modules() if isinstance(m, SparseLinear | SparseConv)]
     assert swapped
     x = make_input()

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from models import R3D18Like, mlp
 
 from vidcompress import prune_, quantize_, quantize_state_dict
-from vidcompress.encode import decode, encode
+from vidcompress.codec import decode, encode
 from vidcompress.errors import FormatError, InputError, VidcompressError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.metadata import read_stages

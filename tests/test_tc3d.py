@@ -209,7 +209,7 @@ def test_report_wording_of_changes() -> None:
 def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
     from examples.tc3d.compress import CompressConfig, compress_run
     from examples.tc3d.report import write_report
-    from vidcompress.encode import decode
+    from vidcompress.codec import decode
 
     run_training(_config(tiny, tmp_path / "run", 1))
     config = CompressConfig(

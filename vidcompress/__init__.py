@@ -34,7 +34,7 @@ _EXPORTS = {
     "vidcompress.prune.pruner": ("DEFAULT_SPARSITY", "PAPER_SPARSITY"),
     "vidcompress.quantize": ("KMeans1D", "QuantizeConfig", "finalize_", "quantize_", "quantize_state_dict"),
     "vidcompress.quantize.api": ("DEFAULT_BITS", "PAPER_BITS"),
-    "vidcompress.encode": ("decode", "encode", "load_compressed"),
+    "vidcompress.codec": ("decode", "encode", "load_compressed"),
     "vidcompress.kernels": ("load_sparse",),
     "vidcompress.report": ("inspect_state_dict",),
     "vidcompress.rules": ("BITS", "INDEX_BITS", "SPARSITY", "LayerRules"),
@@ -45,7 +45,7 @@ __all__ = ["__version__", *sorted(_MODULE_OF)]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` loads on demand
     from vidcompress.attach import plain_state_dict
-    from vidcompress.encode import decode, encode, load_compressed
+    from vidcompress.codec import decode, encode, load_compressed
     from vidcompress.errors import ConfigError, FormatError, InputError, VidcompressError
     from vidcompress.io import load_state_dict, save_state_dict
     from vidcompress.kernels import load_sparse

@@ -121,7 +121,7 @@ def _check_output(output_path: Path, input_path: Path, suffix: str, force: bool,
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A weights file (not a container), with torch.nn.utils.prune leftovers folded, that holds at
     least one compressible weight."""
-    from vidcompress.encode import is_container
+    from vidcompress.codec import is_container
     from vidcompress.io import fold_pruning_leftovers, load_state_dict
     from vidcompress.layers import state_dict_layers
 
@@ -283,7 +283,7 @@ def encode_command(
 
     A selected layer with more than 2^b distinct values is an error: quantize it first.
     """
-    from vidcompress.encode import encode
+    from vidcompress.codec import encode
     from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
 
     _check_output(output_path, input_path, CONTAINER, force, "a container")
@@ -322,7 +322,7 @@ def encode_command(
 @user_errors
 def decode_command(input_path: Path, output_path: Path, force: bool) -> None:
     """Decode a container back to a .safetensors state dict, bit for bit."""
-    from vidcompress.encode import decode_with_metadata
+    from vidcompress.codec import decode_with_metadata
     from vidcompress.io import save_state_dict
 
     _check_output(output_path, input_path, SAFETENSORS, force, "a weights file")
@@ -344,7 +344,7 @@ def inspect(file_path: Path, as_json: bool, all_tensors: bool, codebooks: bool) 
     distinct values, bits. Containers: nonzeros, fillers, coded bits per nonzero next to the entropy,
     bytes by component (provenance metadata on its own line), ratio to fp32.
     """
-    from vidcompress.encode import inspect_container, is_container, read_container
+    from vidcompress.codec import inspect_container, is_container, read_container
     from vidcompress.io import load_state_dict
     from vidcompress.report import inspect_state_dict
 

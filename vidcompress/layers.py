@@ -90,11 +90,14 @@ def is_own_parametrization(item: nn.Module) -> bool:
 def _underlying(module: nn.Module, attribute: str) -> tuple[int, torch.Tensor, str | None] | None:
     """(identity of the stored tensor, the weight as the module sees it, why it is refused) or None."""
     if parametrize.is_parametrized(module, attribute):
+        # The stored tensor stands in for the weight's shape and dtype: computing the weight could run
+        # a parametrization with side effects (spectral_norm's power iteration updates its buffers).
         chain = module.parametrizations[attribute]  # type: ignore[index,union-attr]
+        stored = chain.original if hasattr(chain, "original") else chain.original0  # type: ignore[union-attr]
         foreign = [type(item).__name__ for item in chain if not is_own_parametrization(item)]
         if foreign:
-            return id(chain), getattr(module, attribute), f"parametrized by {', '.join(foreign)}"
-        return id(chain.original), getattr(module, attribute), None  # type: ignore[union-attr]
+            return id(chain), stored, f"parametrized by {', '.join(foreign)}"  # type: ignore[return-value]
+        return id(stored), stored, None  # type: ignore[return-value]
     parameter = module._parameters.get(attribute)
     if parameter is not None:
         return id(parameter), parameter, None

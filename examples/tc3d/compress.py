@@ -29,7 +29,7 @@ from examples.tc3d.evaluate import load_trained
 from examples.tc3d.train import TrainConfig, build_model, evaluate, loader, make_dataset, train_one_epoch
 from vidcompress import DSDConfig, StepSchedule, finalize_, quantize_, run_dsd
 from vidcompress.attach import plain_state_dict
-from vidcompress.encode import encode, inspect_container, load_compressed, read_container
+from vidcompress.codec import encode, inspect_container, load_compressed, read_container
 from vidcompress.io import save_state_dict
 from vidcompress.prune import overall_sparsity
 from vidcompress.quantize import QuantizeConfig

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.tc3d.compress import PAPER
-from vidcompress.encode import decode
+from vidcompress.codec import decode
 from vidcompress.plots import plot_weight_histogram, pyplot
 
 

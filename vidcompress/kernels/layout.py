@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vidcompress.encode.layer import LayerEntry, decode_layer
+from vidcompress.codec.layer import LayerEntry, decode_layer
 from vidcompress.errors import InputError
 
 

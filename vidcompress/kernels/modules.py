@@ -1,4 +1,5 @@
-"""Inference modules that multiply by the compressed layout: SparseLinear and SparseConv (1-D/2-D/3-D).
+"""Inference modules that multiply by the compressed layout: SparseLinear and SparseConv (1-D/2-D/3-D),
+and `load_sparse`, which swaps them into a model where a probe finds them faster.
 
 Convolutions run as im2col (patches through `Tensor.unfold`) followed by Y = W X on the layout.
 """
@@ -6,6 +7,9 @@ Convolutions run as im2col (patches through `Tensor.unfold`) followed by Y = W X
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import scipy.sparse
@@ -13,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidcompress.errors import ConfigError, InputError
+from vidcompress.errors import ConfigError
 from vidcompress.kernels.cpu import csr_matrix, spmm_cpu
 from vidcompress.kernels.layout import SparseLayout
+from vidcompress.layers import is_hf_conv1d
 
 
 def sparse_matmul(layout: SparseLayout, x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +78,7 @@ class SparseLinear(_SparseBase):
 
 
 class SparseConv(_SparseBase):
-    """A Conv1d/2d/3d (groups 1, dilation 1) with W.reshape(out, -1) held as a SparseLayout."""
+    """A Conv1d/2d/3d (groups 1; any stride, padding, dilation) with W.reshape(out, -1) as a SparseLayout."""
 
     def __init__(
         self,
@@ -84,26 +89,28 @@ class SparseConv(_SparseBase):
         padding: tuple[int, ...],
         padding_mode: str = "zeros",
         cache: bool = False,
+        dilation: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__(layout, bias, cache)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation = dilation or tuple(1 for _ in kernel_size)
         self.padding_mode = padding_mode
         self.out_channels = layout.shape[0]
 
     @classmethod
     def from_conv(cls, conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, cache: bool = False) -> SparseConv:
-        if conv.groups != 1 or any(d != 1 for d in conv.dilation):
-            raise ConfigError(f"{type(conv).__name__}: grouped or dilated convolutions are not supported sparse")
-        if isinstance(conv.padding, str):
-            raise ConfigError(f"{type(conv).__name__}: string padding {conv.padding!r} is not supported sparse")
+        reason = unsupported_reason(conv)
+        if reason is not None:
+            raise ConfigError(f"{type(conv).__name__}: {reason}")
         return cls(
             SparseLayout.from_dense(conv.weight),
             conv.bias,
             tuple(conv.kernel_size),
             tuple(conv.stride),
-            tuple(conv.padding),
+            tuple(conv.padding),  # type: ignore[arg-type]
             conv.padding_mode,
             cache,
+            tuple(conv.dilation),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,8 +120,11 @@ class SparseConv(_SparseBase):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, pad, mode=mode)
         patches = x
-        for axis, (size, step) in enumerate(zip(self.kernel_size, self.stride, strict=True)):
-            patches = patches.unfold(2 + axis, size, step)
+        for axis, (size, step, gap) in enumerate(zip(self.kernel_size, self.stride, self.dilation, strict=True)):
+            # A dilated window: unfold its full span, then keep every `gap`-th element of it.
+            patches = patches.unfold(2 + axis, (size - 1) * gap + 1, step)
+            if gap != 1:
+                patches = patches[..., ::gap]
         # (N, C, *out_spatial, *kernel) -> (C * prod(kernel), N * prod(out_spatial))
         batch = x.shape[0]
         spatial = patches.shape[2 : 2 + dims]
@@ -127,38 +137,154 @@ class SparseConv(_SparseBase):
         return out.contiguous()
 
 
+def unsupported_reason(module: nn.Module) -> str | None:
+    """Why `module` cannot run on the sparse kernels (it then stays dense), or None."""
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return "transposed convolution: runs dense"
+    if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        if module.groups != 1:
+            return f"grouped convolution (groups={module.groups}): runs dense"
+        if isinstance(module.padding, str):
+            return f"padding={module.padding!r}: runs dense"
+        return None
+    if isinstance(module, nn.Embedding | nn.EmbeddingBag):
+        return "embedding: a lookup, not a product"
+    if isinstance(module, nn.Linear) or is_hf_conv1d(module):
+        return None
+    return f"{type(module).__name__}: no sparse module"
+
+
+@dataclass(frozen=True)
+class SparseChoice:
+    """What `load_sparse` did with one encoded weight, and why."""
+
+    name: str
+    mode: str  # "sparse" or "dense"
+    reason: str
+    dense_ms: float | None = None  # the probe's times, when one ran
+    sparse_ms: float | None = None
+
+
+class SparseReport(list[SparseChoice]):
+    """`load_sparse`'s choices, one per encoded weight (`model.sparse_report_`)."""
+
+    def to_markdown(self) -> str:
+        from vidcompress.report import markdown_table
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}"
+
+        rows = [[c.name, c.mode, c.reason, ms(c.dense_ms), ms(c.sparse_ms)] for c in self]
+        return markdown_table(["weight", "runs", "why", "dense ms", "sparse ms"], rows)
+
+
+PROBE_COLUMNS_CONV = 256  # im2col columns in the probe of a convolution (a Linear's probe: batch 1)
+
+
+def _probe_ms(function: Callable[[], Any], repeat: int = 5) -> float:
+    function()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best
+
+
+def _sparse_module(module: nn.Module, cache: bool) -> _SparseBase:
+    if isinstance(module, nn.Linear):
+        return SparseLinear.from_linear(module, cache)
+    if is_hf_conv1d(module):  # y = x W + b with W stored (in, out)
+        weight, bias = module.weight, module.bias
+        assert isinstance(weight, torch.Tensor) and (bias is None or isinstance(bias, torch.Tensor))
+        return SparseLinear(SparseLayout.from_dense(weight.detach().T), bias, cache)
+    return SparseConv.from_conv(module, cache)  # type: ignore[arg-type]
+
+
 def load_sparse(
     container: str | os.PathLike[str],
     model: nn.Module,
     *,
     device: str | torch.device | None = None,
     cache: bool = False,
+    mode: str = "auto",
 ) -> nn.Module:
-    """Load a container into `model` and swap every encoded Linear/Conv for its sparse module, in place.
+    """Load a container into `model` and run its encoded layers on the compressed layout, in place.
 
-    `cache=True` (CPU): each module keeps its layout expanded to CSR (8 bytes a nonzero more) after the
-    first call, so later calls skip the expansion.
+    Linear layers, Hugging Face Conv1D and Conv1d/2d/3d (any stride, padding, dilation; groups 1) can
+    run sparse. `mode="auto"` makes a layer sparse only where a probe on this machine (the layer's
+    matrix times one column for a Linear, 256 im2col columns for a convolution) measured the sparse
+    product faster than the dense one; `"sparse"` swaps every layer that can; `"dense"` none.
+    Everything else stays dense: grouped, depthwise and transposed convolutions, embeddings, and the
+    projections inside `nn.MultiheadAttention` (which reads their weights directly). What was chosen
+    and why is in `model.sparse_report_` (a SparseReport; `.to_markdown()` prints it).
+
+    `cache=True` (CPU): each sparse module keeps its layout expanded to CSR (8 bytes a nonzero more)
+    after the first call, so later calls skip the expansion.
     """
-    from vidcompress.encode import load_compressed, read_container
+    from vidcompress.codec import load_compressed, read_container
+    from vidcompress.codec.container import unwrap_model
 
-    names = {entry.name for entry in read_container(container).layers}
+    if mode not in ("auto", "sparse", "dense"):
+        raise ConfigError(f"mode {mode!r}: expected 'auto', 'sparse' or 'dense'")
+    names = [entry.name for entry in read_container(container).layers]
     load_compressed(container, model)
-    for module_name, module in list(model.named_modules()):
-        prefix = f"{module_name}." if module_name else ""
-        if f"{prefix}weight" not in names:
-            continue
-        replacement: nn.Module
-        if isinstance(module, nn.Linear):
-            replacement = SparseLinear.from_linear(module, cache)
-        elif isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-            replacement = SparseConv.from_conv(module, cache)
-        else:
-            continue  # e.g. an Embedding: its decoded dense weight stays
-        parent_name, _, attribute = module_name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        if not module_name:
-            raise InputError("load_sparse needs a model that contains layers, not a bare layer")
-        setattr(parent, attribute, replacement)
+    target = unwrap_model(model)
     if device is not None:
-        model.to(device)
+        target.to(device)
+    owners = {f"{n}." if n else "": m for n, m in target.named_modules()}
+    parents = {id(child): parent for parent in target.modules() for child in parent.children()}
+    report = SparseReport()
+    for name in names:
+        module_name, _, attribute = name.rpartition(".")
+        module = owners.get(f"{module_name}." if module_name else "")
+        if module is None or attribute != "weight":
+            report.append(SparseChoice(name, "dense", "not the weight of a layer module"))
+            continue
+        reason = unsupported_reason(module)
+        if reason is None and isinstance(parents.get(id(module)), nn.MultiheadAttention):
+            reason = "inside nn.MultiheadAttention, which reads the weight directly: runs dense"
+        if reason is None and not module_name:
+            reason = "the model is a bare layer: nothing to swap it in"
+        if reason is not None:
+            report.append(SparseChoice(name, "dense", reason))
+            continue
+        if mode == "dense":
+            report.append(SparseChoice(name, "dense", "mode='dense'"))
+            continue
+        replacement = _sparse_module(module, cache).to(module.weight.device)
+        dense_ms = sparse_ms = None
+        if mode == "auto":
+            dense_ms, sparse_ms = _probe(module, replacement)
+            if sparse_ms >= dense_ms:
+                report.append(SparseChoice(name, "dense", "the probe measured dense faster", dense_ms, sparse_ms))
+                continue
+        why = "the probe measured sparse faster" if mode == "auto" else "mode='sparse'"
+        parent_name, _, child = module_name.rpartition(".")
+        setattr(target.get_submodule(parent_name) if parent_name else target, child, replacement)
+        report.append(SparseChoice(name, "sparse", why, dense_ms, sparse_ms))
+    model.sparse_report_ = report  # type: ignore[assignment]
     return model
+
+
+def _probe(module: nn.Module, replacement: _SparseBase) -> tuple[float, float]:
+    """(dense ms, sparse ms) of the layer's matrix product on a probe input, best of 5."""
+    rows, columns = replacement.layout.shape
+    width = 1 if isinstance(replacement, SparseLinear) else PROBE_COLUMNS_CONV
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    weight = weight.detach()
+    matrix = (weight.T if is_hf_conv1d(module) else weight).reshape(rows, columns)
+    x = torch.randn(columns, width, device=matrix.device, dtype=torch.float32)
+    synchronize = torch.cuda.synchronize if matrix.device.type == "cuda" else lambda: None
+
+    def dense() -> None:
+        matrix @ x
+        synchronize()
+
+    def sparse() -> None:
+        replacement._matmul(x)
+        synchronize()
+
+    with torch.no_grad():
+        return _probe_ms(dense), _probe_ms(sparse)

@@ -8,8 +8,8 @@ from typing import Any
 
 from safetensors import safe_open
 
-from vidcompress.encode.container import Container, size_breakdown
-from vidcompress.encode.layer import decode_streams, entropy_bits
+from vidcompress.codec.container import Container, size_breakdown
+from vidcompress.codec.layer import decode_streams, entropy_bits
 from vidcompress.report import markdown_table
 
 

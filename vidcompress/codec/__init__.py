@@ -1,6 +1,6 @@
 """Relative-index CSC with filler zeros, canonical Huffman coding, and the container file."""
 
-from vidcompress.encode.container import (
+from vidcompress.codec.container import (
     DEFAULT_INDEX_BITS,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -13,10 +13,10 @@ from vidcompress.encode.container import (
     read_container,
     size_breakdown,
 )
-from vidcompress.encode.huffman import CodedStream, decode_stream, encode_stream
-from vidcompress.encode.layer import LayerEntry, decode_layer, encode_layer, entropy_bits
-from vidcompress.encode.relative_index import RelativeIndex, relative_index_decode, relative_index_encode
-from vidcompress.encode.report import ContainerReport, inspect_container
+from vidcompress.codec.huffman import CodedStream, decode_stream, encode_stream
+from vidcompress.codec.layer import LayerEntry, decode_layer, encode_layer, entropy_bits
+from vidcompress.codec.relative_index import RelativeIndex, relative_index_decode, relative_index_encode
+from vidcompress.codec.report import ContainerReport, inspect_container
 
 __all__ = [
     "DEFAULT_INDEX_BITS",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidcompress.encode.huffman import (
+from vidcompress.codec.huffman import (
     CodedStream,
     decode_stream,
     encode_stream,
@@ -19,7 +19,7 @@ from vidcompress.encode.huffman import (
     packed_width,
     table_bytes,
 )
-from vidcompress.encode.relative_index import (
+from vidcompress.codec.relative_index import (
     column_major,
     relative_index_encode,
     relative_index_positions,

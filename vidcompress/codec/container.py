@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from vidcompress._version import __version__
 from vidcompress.attach import own_items
-from vidcompress.encode.layer import DENSE, DTYPES, SPARSE, LayerEntry, StreamInfo, decode_layer, encode_layer
+from vidcompress.codec.layer import DENSE, DTYPES, SPARSE, LayerEntry, StreamInfo, decode_layer, encode_layer
 from vidcompress.errors import ConfigError, FormatError, InputError
 from vidcompress.io import StateDict, safetensors_bytes, strip_wrapper_prefixes, write_atomic
 from vidcompress.layers import state_dict_layers
