@@ -170,10 +170,10 @@ def prune(input_path: Path, output_path: Path, sparsity: str | None, force: bool
     rules = LayerRules.parse(sparsity or DEFAULT_SPARSITY, SPARSITY, default=sparsity is None)
     tensors, metadata = _read_weights(input_path)
     _default_note(sparsity, DEFAULT_SPARSITY, "--sparsity", PAPER_SPARSITY)
-    pruned, targets = prune_state_dict(tensors, rules, progress=_progress())
+    pruned, targets = prune_state_dict(tensors, rules, progress=_progress(), inplace=True)
     record = {"config": PruneConfig(sparsity=rules).to_dict(), "sparsity": targets}
     save_state_dict(pruned, output_path, with_stage(metadata, "prune", record, str(input_path)))
-    total = sum(tensors[name].numel() for name in targets)
+    total = sum(pruned[name].numel() for name in targets)
     zeros = sum(int((pruned[name] == 0).sum()) for name in targets)
     click.echo(
         f"wrote {output_path}: pruned {len(targets)} layers, "
@@ -236,7 +236,8 @@ def quantize(
     config = QuantizeConfig(bits=rules, init=init, max_iter=max_iter)
     tensors, metadata = _read_weights(input_path)
     _default_note(bits, DEFAULT_BITS, "--bits", PAPER_BITS)
-    quantized, report = quantize_state_dict(tensors, config, progress=_progress())
+    # In place unless the histograms need the weights as they were: one copy of the model in memory.
+    quantized, report = quantize_state_dict(tensors, config, progress=_progress(), inplace=plot_dir is None)
     # The codebooks are not repeated here: a layer's distinct values are its codebook.
     record = {
         "config": config.to_dict(),

@@ -11,10 +11,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as safetensors_save
 
 from vidcompress.errors import InputError
 
@@ -210,49 +210,77 @@ def save_state_dict(
     path: str | os.PathLike[str],
     metadata: Mapping[str, str] | None = None,
 ) -> None:
-    """Write tensors and string metadata to a `.safetensors` file atomically.
+    """Write tensors and string metadata to a `.safetensors` file atomically, one tensor at a time.
 
-    Tensors that share storage (tied weights) are copied, as safetensors stores each one on its own.
     The metadata gets `format: pt` unless it names a format, as `safetensors.torch.save_file` writes
-    and as `transformers` requires.
+    and as `transformers` requires. Tensors that share storage (tied weights) are each written whole.
     """
-    data = safetensors_bytes(tensors, {"format": "pt", **(metadata or {})})
-
-    def write(temporary: Path) -> None:
-        temporary.write_bytes(data)
-
-    write_atomic(path, write)
+    header = safetensors_header(tensors, {"format": "pt", **(metadata or {})})
+    write_atomic(path, lambda temporary: write_safetensors(temporary, header, tensors))
 
 
-def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
-    """Serialise tensors and metadata to safetensors bytes (the file's exact content)."""
+_DTYPE_CODES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+    torch.uint16: "U16",
+    torch.uint32: "U32",
+    torch.uint64: "U64",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e5m2: "F8_E5M2",
+}
+
+
+def safetensors_header(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The 8-byte length and JSON header of a safetensors file holding `tensors` in their order.
+
+    Our own writer (the format is a length, a JSON header and the raw bytes) so that a file is written
+    tensor by tensor, never held whole in memory, and so that equal inputs give equal bytes: metadata
+    keys are sorted, tensors keep the caller's order. The safetensors library reads the files.
+    """
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise InputError(f"metadata {key!r}: keys and values must be strings")
-    seen: set[int] = set()
-    plain: StateDict = {}
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = dict(sorted(metadata.items()))
+    offset = 0
     for name, tensor in tensors.items():
-        tensor = tensor.detach().to("cpu").contiguous()
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer in seen and tensor.numel() > 0:
-            tensor = tensor.clone()
-        seen.add(pointer)
-        plain[name] = tensor
-    return _sorted_metadata(safetensors_save(plain, metadata=dict(metadata) if metadata else None))
-
-
-def _sorted_metadata(data: bytes) -> bytes:
-    """The same file with its header's metadata keys sorted.
-
-    safetensors writes the metadata from a hash map, in an order that changes from one call to the
-    next, so equal inputs would give different bytes. Tensor entries keep their (deterministic) order;
-    the header is padded with spaces to a multiple of 8 bytes, as safetensors pads it.
-    """
-    (length,) = struct.unpack_from("<Q", data)
-    header = json.loads(data[8 : 8 + length])
-    if "__metadata__" not in header:
-        return data
-    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        if tensor.dtype not in _DTYPE_CODES:
+            raise InputError(f"{name}: dtype {tensor.dtype} cannot be stored in a safetensors file")
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {
+            "dtype": _DTYPE_CODES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + data[8 + length :]
+    text += b" " * (-len(text) % 8)  # safetensors pads the header to a multiple of 8 bytes
+    return struct.pack("<Q", len(text)) + text
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy().data) if flat.numel() else memoryview(b"")
+
+
+def write_safetensors(path: Path, header: bytes, tensors: Mapping[str, torch.Tensor]) -> None:
+    with open(path, "wb") as stream:
+        stream.write(header)
+        for tensor in tensors.values():
+            stream.write(_tensor_bytes(tensor))
+
+
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
+    """Serialise tensors and metadata to safetensors bytes (what `save_state_dict` writes, in memory)."""
+    parts = [safetensors_header(tensors, metadata)]
+    parts += [bytes(_tensor_bytes(tensor)) for tensor in tensors.values()]
+    return b"".join(parts)

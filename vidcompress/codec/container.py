@@ -33,7 +33,7 @@ from vidcompress._version import __version__
 from vidcompress.attach import own_items
 from vidcompress.codec.layer import DENSE, DTYPES, SPARSE, LayerEntry, StreamInfo, decode_layer, encode_layer
 from vidcompress.errors import ConfigError, FormatError, InputError
-from vidcompress.io import StateDict, safetensors_bytes, strip_wrapper_prefixes, write_atomic
+from vidcompress.io import StateDict, safetensors_header, strip_wrapper_prefixes, write_atomic, write_safetensors
 from vidcompress.layers import state_dict_layers
 from vidcompress.metadata import METADATA_KEY, read_stages
 from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
@@ -201,13 +201,10 @@ def encode(
     source_metadata = {k: v for k, v in metadata.items() if k not in (METADATA_KEY, "format")}
     if source_metadata:
         file_metadata[SOURCE_METADATA_KEY] = json.dumps(source_metadata, sort_keys=True, separators=(",", ":"))
-    data = safetensors_bytes(envelope, file_metadata)
-
-    def write(temporary: Path) -> None:
-        temporary.write_bytes(data)
-
-    write_atomic(path, write)
-    return Container(Path(path), entries, raw, list(tensors), file_metadata, len(data), raw_crc32, aliases)
+    header = safetensors_header(envelope, file_metadata)
+    write_atomic(path, lambda temporary: write_safetensors(temporary, header, envelope))
+    file_bytes = len(header) + sum(t.numel() * t.element_size() for t in envelope.values())
+    return Container(Path(path), entries, raw, list(tensors), file_metadata, file_bytes, raw_crc32, aliases)
 
 
 def _parametrized(module: nn.Module) -> list[str]:

@@ -16,11 +16,17 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
 
     Ties are broken deterministically: among equal magnitudes, lower flat indices are pruned first.
     Weights already at zero are therefore the first to go, so masks only ever grow sparser.
+    A selection (kthvalue), not a sort: memory stays at a few bytes a weight on the largest layers.
     """
     flat = weight.detach().abs().flatten().to(torch.float32)
     count = pruned_count(flat.numel(), sparsity)
-    keep = torch.ones(flat.numel(), dtype=torch.bool, device=weight.device)
-    if count:
-        order = torch.argsort(flat, stable=True)
-        keep[order[:count]] = False
+    if count == 0:
+        return torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
+    if count == flat.numel():
+        return torch.zeros(weight.shape, dtype=torch.bool, device=weight.device)
+    threshold = torch.kthvalue(flat, count).values
+    keep = flat > threshold
+    ties = torch.nonzero(flat == threshold).flatten()
+    below = int((flat < threshold).sum())
+    keep[ties[count - below :]] = True  # of the weights at the threshold, the lowest indices go first
     return keep.view(weight.shape)

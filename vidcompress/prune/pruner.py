@@ -174,11 +174,16 @@ def prune_state_dict(
     sparsity: LayerRules | str | Mapping[str, Any],
     *,
     progress: bool = False,
+    inplace: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """One-shot magnitude pruning of a state dict; returns the new dict and the per-layer targets."""
+    """One-shot magnitude pruning of a state dict; returns the new dict and the per-layer targets.
+
+    `inplace=True` replaces the pruned tensors in `tensors` itself (a dict), so that a caller holding no
+    other reference keeps one copy of the model in memory, not two.
+    """
     rules = LayerRules.parse(sparsity, SPARSITY)  # type: ignore[arg-type]
     targets = rules.resolve(state_dict_layers(tensors))
-    pruned = dict(tensors)
+    pruned = tensors if inplace and isinstance(tensors, dict) else dict(tensors)
     for name, target in tqdm(targets.items(), desc="prune", unit="layer", disable=not progress):
         weight = tensors[name]
         pruned[name] = weight.masked_fill(~magnitude_mask(weight, target), 0.0)

@@ -158,13 +158,20 @@ def finalize_(model: nn.Module) -> nn.Module:
 
 
 def quantize_state_dict(
-    tensors: Mapping[str, torch.Tensor], config: QuantizeConfig | None = None, *, progress: bool = False
+    tensors: Mapping[str, torch.Tensor],
+    config: QuantizeConfig | None = None,
+    *,
+    progress: bool = False,
+    inplace: bool = False,
 ) -> tuple[dict[str, torch.Tensor], QuantizeReport]:
-    """Weight sharing on a state dict (no fine-tuning): each selected tensor gets <= 2^b values."""
+    """Weight sharing on a state dict (no fine-tuning): each selected tensor gets <= 2^b values.
+
+    `inplace=True` replaces the quantized tensors in `tensors` itself (a dict): one copy in memory.
+    """
     config = config or QuantizeConfig()
     layers = state_dict_layers(tensors)
     plan = config.bits.resolve(layers)
-    result = dict(tensors)
+    result = tensors if inplace and isinstance(tensors, dict) else dict(tensors)
     records = []
     for layer in tqdm(
         [layer for layer in layers if layer.name in plan], desc="quantize", unit="layer", disable=not progress
