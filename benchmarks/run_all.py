@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS
 
-SCRIPTS = ("kmeans", "codec", "spmv", "lenet", "fuzz", "tc3d_tables", "tc3d_compress")
+SCRIPTS = ("kmeans", "codec", "container_costs", "cli_memory", "spmv", "lenet", "fuzz", "tc3d_tables", "tc3d_compress")
 
 
 def run_all() -> None:

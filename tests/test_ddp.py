@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -39,6 +40,7 @@ def _owner(model, name):
     return find_parameter(model, name)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_keeps_identical_masks(tmp_path) -> None:
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     zero = torch.load(tmp_path / "rank0.pt", weights_only=True)

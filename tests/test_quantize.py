@@ -135,7 +135,7 @@ def test_cli_quantize_on_dense_and_pruned_files(files, tmp_path, which: int) -> 
     out = tmp_path / "q.safetensors"
     result = CliRunner().invoke(
         main,
-        ["quantize", str(source), "-o", str(out), "--bits", "conv=6,fc=4", "--plots", str(tmp_path / "p")],
+        ["quantize", str(source), "-o", str(out), "--bits", "conv=6,fc=4"],
     )
     assert result.exit_code == 0, result.output
     tensors, metadata = load_state_dict(out)
@@ -145,7 +145,6 @@ def test_cli_quantize_on_dense_and_pruned_files(files, tmp_path, which: int) -> 
     for name, info in layers.items():
         assert torch.unique(tensors[name]).numel() <= 2 ** info["bits"]
         assert torch.equal(tensors[name] == 0, original[name] == 0)
-    assert (tmp_path / "p" / "fc.weight.png").stat().st_size > 1000
     assert ("prune" in read_stages(metadata)) == (which == 1)
     R3D18Like().load_state_dict(tensors)
     shown = CliRunner().invoke(main, ["inspect", str(out), "--json"])
@@ -155,6 +154,15 @@ def test_cli_quantize_on_dense_and_pruned_files(files, tmp_path, which: int) -> 
     assert listed["fc.weight"]["bits"] == 4 and listed["fc.weight"]["codebook"] == pytest.approx([0.0, *values])
     text = CliRunner().invoke(main, ["inspect", str(out), "--codebooks"]).output
     assert "fc.weight (4 bits): 0, " in text
+
+
+def test_cli_quantize_plots_a_histogram_per_layer(files, tmp_path) -> None:
+    out = tmp_path / "q.safetensors"
+    args = ["quantize", str(files[1]), "-o", str(out), "--bits", "fc=4", "--plots", str(tmp_path / "p")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "p").iterdir()] == ["fc.weight.png"]
+    assert (tmp_path / "p" / "fc.weight.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("bits", ["conv=0", "conv=17", "conv=x"])

@@ -191,7 +191,9 @@ def test_nan_weights_are_reported_by_the_cli(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "fc.weight" in result.output and "NaN or inf" in result.output
 
 
-@pytest.mark.parametrize("command", ["prune", "quantize", "encode", "decode"])
+@pytest.mark.parametrize(
+    "command", ["prune", *(pytest.param(c, marks=pytest.mark.slow) for c in ("quantize", "encode", "decode"))]
+)
 def test_kill_9_leaves_no_partial_output_and_the_input_intact(tmp_path: Path, command: str) -> None:
     torch.manual_seed(0)
     big = {"a.weight": torch.randn(2048, 2048), "b.weight": torch.randn(1024, 2048)}

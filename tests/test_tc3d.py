@@ -107,6 +107,7 @@ def _config(tiny: Path, out: Path, epochs: int) -> TrainConfig:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_same_weights(tiny: Path, tmp_path: Path) -> None:
     straight = run_training(_config(tiny, tmp_path / "straight", 2))
     run_training(_config(tiny, tmp_path / "resumed", 2), stop_after=1)  # "killed" after epoch 0
@@ -120,6 +121,7 @@ def test_resume_ends_with_the_same_weights(tiny: Path, tmp_path: Path) -> None:
     assert straight["history"][-1]["video_accuracy"] == resumed["history"][-1]["video_accuracy"]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_gives_the_same_weights(tiny: Path, tmp_path: Path) -> None:
     import signal
     import time
@@ -149,6 +151,7 @@ def test_kill_9_mid_epoch_then_resume_gives_the_same_weights(tiny: Path, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_training(tiny: Path, tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -163,6 +166,7 @@ def test_two_process_torchrun_training(tiny: Path, tmp_path: Path) -> None:
     assert "epoch 0" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_help() -> None:
     for command in ("generate", "train", "evaluate", "features", "anomaly"):
         result = subprocess.run(
@@ -206,6 +210,7 @@ def test_report_wording_of_changes() -> None:
     assert "not a gain" not in churn
 
 
+@pytest.mark.slow
 def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
     from examples.tc3d.compress import CompressConfig, compress_run
     from examples.tc3d.report import write_report

@@ -256,7 +256,8 @@ def read_container(path: str | os.PathLike[str]) -> Container:
         )
     expected = {f"layers/{e.name}" for e in layers} | {f"codebooks/{e.name}" for e in layers if e.codebook_size}
     expected |= {f"raw/{name}" for name in raw}
-    if keys != expected:
+    empty = {f"codebooks/{e.name}" for e in layers if not e.codebook_size}  # version 2 stored them
+    if keys - empty != expected:
         missing, extra = sorted(expected - keys), sorted(keys - expected)
         raise FormatError(f"{path}: tensors do not match the manifest (missing {missing[:3]}, unexpected {extra[:3]})")
     return Container(path, layers, raw, order, metadata, file_bytes, raw_crc32, aliases)
