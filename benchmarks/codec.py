@@ -25,7 +25,7 @@ import zstandard
 
 from benchmarks.common import machine, machine_line, timed, write_results
 from examples.tc3d import build_tc3d
-from vidcompress import prune_, quantize_state_dict
+from vidcompress import PAPER_BITS, PAPER_SPARSITY, QuantizeConfig, prune_, quantize_state_dict
 from vidcompress.codec import decode, encode, inspect_container, read_container
 from vidcompress.codec.layer import coded_bytes, layer_codebook
 from vidcompress.codec.relative_index import relative_index_encode
@@ -86,8 +86,8 @@ def main() -> None:
     info = machine()
     model = build_tc3d(num_classes=101, width=args.width)
     dense = {k: v.clone() for k, v in model.state_dict().items()}
-    prune_(model, "conv=0.9,fc=0.95")
-    quantized, _ = quantize_state_dict(model.state_dict())
+    prune_(model, PAPER_SPARSITY)
+    quantized, _ = quantize_state_dict(model.state_dict(), QuantizeConfig(bits=PAPER_BITS))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)

@@ -12,6 +12,7 @@ container). Every size is a file written by this run:
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,6 +34,7 @@ from vidcompress.codec import encode, inspect_container, load_compressed, read_c
 from vidcompress.io import save_state_dict
 from vidcompress.prune import overall_sparsity
 from vidcompress.quantize import QuantizeConfig
+from vidcompress.rules import BITS, ENCODE_BITS, LayerRules
 
 # The paper's headline (T-C3D on UCF101); its per-step figures are not reproduced here.
 PAPER = {"Original": {"megabytes": 127.0, "accuracy": 92.5}, "Huffman": {"megabytes": 4.4, "accuracy": 92.4}}
@@ -162,10 +164,7 @@ def compress_run(
     )  # fmt: skip
     comparison = None
     if config.compare_bits and config.compare_bits != config.bits:
-        # A fresh model with the pruned weights: deepcopy would share the parametrized classes that
-        # torch.nn.utils.parametrize creates, and finalizing the copy would strip the original's.
-        other = build_model(train_config, len(classes))
-        other.load_state_dict(plain_state(model))
+        other = copy.deepcopy(model)  # the pruned model, masks and all; finalizing one leaves the other
         other_report = quantize_and_tune(other, config.compare_bits)
         path = out / "5_huffman_compare.vcz"
         encode(other.state_dict(), path, bits=config.compare_bits, index_bits=config.index_bits)
@@ -261,9 +260,11 @@ def _weight_bits_per_nonzero(path: Path) -> dict[str, float]:
     }
 
 
-def _raw_rules(bits: str) -> str:
-    """The layers the bits rules select, stored raw (pruned but not quantized)."""
-    return ",".join(f"{rule.split('=')[0]}=raw" for rule in bits.split(",") if not rule.endswith("=off"))
+def _raw_rules(bits: str) -> LayerRules:
+    """The layers the bits rules select, stored raw (pruned but not quantized); `off` stays off."""
+    rules = LayerRules.parse(bits, BITS)
+    mapping = {rule.pattern: "off" if rule.value is None else "raw" for rule in rules.rules}
+    return LayerRules.parse(mapping, ENCODE_BITS, default=True)
 
 
 # The CPU demo: T-C3D at width 24 (4.7 M parameters, 18.7 MB) on 48 x 48 input, and conv weights at 5 bits

@@ -170,8 +170,13 @@ def huffman_bits(frequencies: np.ndarray, lengths: np.ndarray) -> int:
 def huffman_payload(symbols: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
     """The coded bytes of a stream under the canonical code of `lengths`, and their bit length."""
     coded = bitarray(endian="little")
-    coded.encode(canonical_code(lengths), symbols.tolist())
+    code = canonical_code(lengths)
+    for start in range(0, symbols.size, ENCODE_CHUNK):  # Python ints a chunk at a time, not the whole stream
+        coded.encode(code, symbols[start : start + ENCODE_CHUNK].tolist())
     return coded.tobytes(), len(coded)
+
+
+ENCODE_CHUNK = 1 << 20
 
 
 def encode_stream(symbols: np.ndarray, alphabet: int, huffman: bool = True) -> CodedStream:

@@ -38,6 +38,7 @@ _INT_OF = {
 DTYPES = {str(dtype).removeprefix("torch."): dtype for dtype in _INT_OF}
 _NUMPY_INT = {"float32": np.int32, "float16": np.int16, "bfloat16": np.int16, "float64": np.int64}
 AUTO_INDEX_BITS = range(1, 13)
+SYMBOL_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,13 @@ def layer_codebook(tensor: torch.Tensor, bits: int, name: str) -> tuple[torch.Te
     distinct = distinct[np.argsort(as_float, kind="stable")]
     table = np.concatenate(([0], distinct)).astype(patterns.dtype)
     order = np.argsort(table, kind="stable")
-    symbols = order[np.searchsorted(table, patterns, sorter=order)]
+    narrow = np.uint8 if table.size <= 1 << 8 else np.uint16 if table.size <= 1 << 16 else np.int64
+    symbols = np.empty(patterns.size, dtype=narrow)  # 1-2 bytes a weight; int64 only a chunk at a time
+    for start in range(0, patterns.size, SYMBOL_CHUNK):
+        chunk = patterns[start : start + SYMBOL_CHUNK]
+        symbols[start : start + chunk.size] = order[np.searchsorted(table, chunk, sorter=order)]
     codebook = torch.from_numpy(table).view(tensor.dtype)
-    return codebook, column_major(symbols.astype(np.int64), tuple(tensor.shape))
+    return codebook, column_major(symbols, tuple(tensor.shape))
 
 
 def coded_bytes(symbols: np.ndarray, alphabet: int) -> int:
@@ -174,7 +179,7 @@ def encode_layer(
     raw = bits == "raw"
     if raw:
         codebook, patterns = _raw_values(tensor, name)
-        flat = (patterns != 0).astype(np.int64)
+        flat = (patterns != 0).astype(np.uint8)
     else:
         codebook, flat = layer_codebook(tensor, int(bits), name)
     alphabet = max(codebook.numel(), 2)

@@ -22,8 +22,8 @@ from vidcompress.errors import FormatError
 class RelativeIndex:
     """Stored entries of one layer: weight symbols and index codes, fillers included."""
 
-    symbols: np.ndarray  # int64, 0 for fillers
-    codes: np.ndarray  # int64 in [0, 2^index_bits)
+    symbols: np.ndarray  # the input symbols' dtype, 0 for fillers
+    codes: np.ndarray  # in [0, 2^index_bits): uint8 up to 8 index bits, else int64
     fillers: int
 
     @property
@@ -43,6 +43,8 @@ def relative_index_encode(symbols_flat: np.ndarray, index_bits: int) -> Relative
     """Encode a flat (CSC-order) array of weight symbols, 0 meaning an absent entry."""
     span = 1 << index_bits
     positions = np.flatnonzero(symbols_flat)
+    if symbols_flat.size < 1 << 31:
+        positions = positions.astype(np.int32)  # half the memory of the int64 index arrays below
     # Distances to each stored entry and to the virtual end entry at position n.
     bounds = np.concatenate((positions, [symbols_flat.size]))
     distances = np.diff(bounds, prepend=-1)
@@ -51,8 +53,8 @@ def relative_index_encode(symbols_flat: np.ndarray, index_bits: int) -> Relative
     # Entry t of the output: fillers[t] filler entries (distance `span`), then the real one.
     count = fillers + 1
     total = int(count.sum()) - 1  # the virtual end entry is not stored
-    codes = np.full(total + 1, span - 1, dtype=np.int64)
-    symbols = np.zeros(total + 1, dtype=np.int64)
+    codes = np.full(total + 1, span - 1, dtype=np.uint8 if span <= 1 << 8 else np.int64)
+    symbols = np.zeros(total + 1, dtype=symbols_flat.dtype)
     real_at = np.cumsum(count) - 1
     codes[real_at] = real_distances - 1
     symbols[real_at[:-1]] = symbols_flat[positions]
