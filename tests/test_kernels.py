@@ -217,3 +217,26 @@ def test_short_matrices_share_rows_between_warps() -> None:
     assert warps_per_row(128, 128 * 100) == 1  # too few nonzeros a row to split
     assert warps_per_row(20_000, 20_000 * 5000) == 1
     assert warps_per_row(0, 0) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize(
+    ("build", "make_input"), [(mlp, lambda: torch.randn(4, 64)), (R3D18Like, lambda: torch.randn(2, 3, 4, 16, 16))]
+)
+def test_load_sparse_on_the_gpu_matches_the_dense_model(tmp_path, build, make_input) -> None:
+    model = build()
+    prune_(model, "0.9")
+    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=8,fc=5", "bits")))
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    reference = build().eval().cuda()
+    reference.load_state_dict(model.state_dict())
+    sparse = load_sparse(tmp_path / "m.vcz", build(), device="cuda", mode="sparse").eval()
+    assert any(choice.mode == "sparse" for choice in sparse.sparse_report_)
+    x = make_input().cuda()
+    with torch.no_grad():
+        assert _close(sparse(x), reference(x))
+    probed = load_sparse(tmp_path / "m.vcz", build(), device="cuda").eval()  # the probe, on the GPU
+    with torch.no_grad():
+        assert _close(probed(x), reference(x))
