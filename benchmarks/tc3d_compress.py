@@ -45,7 +45,7 @@ def main() -> None:
     if trained:
         run_training(config)
     summary = compress_run(out / "train", out / "compressed", demo_compress_config(progress=False))
-    summary["wall_covers"] = "data, training, compression" if trained else "compression only (data and training reused)"
+    summary["wall_covers"] = "data, training, compression" if trained else "compression only; data and training reused"
     publish(summary, out, info, time.perf_counter() - start)
 
 
