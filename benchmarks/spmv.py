@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
 
 import scipy.sparse
 import torch
@@ -225,21 +226,26 @@ def main() -> None:
         cpu_main(args.quick)
 
 
-def cpu_main(quick: bool) -> None:
-    info = machine()
-    repeat = 3 if quick else 10
-    rows = []
+def cases() -> Iterator[tuple[dict, torch.Tensor, SparseLayout]]:
+    """(the row's identifying fields, the quantized matrix, its layout) for every matrix, sparsity, batch."""
     for name, shape in MATRICES.items():
         for sparsity in (0.9, 0.95):
             weight = quantized_matrix(shape, sparsity)
             layout = SparseLayout.from_dense(weight)
             for batch in (1, 8):
-                row = {"matrix": name, "shape": list(shape), "sparsity": sparsity, "batch": batch}
-                row["layout_bytes"] = layout.size_bytes
-                row["csr_fp32_bytes"] = 8 * layout.nonzeros + 4 * (shape[0] + 1)
-                row.update(cpu_rows(weight, layout, batch, repeat))
-                rows.append(row)
-                print(name, sparsity, batch, {k: v for k, v in row.items() if k.endswith("_s")})
+                yield {"matrix": name, "shape": list(shape), "sparsity": sparsity, "batch": batch}, weight, layout
+
+
+def cpu_main(quick: bool) -> None:
+    info = machine()
+    repeat = 3 if quick else 10
+    rows = []
+    for row, weight, layout in cases():
+        row["layout_bytes"] = layout.size_bytes
+        row["csr_fp32_bytes"] = 8 * layout.nonzeros + 4 * (weight.shape[0] + 1)
+        row.update(cpu_rows(weight, layout, row["batch"], repeat))
+        rows.append(row)
+        print(row["matrix"], row["sparsity"], row["batch"], {k: v for k, v in row.items() if k.endswith("_s")})
     data = {"machine": info, "rows": rows}
     lines = [
         "# Sparse kernels on the compressed layout: CPU",
@@ -272,16 +278,12 @@ def gpu_main(quick: bool) -> None:
     peak = nominal or copy
     replays = 5 if quick else 20
     rows = []
-    for name, shape in MATRICES.items():
-        for sparsity in (0.9, 0.95):
-            weight = quantized_matrix(shape, sparsity)
-            layout = SparseLayout.from_dense(weight)
-            for batch in (1, 8):
-                row = {"matrix": name, "shape": list(shape), "sparsity": sparsity, "batch": batch}
-                row["nonzeros"] = layout.nonzeros
-                row.update(gpu_rows(weight, layout, batch, replays, peak))
-                rows.append(row)
-                print(name, sparsity, batch, {k: v for k, v in row.items() if k.endswith(("_s", "_fraction"))})
+    for row, weight, layout in cases():
+        row["nonzeros"] = layout.nonzeros
+        row.update(gpu_rows(weight, layout, row["batch"], replays, peak))
+        rows.append(row)
+        timings = {k: v for k, v in row.items() if k.endswith(("_s", "_fraction"))}
+        print(row["matrix"], row["sparsity"], row["batch"], timings)
     device = info["gpu"]
     data = {"machine": info, "nominal_bandwidth_bytes_per_s": nominal, "copy_bandwidth_bytes_per_s": copy, "rows": rows}
     modes = sorted({r[k] for r in rows for k in r if k.endswith("_mode")})

@@ -232,12 +232,12 @@ def load_sparse(
     target = unwrap_model(model)
     if device is not None:
         target.to(device)
-    owners = {f"{n}." if n else "": m for n, m in target.named_modules()}
+    owners = dict(target.named_modules())
     parents = {id(child): parent for parent in target.modules() for child in parent.children()}
     report = SparseReport()
     for name in names:
         module_name, _, attribute = name.rpartition(".")
-        module = owners.get(f"{module_name}." if module_name else "")
+        module = owners.get(module_name)
         if module is None or attribute != "weight":
             report.append(SparseChoice(name, "dense", "not the weight of a layer module"))
             continue
