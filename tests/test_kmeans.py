@@ -82,3 +82,11 @@ def test_every_cluster_is_used_and_sorted(values: list[float], k: int, init: str
     assert centers.size == min(k, np.unique(x).size)
     assert np.all(np.diff(centers) > 0)
     assert np.bincount(model.predict(x), minlength=centers.size).min() >= 1
+
+
+def test_neighbouring_subnormals_each_keep_their_cluster() -> None:
+    # (a + b) / 2 of -5e-324 and 0 rounds to 0, which once sent both values to one cluster.
+    for values in ([0.0, -5e-324], [0.0, 5e-324], [-5e-324, 5e-324, 0.0]):
+        data = np.array(values)
+        kmeans = KMeans1D(len(values)).fit(data)
+        assert np.bincount(kmeans.predict(data), minlength=len(values)).min() == 1

@@ -34,7 +34,7 @@ class _Sorted:
 
     def cuts(self, centroids: np.ndarray) -> np.ndarray:
         """Cluster boundaries in the sorted data; ties at a midpoint go to the lower centroid."""
-        midpoints = (centroids[:-1] + centroids[1:]) / 2.0
+        midpoints = _midpoints(centroids)
         inner = np.searchsorted(self.x, midpoints, side="right")
         return np.concatenate(([0], inner, [self.x.size]))
 
@@ -146,8 +146,13 @@ class KMeans1D:
     def predict(self, values: np.ndarray) -> np.ndarray:
         """Index of the nearest centroid for each value (ties to the lower centroid)."""
         centroids = self.cluster_centers_
-        midpoints = (centroids[:-1] + centroids[1:]) / 2.0
-        return np.searchsorted(midpoints, np.asarray(values, dtype=np.float64), side="left")
+        return np.searchsorted(_midpoints(centroids), np.asarray(values, dtype=np.float64), side="left")
+
+
+def _midpoints(centroids: np.ndarray) -> np.ndarray:
+    """Midpoints between neighbouring sorted centroids, each at least its lower centroid: (a + b) / 2
+    rounds to the upper one for neighbouring subnormals (-5e-324 and 0), which left a cluster empty."""
+    return centroids[:-1] + (centroids[1:] - centroids[:-1]) / 2.0
 
 
 def _repair(data: _Sorted, centroids: np.ndarray, k: int) -> np.ndarray:
