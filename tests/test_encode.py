@@ -32,6 +32,7 @@ from vidcompress.codec.huffman import (
     huffman_payload,
     pack_table,
 )
+from vidcompress.codec.manifest import Coding, StreamInfo
 from vidcompress.errors import ConfigError, FormatError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.prune import prune_
@@ -169,7 +170,12 @@ def test_huffman_example_of_the_format_doc() -> None:
     payload, bit_length = huffman_payload(symbols, lengths)
     assert (payload, bit_length) == (expected["payload"], 12)
     assert pack_table(lengths, 4) == expected["table"]
-    assert np.array_equal(decode_stream("huffman", payload, 12, 8, 4, 0, expected["table"]), symbols)
+    assert np.array_equal(
+        decode_stream(
+            StreamInfo(Coding.HUFFMAN, 8, 4, 12, len(payload), len(expected["table"]), 0, 0), payload, expected["table"]
+        ),
+        symbols,
+    )
 
 
 def test_code_lengths_respect_the_limit_and_stay_optimal() -> None:
@@ -181,9 +187,7 @@ def test_code_lengths_respect_the_limit_and_stay_optimal() -> None:
     assert sum(2.0 ** -int(length) for length in lengths if length) == 1.0
     stream = encode_stream(symbols, 20)
     assert stream.coding == "huffman"
-    assert np.array_equal(
-        decode_stream("huffman", stream.payload, stream.bit_length, symbols.size, 20, 0, stream.code_lengths), symbols
-    )
+    assert np.array_equal(decode_stream(stream.info, stream.payload, stream.code_lengths), symbols)
     # Where the limit does not bind, package-merge costs exactly what unlimited Huffman costs.
     frequencies = np.random.default_rng(1).integers(1, 1000, 50)
     assert (frequencies * code_lengths(frequencies, 15)).sum() == (frequencies * code_lengths(frequencies, 40)).sum()
@@ -196,7 +200,7 @@ def test_streams_decode_on_both_paths(alphabet: int) -> None:
     symbols = np.minimum(rng.geometric(0.05, 200_000) - 1, alphabet - 1)
     stream = encode_stream(symbols, alphabet)
     assert stream.coding == "huffman"
-    out = decode_stream("huffman", stream.payload, stream.bit_length, symbols.size, alphabet, 0, stream.code_lengths)
+    out = decode_stream(stream.info, stream.payload, stream.code_lengths)
     assert np.array_equal(out, symbols)
 
 
@@ -208,7 +212,7 @@ def test_streams_are_close_to_their_entropy() -> None:
         assert stream.coding == "huffman"
         assert stream.bit_length <= entropy_bits(symbols) * 1.01 + 64
         assert np.array_equal(
-            decode_stream("huffman", stream.payload, stream.bit_length, symbols.size, alphabet, 0, stream.code_lengths),
+            decode_stream(stream.info, stream.payload, stream.code_lengths),
             symbols,
         )
 

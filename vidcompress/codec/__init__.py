@@ -14,7 +14,8 @@ from vidcompress.codec.container import (
     size_breakdown,
 )
 from vidcompress.codec.huffman import CodedStream, decode_stream, encode_stream
-from vidcompress.codec.layer import LayerEntry, decode_layer, encode_layer, entropy_bits
+from vidcompress.codec.layer import decode_layer, encode_layer, entropy_bits
+from vidcompress.codec.manifest import Coding, Kind, LayerEntry, Layout, Manifest, StreamInfo, parse_manifest
 from vidcompress.codec.relative_index import RelativeIndex, relative_index_decode, relative_index_encode
 from vidcompress.codec.report import ContainerReport, inspect_container
 
@@ -23,10 +24,15 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "CodedStream",
+    "Coding",
     "Container",
     "ContainerReport",
+    "Kind",
     "LayerEntry",
+    "Layout",
+    "Manifest",
     "RelativeIndex",
+    "StreamInfo",
     "decode",
     "decode_layer",
     "decode_stream",
@@ -38,6 +44,7 @@ __all__ = [
     "inspect_container",
     "is_container",
     "load_compressed",
+    "parse_manifest",
     "read_container",
     "relative_index_decode",
     "relative_index_encode",

@@ -31,21 +31,24 @@ from tqdm import tqdm
 
 from vidcompress._version import __version__
 from vidcompress.attach import own_items
-from vidcompress.codec.layer import DENSE, DTYPES, SPARSE, LayerEntry, StreamInfo, decode_layer, encode_layer
+from vidcompress.codec.layer import DTYPES, decode_layer, encode_layer
+from vidcompress.codec.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    READABLE_VERSIONS,
+    LayerEntry,
+    Manifest,
+    parse_manifest,
+)
 from vidcompress.errors import ConfigError, FormatError, InputError
 from vidcompress.io import StateDict, safetensors_header, strip_wrapper_prefixes, write_atomic, write_safetensors
 from vidcompress.layers import state_dict_layers
 from vidcompress.metadata import METADATA_KEY, read_stages
 from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
 
-FORMAT_NAME = "vidcompress.container"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)  # version 3 added dense layers, aliases and source metadata
 DEFAULT_INDEX_BITS = "conv=8,fc=5,emb=5"
 SOURCE_METADATA_KEY = "source_metadata"
 MAX_INFERRED_BITS = 16
-MAX_INDEX_BITS = 16
-MAX_ELEMENTS = 1 << 34  # per layer; a guard against a manifest declaring an absurd shape
 # Decoded bytes may exceed the file's size by at most this factor (plus a floor for tiny files), so
 # a hostile manifest cannot make a small file allocate unbounded memory. Deep Compression reaches
 # 30-50x; an all-zero layer legitimately more, hence the wide margin.
@@ -179,15 +182,13 @@ def encode(
             raw.append(name)
             envelope[f"raw/{name}"] = tensor
     raw_crc32 = {name: _tensor_crc32(envelope[f"raw/{name}"]) for name in raw}
+    body = Manifest(list(tensors), entries, raw, raw_crc32, aliases)
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "vidcompress_version": __version__,
         "created": _created(),
-        "order": list(tensors),
-        "aliases": [[name, target] for name, target in aliases.items()],
-        "raw_crc32": [raw_crc32[name] for name in raw],
-        "layers": [entry.to_dict() for entry in entries],
+        **body.to_dict(),
     }
     compact = json.dumps(manifest, separators=(",", ":"))
     file_metadata = {
@@ -245,7 +246,8 @@ def read_container(path: str | os.PathLike[str]) -> Container:
         manifest = json.loads(text)
     except ValueError:
         raise FormatError(f"{path}: manifest is not valid JSON") from None
-    layers, raw, order, raw_crc32, aliases = _validate_manifest(manifest, path)
+    parsed = parse_manifest(manifest, path)
+    layers = parsed.layers
     file_bytes = path.stat().st_size
     itemsize = {name: torch.empty(0, dtype=dtype).element_size() for name, dtype in DTYPES.items()}
     decoded = sum(entry.numel * itemsize[entry.dtype] for entry in layers)
@@ -255,12 +257,12 @@ def read_container(path: str | os.PathLike[str]) -> Container:
             f"(more than {MAX_EXPANSION}x); refusing to allocate"
         )
     expected = {f"layers/{e.name}" for e in layers} | {f"codebooks/{e.name}" for e in layers if e.codebook_size}
-    expected |= {f"raw/{name}" for name in raw}
+    expected |= {f"raw/{name}" for name in parsed.raw}
     empty = {f"codebooks/{e.name}" for e in layers if not e.codebook_size}  # version 2 stored them
     if keys - empty != expected:
         missing, extra = sorted(expected - keys), sorted(keys - expected)
         raise FormatError(f"{path}: tensors do not match the manifest (missing {missing[:3]}, unexpected {extra[:3]})")
-    return Container(path, layers, raw, order, metadata, file_bytes, raw_crc32, aliases)
+    return Container(path, layers, parsed.raw, parsed.order, metadata, file_bytes, parsed.raw_crc32, parsed.aliases)
 
 
 def decode(path: str | os.PathLike[str], threads: int | None = None) -> StateDict:
@@ -379,99 +381,3 @@ def _created() -> str:
 
 def _tensor_crc32(tensor: torch.Tensor) -> int:
     return zlib.crc32(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-def _validate_manifest(
-    manifest: Any, path: Path
-) -> tuple[list[LayerEntry], list[str], list[str], dict[str, int], dict[str, str]]:
-    def fail(message: str) -> FormatError:
-        return FormatError(f"{path}: manifest {message}")
-
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise fail("is not a vidcompress manifest")
-    version = manifest.get("format_version")
-    if version not in READABLE_VERSIONS or isinstance(version, bool):
-        raise fail(f"has format version {version!r}, expected one of {READABLE_VERSIONS}")
-    order: Any = manifest.get("order")
-    layers: Any = manifest.get("layers")
-    crcs: Any = manifest.get("raw_crc32")
-    if not _is_list_of(order, str) or not isinstance(layers, list) or not isinstance(crcs, list):
-        raise fail("lacks its order, layers or raw_crc32 lists")
-    pairs: Any = manifest.get("aliases", [])
-    if not isinstance(pairs, list) or not all(_is_list_of(p, str) and len(p) == 2 for p in pairs):
-        raise fail("has malformed aliases")
-    aliases = dict(pairs)
-    entries = [_layer_entry(item, fail, version) for item in layers]
-    encoded = {entry.name for entry in entries}
-    if len(set(order)) != len(order) or len(encoded) != len(entries) or not encoded <= set(order):
-        raise fail("names of layers and order disagree")
-    if len(aliases) != len(pairs) or not set(aliases) <= set(order) - encoded:
-        raise fail("has aliases that are not plain names of its order")
-    if any(target not in order or target in aliases for target in aliases.values()):
-        raise fail("has an alias of a name it does not store")
-    raw = [name for name in order if name not in encoded and name not in aliases]  # stored as they are
-    if len(crcs) != len(raw) or not all(isinstance(v, int) and not isinstance(v, bool) for v in crcs):
-        raise fail(f"has {len(crcs)} raw CRC32 values for {len(raw)} raw tensors")
-    return entries, raw, list(order), dict(zip(raw, crcs, strict=True)), aliases
-
-
-def _layer_entry(item: Any, fail: Any, version: int) -> LayerEntry:
-    if not isinstance(item, dict):
-        raise fail("has a layer that is not an object")
-    name = item.get("name")
-    if not isinstance(name, str):
-        raise fail("has a layer without a name")
-    try:
-        shape = tuple(item["shape"])
-        ints: dict[str, Any] = {
-            key: item[key] for key in ("bits", "index_bits", "nonzeros", "fillers", "codebook_size", "codebook_crc32")
-        }
-        streams: dict[str, Any] = {key: StreamInfo(**item[key]) for key in ("weights", "indices")}
-        layout = item["layout"] if version >= 3 else SPARSE
-        entry = LayerEntry(
-            name=name, shape=shape, dtype=item["dtype"], kind=item["kind"], **ints, **streams, layout=layout
-        )
-    except (KeyError, TypeError):
-        raise fail(f"entry of {name!r} is incomplete or malformed") from None
-    numbers = [*shape, *ints.values()]
-    for info in streams.values():
-        numbers += [info.count, info.alphabet, info.bit_length, info.payload_bytes, info.table_bytes, info.constant]
-        numbers.append(info.crc32)
-        if info.coding not in ("constant", "huffman", "packed", "raw"):
-            raise fail(f"entry of {name!r} has unknown coding {info.coding!r}")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
-        raise fail(f"entry of {name!r} has a negative or non-integer number")
-    if entry.dtype not in DTYPES or entry.kind not in ("conv", "fc", "emb") or entry.layout not in (SPARSE, DENSE):
-        raise fail(
-            f"entry of {name!r} has dtype {entry.dtype!r}, kind {entry.kind!r} or layout {entry.layout!r} unknown"
-        )
-    dense = entry.layout == DENSE
-    if not 0 <= entry.bits <= 16 or not (entry.index_bits == 0 if dense else 1 <= entry.index_bits <= MAX_INDEX_BITS):
-        raise fail(f"entry of {name!r} has bits or index bits out of range")
-    if entry.indices.coding == "raw" or (entry.bits == 0) != (entry.weights.coding == "raw"):
-        raise fail(f"entry of {name!r}: raw weights go with bits 0, and only weights can be raw")
-    low = 0 if entry.bits == 0 else 1
-    if not low <= entry.codebook_size <= (1 << entry.bits) or (entry.bits == 0 and entry.codebook_size):
-        raise fail(f"entry of {name!r} has a codebook of {entry.codebook_size} for {entry.bits} bits")
-    numel = math.prod(shape)
-    if numel > MAX_ELEMENTS:
-        raise fail(f"entry of {name!r} declares {numel} elements")
-    if dense:
-        if entry.bits == 0 or entry.fillers or entry.weights.count != numel or entry.indices.count:
-            raise fail(f"entry of {name!r}: a dense layer has one symbol per element, no fillers and no index")
-        if entry.nonzeros > numel:
-            raise fail(f"entry of {name!r} declares {entry.nonzeros} nonzeros in {numel} elements")
-    else:
-        stored = entry.nonzeros + entry.fillers
-        if entry.weights.count != stored or entry.indices.count != stored:
-            raise fail(f"entry of {name!r} has stream counts that disagree with its entries")
-        if stored > numel or numel > (stored + 1) << entry.index_bits:
-            raise fail(f"entry of {name!r} declares {numel} elements for {stored} stored entries")
-    limit = np.iinfo(np.int64).max
-    if any(info.bit_length > limit for info in streams.values()):
-        raise fail(f"entry of {name!r} declares an impossible stream length")
-    return entry
-
-
-def _is_list_of(value: Any, kind: type) -> bool:
-    return isinstance(value, list) and all(isinstance(item, kind) for item in value)

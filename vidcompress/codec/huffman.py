@@ -28,6 +28,7 @@ import numpy as np
 from bitarray import bitarray, decodetree
 from bitarray.util import int2ba
 
+from vidcompress.codec.manifest import Coding, StreamInfo
 from vidcompress.errors import FormatError
 
 DEFLATE_MAX_ALPHABET = 256  # literals 0..255; the end symbol becomes DEFLATE's end-of-block (256)
@@ -39,7 +40,7 @@ WIDE_LIMIT = 24  # for alphabets too large for 15-bit codes (bits 15 and 16)
 class CodedStream:
     """A coded stream: its coding, payload bytes, bit length and code lengths (huffman only)."""
 
-    coding: str  # "constant", "huffman", "packed" (or "raw" for a layer's values, see layer.py)
+    coding: Coding  # constant, huffman, packed (or raw for a layer's values, see layer.py)
     payload: bytes
     bit_length: int
     count: int
@@ -50,6 +51,20 @@ class CodedStream:
     @property
     def total_bytes(self) -> int:
         return len(self.payload) + len(self.code_lengths)
+
+    @property
+    def info(self) -> StreamInfo:
+        """Its manifest record."""
+        return StreamInfo(
+            coding=self.coding,
+            count=self.count,
+            alphabet=self.alphabet,
+            bit_length=self.bit_length,
+            payload_bytes=len(self.payload),
+            table_bytes=len(self.code_lengths),
+            constant=self.constant,
+            crc32=zlib.crc32(self.payload + self.code_lengths),
+        )
 
 
 def length_limit(alphabet: int) -> int:
@@ -186,37 +201,36 @@ def encode_stream(symbols: np.ndarray, alphabet: int, huffman: bool = True) -> C
     frequencies = np.bincount(symbols, minlength=alphabet) if count else np.zeros(alphabet, np.int64)
     used = np.flatnonzero(frequencies)
     if used.size <= 1:
-        return CodedStream("constant", b"", 0, count, alphabet, int(used[0]) if used.size else 0)
+        return CodedStream(Coding.CONSTANT, b"", 0, count, alphabet, int(used[0]) if used.size else 0)
     width = packed_width(alphabet)
     if huffman:
         lengths = huffman_lengths(frequencies, alphabet, frequencies=True)
         bits = huffman_bits(frequencies, lengths)
         if (bits + 7) // 8 + table_bytes(alphabet) < (count * width + 7) // 8:
             payload, bit_length = huffman_payload(symbols, lengths)
-            return CodedStream("huffman", payload, bit_length, count, alphabet, 0, pack_table(lengths, alphabet))
-    return CodedStream("packed", _pack(symbols, width), count * width, count, alphabet)
+            return CodedStream(Coding.HUFFMAN, payload, bit_length, count, alphabet, 0, pack_table(lengths, alphabet))
+    return CodedStream(Coding.PACKED, _pack(symbols, width), count * width, count, alphabet)
 
 
 def decode_stream(
-    coding: str,
-    payload: bytes | memoryview,
-    bit_length: int,
-    count: int,
-    alphabet: int,
-    constant: int = 0,
-    table: bytes | memoryview = b"",
-    name: str = "stream",
+    info: StreamInfo, payload: bytes | memoryview, table: bytes | memoryview = b"", name: str = "stream"
 ) -> np.ndarray:
     """Inverse of `encode_stream`, as an array of `symbol_dtype(alphabet)`; every inconsistency is a
-    FormatError naming the stream."""
+    FormatError naming the stream. `table`: the stored code lengths of a Huffman stream."""
+    coding, bit_length, count, alphabet = info.coding, info.bit_length, info.count, info.alphabet
+    if len(payload) != info.payload_bytes or len(table) != info.table_bytes:
+        raise FormatError(
+            f"{name}: {len(payload)} + {len(table)} bytes where the manifest declares "
+            f"{info.payload_bytes} + {info.table_bytes}"
+        )
     if not 0 <= bit_length <= len(payload) * 8 or len(payload) != (bit_length + 7) // 8:
         raise FormatError(f"{name}: declares {bit_length} bits in {len(payload)} bytes")
     dtype = symbol_dtype(alphabet)
-    if coding == "constant":
-        if not 0 <= constant < max(alphabet, 1):
-            raise FormatError(f"{name}: constant symbol {constant} outside the alphabet of {alphabet}")
-        return np.full(count, constant, dtype=dtype)
-    if coding == "packed":
+    if coding == Coding.CONSTANT:
+        if not 0 <= info.constant < max(alphabet, 1):
+            raise FormatError(f"{name}: constant symbol {info.constant} outside the alphabet of {alphabet}")
+        return np.full(count, info.constant, dtype=dtype)
+    if coding == Coding.PACKED:
         width = packed_width(alphabet)
         if bit_length != count * width:
             raise FormatError(f"{name}: {count} symbols of {width} bits do not fill {bit_length} bits")
@@ -224,7 +238,7 @@ def decode_stream(
         if values.size and values.max() >= alphabet:
             raise FormatError(f"{name}: packed symbol outside the alphabet of {alphabet}")
         return values.astype(dtype)
-    if coding == "huffman":
+    if coding == Coding.HUFFMAN:
         if count > bit_length:  # every code is at least one bit long
             raise FormatError(f"{name}: {count} symbols cannot fit in {bit_length} bits")
         lengths = unpack_table(table, alphabet, name)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import zlib
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +16,7 @@ from vidcompress.codec.huffman import (
     packed_width,
     table_bytes,
 )
+from vidcompress.codec.manifest import Coding, Kind, LayerEntry, Layout
 from vidcompress.codec.relative_index import (
     column_major,
     relative_index_encode,
@@ -39,74 +37,6 @@ DTYPES = {str(dtype).removeprefix("torch."): dtype for dtype in _INT_OF}
 _NUMPY_INT = {"float32": np.int32, "float16": np.int16, "bfloat16": np.int16, "float64": np.int64}
 AUTO_INDEX_BITS = range(1, 13)
 SYMBOL_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """How one stream is stored: see `huffman.CodedStream`."""
-
-    coding: str
-    count: int
-    alphabet: int
-    bit_length: int
-    payload_bytes: int
-    table_bytes: int
-    constant: int
-    crc32: int
-
-    @classmethod
-    def of(cls, stream: CodedStream) -> StreamInfo:
-        return cls(
-            stream.coding,
-            stream.count,
-            stream.alphabet,
-            stream.bit_length,
-            len(stream.payload),
-            len(stream.code_lengths),
-            stream.constant,
-            zlib.crc32(stream.payload + stream.code_lengths),
-        )
-
-
-SPARSE, DENSE = "sparse", "dense"  # a layer's layout: relative-index entries, or every element's symbol
-
-
-@dataclass(frozen=True)
-class LayerEntry:
-    """The manifest entry of an encoded layer.
-
-    `layout`: "sparse" stores the nonzero entries (plus fillers) with a relative index; "dense" stores
-    one weight symbol per element, zeros as symbol 0, and no index stream (`index_bits` 0): for a layer
-    with few zeros that costs about the entropy of its zero/nonzero pattern, where an index would cost
-    at least a bit a weight.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    kind: str
-    bits: int
-    index_bits: int
-    nonzeros: int
-    fillers: int
-    codebook_size: int
-    codebook_crc32: int
-    weights: StreamInfo
-    indices: StreamInfo
-    layout: str = SPARSE
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def data_bytes(self) -> int:
-        return sum(s.payload_bytes + s.table_bytes for s in (self.weights, self.indices))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["shape"] = list(self.shape)
-        return data
 
 
 def layer_codebook(tensor: torch.Tensor, bits: int, name: str) -> tuple[torch.Tensor, np.ndarray]:
@@ -186,19 +116,19 @@ def encode_layer(
     if index_bits == "auto":
         index_bits = choose_index_bits(flat, alphabet)
     entries = relative_index_encode(flat, int(index_bits))
-    layout = SPARSE
+    layout = Layout.SPARSE
     if not raw and flat.size:
         sparse_cost = _stream_bytes(entries.symbols, alphabet, huffman)
         sparse_cost += _stream_bytes(entries.codes, 1 << int(index_bits), huffman)
         if _stream_bytes(flat, alphabet, huffman) < sparse_cost:
-            layout = DENSE
+            layout = Layout.DENSE
     if raw:
         values = np.zeros(entries.entries, dtype=patterns.dtype)
         values[entries.symbols != 0] = patterns[patterns != 0]
         payload = values.astype(values.dtype.newbyteorder("<")).tobytes()
-        weights = CodedStream("raw", payload, 8 * len(payload), entries.entries, 0)
+        weights = CodedStream(Coding.RAW, payload, 8 * len(payload), entries.entries, 0)
         indices = encode_stream(entries.codes, 1 << int(index_bits), huffman)
-    elif layout == DENSE:
+    elif layout == Layout.DENSE:
         weights = encode_stream(flat, codebook.numel(), huffman)
         indices = encode_stream(np.zeros(0, dtype=np.int64), 1, huffman)
     else:
@@ -209,15 +139,15 @@ def encode_layer(
         name=name,
         shape=tuple(tensor.shape),
         dtype=str(tensor.dtype).removeprefix("torch."),
-        kind=kind,
+        kind=Kind(kind),
         bits=0 if raw else int(bits),
-        index_bits=0 if layout == DENSE else int(index_bits),
+        index_bits=0 if layout == Layout.DENSE else int(index_bits),
         nonzeros=nonzeros,
-        fillers=0 if layout == DENSE else entries.fillers,
+        fillers=0 if layout == Layout.DENSE else entries.fillers,
         codebook_size=codebook.numel(),
         codebook_crc32=zlib.crc32(codebook.view(torch.uint8).numpy().tobytes()),
-        weights=StreamInfo.of(weights),
-        indices=StreamInfo.of(indices),
+        weights=weights.info,
+        indices=indices.info,
         layout=layout,
     )
     data = weights.payload + weights.code_lengths + indices.payload + indices.code_lengths
@@ -240,7 +170,7 @@ def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Te
     if zlib.crc32(codebook.contiguous().view(torch.uint8).numpy().tobytes()) != entry.codebook_crc32:
         raise FormatError(f"{name}: CRC32 mismatch in the codebook")
     symbols, codes = decode_streams(entry, data)
-    if entry.layout == DENSE:
+    if entry.layout == Layout.DENSE:
         if symbols.size != entry.numel or codes.size:
             raise FormatError(f"{name}: a dense layer needs {entry.numel} weight symbols and no index")
         positions = np.arange(entry.numel, dtype=np.int64)
@@ -250,14 +180,14 @@ def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Te
         positions = relative_index_positions(codes, entry.numel, entry.index_bits, name)
     real = symbols != 0
     stored = int(np.count_nonzero(real))
-    if stored != entry.nonzeros or (entry.layout == SPARSE and symbols.size - stored != entry.fillers):
+    if stored != entry.nonzeros or (entry.layout == Layout.SPARSE and symbols.size - stored != entry.fillers):
         raise FormatError(f"{name}: decoded counts differ from the manifest")
-    if entry.fillers or entry.layout == DENSE:
+    if entry.fillers or entry.layout == Layout.DENSE:
         positions, symbols = positions[real], symbols[real]
     patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
     values = np.zeros(entry.numel, dtype=patterns.dtype)  # zero pages: only touched where written
     values[row_major_index(positions, entry.shape)] = (
-        symbols if entry.weights.coding == "raw" else gather(patterns, symbols)
+        symbols if entry.weights.coding == Coding.RAW else gather(patterns, symbols)
     )
     return torch.from_numpy(values).view(codebook.dtype).reshape(entry.shape)
 
@@ -275,23 +205,12 @@ def decode_streams(entry: LayerEntry, data: bytes | memoryview) -> tuple[np.ndar
         offset += info.payload_bytes + info.table_bytes
         if zlib.crc32(table, zlib.crc32(payload)) != info.crc32:
             raise FormatError(f"{name}: CRC32 mismatch in the {label} stream")
-        if info.coding == "raw" and label == "weights":
+        if info.coding == Coding.RAW and label == "weights":
             streams.append(_raw_stream(entry, payload))
             continue
         if info.alphabet != alphabet:
             raise FormatError(f"{name}: {label} alphabet {info.alphabet}, expected {alphabet}")
-        streams.append(
-            decode_stream(
-                info.coding,
-                payload,
-                info.bit_length,
-                info.count,
-                alphabet,
-                info.constant,
-                table,
-                f"{name} {label}",
-            )
-        )
+        streams.append(decode_stream(info, payload, table, f"{name} {label}"))
     return streams[0], streams[1]
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vidcompress.codec.layer import LayerEntry, decode_layer
+from vidcompress.codec.layer import decode_layer
+from vidcompress.codec.manifest import LayerEntry
 from vidcompress.errors import InputError
 
 
