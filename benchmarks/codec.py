@@ -26,7 +26,7 @@ import zstandard
 from benchmarks.common import machine, machine_line, timed, write_results
 from examples.tc3d import build_tc3d
 from vidcompress import PAPER_BITS, PAPER_SPARSITY, QuantizeConfig, prune_, quantize_state_dict
-from vidcompress.codec import decode, encode, inspect_container, read_container
+from vidcompress.codec import EncodeConfig, decode, encode, inspect_container, read_container
 from vidcompress.codec.layer import coded_bytes, layer_codebook
 from vidcompress.codec.relative_index import relative_index_encode
 from vidcompress.io import load_state_dict, safetensors_bytes
@@ -115,7 +115,7 @@ def main() -> None:
         for label, index_bits in (("8 / 5", "conv=8,fc=5"), ("auto", "conv=auto,fc=auto")):
             path = work / f"c-{index_bits}.vcz"
             start = time.perf_counter()
-            encode(quantized, path, bits="conv=8,fc=5", index_bits=index_bits)
+            encode(quantized, path, EncodeConfig(bits="conv=8,fc=5", index_bits=index_bits))
             encode_time = time.perf_counter() - start
             decode_time, decoded = timed(decode, path, repeat=5)
             one_thread_time, _ = timed(decode, path, 1, repeat=5)

@@ -23,7 +23,7 @@ import torch
 
 from benchmarks.common import machine, machine_line, write_results
 from vidcompress import PAPER_BITS, PAPER_SPARSITY, prune_state_dict, quantize_state_dict
-from vidcompress.codec import encode, read_container, size_breakdown
+from vidcompress.codec import EncodeConfig, encode, read_container, size_breakdown
 from vidcompress.codec.layer import coded_bytes, layer_codebook
 from vidcompress.codec.relative_index import relative_index_encode
 from vidcompress.metadata import with_stage
@@ -78,7 +78,7 @@ def light_pruning(folder: Path) -> list[dict]:
         state = {"embeddings.word_embeddings.weight": base}
         pruned, _ = prune_state_dict(state, rules)
         tensor = pruned["embeddings.word_embeddings.weight"]
-        container = encode(pruned, folder / "l.vcz", bits="emb=8", index_bits="emb=auto")
+        container = encode(pruned, folder / "l.vcz", EncodeConfig(bits="emb=8", index_bits="emb=auto"))
         entry = container.layers[0]
         _, flat = layer_codebook(tensor, 8, "layer")
         alphabet = int(flat.max()) + 1

@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.common import machine, machine_line, write_results
 from vidcompress import prune_, quantize_state_dict
-from vidcompress.codec import decode, encode
+from vidcompress.codec import EncodeConfig, decode, encode
 from vidcompress.errors import FormatError, VidcompressError
 from vidcompress.layers import module_layers  # noqa: F401  (keeps import cost out of the timings)
 
@@ -61,7 +61,7 @@ def make_container() -> bytes:
     state, _ = quantize_state_dict(model.state_dict(), None)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "c.vcz"
-        encode(state, path, index_bits="conv=3,fc=2")
+        encode(state, path, EncodeConfig(index_bits="conv=3,fc=2"))
         return path.read_bytes()
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from benchmarks.common import machine, machine_line, write_results
 from examples.tc3d.report import signed_points
 from vidcompress import PruneConfig, Pruner, StepSchedule, finalize_, quantize_
-from vidcompress.codec import encode, inspect_container, load_compressed, read_container
+from vidcompress.codec import EncodeConfig, encode, inspect_container, load_compressed, read_container
 from vidcompress.io import save_state_dict
 
 
@@ -118,7 +118,7 @@ def compress_lenet(
     dense_path = folder / "dense.safetensors"
     save_state_dict(model.state_dict(), dense_path)
     baseline = accuracy(model, x_eval, y_eval)
-    pruner = Pruner(PruneConfig(rules, StepSchedule(0.1))).attach(model)
+    pruner = Pruner(PruneConfig(sparsity=rules, schedule=StepSchedule(0.1))).attach(model)
     steps = max(StepSchedule(0.1).steps_to_reach(t) for t in pruner.targets_.values())
     for step in range(steps + 3):
         pruner.step()
@@ -128,7 +128,7 @@ def compress_lenet(
     train(model, x_fit, y_fit, 5, lr / 10, seed=50)
     finalize_(model)
     path = folder / "compressed.vcz"
-    encode(model, path, bits=bits, index_bits="auto")
+    encode(model, path, EncodeConfig(bits=bits, index_bits="auto"))
     final = accuracy(load_compressed(path, build()), x_eval, y_eval)
     report = inspect_container(read_container(path))
     return {

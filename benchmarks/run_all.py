@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ def _load(name: str) -> dict | None:
 
 
 def write_summary() -> Path:
-    from examples.tc3d.report import signed_points
+    from examples.tc3d.report import rules_text, signed_points
     from vidcompress.plots import pyplot
 
     lines = ["# Benchmark summary", "", "Built by `python -m benchmarks.run_all --summary` from the JSON files beside it;",
@@ -44,7 +43,7 @@ def write_summary() -> Path:
             f"{first['bytes']:,} -> {last['bytes']:,} bytes: **{compress['ratio']:.1f}x** "
             f"({compress['bits_per_parameter']:.3f} bits per parameter), accuracy "
             f"{100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% "
-            f"({signed_points(compress['accuracy_drop_points'])} points), bits {compress['compress_config']['bits']}. "
+            f"({signed_points(compress['accuracy_drop_points'])} points), bits {rules_text(compress['compress_config']['quantize']['bits'])}. "
             "Paper: 28.9x, 92.5% -> 92.4%.",
             "",
         ]
@@ -163,10 +162,6 @@ def write_summary() -> Path:
     path = RESULTS / "summary.md"
     text = "\n".join(lines).rstrip() + "\n"
     path.write_text(text)
-    # The docs' results page is the same summary, with links that work from docs/.
-    page = text.replace("# Benchmark summary", "# Results").replace("](", "](../benchmarks/results/")
-    page = re.sub(r"`([a-z0-9_]+\.md)`", r"[\1](../benchmarks/results/\1)", page)
-    (Path(__file__).parent.parent / "docs" / "results.md").write_text(page)
     return path
 
 

@@ -16,7 +16,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.manual_seed(0)  # identical initial weights on both ranks
     model = mlp()
-    pruner = Pruner(PruneConfig("fc=0.6", StepSchedule(0.3))).attach(model)
+    pruner = Pruner(PruneConfig(sparsity="fc=0.6", schedule=StepSchedule(0.3))).attach(model)
     ddp = DistributedDataParallel(model)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
     generator = torch.Generator().manual_seed(100 + rank)  # different data per rank

@@ -83,7 +83,14 @@ def test_dsd_runs_three_phases_and_records_history(digits) -> None:
 def test_dense_phase_really_trains_the_pruned_weights(digits) -> None:
     model, optimizer = _trained(digits)
     train_one_epoch, evaluate = _loop(digits)
-    config = DSDConfig("fc=0.5", "fc=0.5", StepSchedule(0.5), 1, 1, 0)
+    config = DSDConfig(
+        sparse_sparsity="fc=0.5",
+        final_sparsity="fc=0.5",
+        schedule=StepSchedule(0.5),
+        sparse_epochs=1,
+        dense_epochs=1,
+        final_epochs=0,
+    )
     history, _ = run_dsd(model, optimizer, train_one_epoch, evaluate, config)
     assert history.phase_end("sparse").overall_sparsity == pytest.approx(0.5, abs=1e-3)
     assert history.phase_end("dense").overall_sparsity < 0.05
@@ -92,7 +99,15 @@ def test_dense_phase_really_trains_the_pruned_weights(digits) -> None:
 def test_recovery_epochs_run_at_the_recovery_rate(digits) -> None:
     model, optimizer = _trained(digits)
     train_one_epoch, evaluate = _loop(digits)
-    config = DSDConfig("fc=0.5", "fc=0.8", StepSchedule(0.25), 3, 1, 5, recovery_lr_factor=0.1)
+    config = DSDConfig(
+        sparse_sparsity="fc=0.5",
+        final_sparsity="fc=0.8",
+        schedule=StepSchedule(0.25),
+        sparse_epochs=3,
+        dense_epochs=1,
+        final_epochs=5,
+        recovery_lr_factor=0.1,
+    )
     history, _ = run_dsd(model, optimizer, train_one_epoch, evaluate, config)
     rates = [(r.phase, round(r.lr, 6)) for r in history.records]
     # sparse: 2 epochs to reach 0.5, then 1 recovery epoch; dense at 0.1 x the initial rate, not

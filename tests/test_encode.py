@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from vidcompress.cli import main
 from vidcompress.codec import (
+    EncodeConfig,
     decode,
     encode,
     encode_stream,
@@ -72,7 +73,7 @@ def test_decode_encode_is_bit_exact(tmp_path, shape, sparsity, bits, index_bits,
     weight = _quantized_layer(shape, sparsity, (1 << bits) - 1, dtype, seed)
     state = {"layer.weight": weight, "layer.bias": torch.randn(shape[0]).to(dtype)}
     path = tmp_path / f"c{seed}.vcz"
-    encode(state, path, bits=f"*.weight={bits}", index_bits=f"*.weight={index_bits}")
+    encode(state, path, EncodeConfig(bits=f"*.weight={bits}", index_bits=f"*.weight={index_bits}"))
     out = decode(path)
     assert list(out) == list(state)
     assert all(_bits_equal(out[k], state[k]) for k in state)
@@ -104,16 +105,15 @@ def test_raw_layers_are_bit_exact(tmp_path, shape, sparsity, index_bits, dtype, 
     weight = torch.randn(shape).to(dtype)
     weight = torch.where(torch.rand(shape) < sparsity, torch.zeros((), dtype=dtype), weight)
     path = tmp_path / "raw.vcz"
-    container = encode(
-        {"w.weight": weight}, path, bits="w.weight=raw", index_bits=f"w.weight={index_bits}", huffman=huffman
-    )
+    config = EncodeConfig(bits="w.weight=raw", index_bits=f"w.weight={index_bits}", huffman=huffman)
+    container = encode({"w.weight": weight}, path, config)
     assert container.layers[0].weights.coding == "raw" and container.layers[0].bits == 0
     assert _bits_equal(decode(path)["w.weight"], weight)
     path.unlink()
 
 
 def test_without_huffman_streams_are_packed(quantized, tmp_path) -> None:
-    plain = encode(quantized, tmp_path / "plain.vcz", huffman=False)
+    plain = encode(quantized, tmp_path / "plain.vcz", EncodeConfig(huffman=False))
     coded = encode(quantized, tmp_path / "coded.vcz")
     assert {e.weights.coding for e in plain.layers} <= {"packed", "constant"}
     assert coded.file_bytes < plain.file_bytes
@@ -135,7 +135,7 @@ def test_source_date_epoch_makes_containers_reproducible(quantized, tmp_path, mo
 
 def test_negative_zero_survives(tmp_path) -> None:
     weight = torch.tensor([[0.0, -0.0, 1.5], [-0.0, 0.0, 1.5]])
-    encode({"w.weight": weight}, tmp_path / "c.vcz", bits="w.weight=2")
+    encode({"w.weight": weight}, tmp_path / "c.vcz", EncodeConfig(bits="w.weight=2"))
     assert _bits_equal(decode(tmp_path / "c.vcz")["w.weight"], weight)
 
 
@@ -147,7 +147,9 @@ def test_worked_example_of_the_format_doc(tmp_path) -> None:
         for name, hexes in re.findall(r"^(\S+):\s+([0-9a-f ]+)$", block, flags=re.MULTILINE)
     }
     weight = torch.tensor([[0, 0.5, 0, 0, 0], [0, 0, 0, -0.25, 0.5]])
-    container = encode({"w.weight": weight}, tmp_path / "example.vcz", bits="w.weight=2", index_bits="w.weight=2")
+    container = encode(
+        {"w.weight": weight}, tmp_path / "example.vcz", EncodeConfig(bits="w.weight=2", index_bits="w.weight=2")
+    )
     with safe_open(str(tmp_path / "example.vcz"), framework="pt") as handle:
         assert handle.get_tensor("layers/w.weight").numpy().tobytes() == expected["layers/w.weight"]
         assert handle.get_tensor("codebooks/w.weight").numpy().tobytes() == expected["codebooks/w.weight"]
@@ -255,13 +257,13 @@ def test_a_model_with_parametrizations_must_be_finalized_first(tmp_path) -> None
     with pytest.raises(ConfigError, match="finalize_"):
         encode(model, tmp_path / "x.vcz")
     finalize_(model)
-    encode(model, tmp_path / "x.vcz", bits="conv=4,fc=4")
+    encode(model, tmp_path / "x.vcz", EncodeConfig(bits="conv=4,fc=4"))
     assert (tmp_path / "x.vcz").exists()
 
 
 def test_unquantized_layer_is_an_error_naming_it(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"fc\.weight: .* distinct nonzero values.*vidcompress quantize"):
-        encode(R3D18Like(width=4).state_dict(), tmp_path / "x.vcz", bits="fc=5")
+        encode(R3D18Like(width=4).state_dict(), tmp_path / "x.vcz", EncodeConfig(bits="fc=5"))
     assert not (tmp_path / "x.vcz").exists()
 
 

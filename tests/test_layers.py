@@ -45,5 +45,5 @@ def test_tied_weights_are_listed_once() -> None:
 def test_parametrized_layers_keep_plain_names() -> None:
     model = R3D18Like()
     before = [layer.name for layer in module_layers(model)]
-    Pruner(PruneConfig("conv=0.5,fc=0.5")).attach(model).step()
+    Pruner(PruneConfig(sparsity="conv=0.5,fc=0.5")).attach(model).step()
     assert [layer.name for layer in module_layers(model)] == before

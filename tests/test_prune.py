@@ -55,7 +55,7 @@ def test_prune_gives_exact_sparsity_on_every_model(name: str) -> None:
 
 def test_masks_hold_under_sgd_momentum_and_weight_decay() -> None:
     model = mlp()
-    pruner = Pruner(PruneConfig("fc=0.8")).attach(model)
+    pruner = Pruner(PruneConfig(sparsity="fc=0.8")).attach(model)
     pruner.step()
     before = {n: getattr(*_owner(model, n)).detach().clone() for n in pruner.targets_}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
@@ -75,7 +75,7 @@ def test_masks_hold_under_sgd_momentum_and_weight_decay() -> None:
 
 def test_masks_survive_state_dict_deepcopy_and_finalize(tmp_path) -> None:
     model = R3D18Like()
-    pruner = Pruner(PruneConfig("conv=0.7,fc=0.5")).attach(model)
+    pruner = Pruner(PruneConfig(sparsity="conv=0.7,fc=0.5")).attach(model)
     pruner.step()
     clone = copy.deepcopy(model)
     x = torch.randn(1, 3, 4, 16, 16)
@@ -84,7 +84,7 @@ def test_masks_survive_state_dict_deepcopy_and_finalize(tmp_path) -> None:
     assert get_mask(*_owner(clone, "fc.weight")) is not None
 
     other = R3D18Like()
-    Pruner(PruneConfig("conv=0.7,fc=0.5")).attach(other).step()  # same structure, other masks
+    Pruner(PruneConfig(sparsity="conv=0.7,fc=0.5")).attach(other).step()  # same structure, other masks
     other.load_state_dict(model.state_dict())
     other.eval()
     assert torch.equal(other(x), model(x))
@@ -120,7 +120,7 @@ def test_agp_and_constant_schedules() -> None:
 @pytest.mark.parametrize("schedule", [ConstantSchedule(), StepSchedule(0.05), AGPSchedule(7, 2)])
 def test_configs_round_trip_through_json(schedule: Schedule) -> None:
     assert Schedule.from_dict(schedule.to_dict()) == schedule
-    config = PruneConfig("conv=0.9,fc=0.95,layer4.*=0.8", schedule)
+    config = PruneConfig(sparsity="conv=0.9,fc=0.95,layer4.*=0.8", schedule=schedule)
     assert PruneConfig.from_json(config.to_json()) == config
 
 
@@ -135,7 +135,7 @@ def test_parse_schedule_errors() -> None:
 
 def test_progressive_pruning_is_monotone() -> None:
     model = mlp()
-    pruner = Pruner(PruneConfig("fc=0.5", StepSchedule(0.1))).attach(model)
+    pruner = Pruner(PruneConfig(sparsity="fc=0.5", schedule=StepSchedule(0.1))).attach(model)
     previous = None
     for _ in range(6):
         pruner.step()
@@ -148,7 +148,7 @@ def test_progressive_pruning_is_monotone() -> None:
 
 def test_release_restarts_pruned_weights_from_zero() -> None:
     model = mlp()
-    pruner = Pruner(PruneConfig("fc=0.5")).attach(model)
+    pruner = Pruner(PruneConfig(sparsity="fc=0.5")).attach(model)
     pruner.step()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):

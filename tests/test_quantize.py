@@ -66,9 +66,9 @@ def test_centroid_gradients_are_the_same_every_run() -> None:
 
 def test_fine_tuning_moves_centroids_keeps_assignments_and_zeros() -> None:
     model = mlp()
-    pruner = Pruner(PruneConfig("fc=0.7")).attach(model)
+    pruner = Pruner(PruneConfig(sparsity="fc=0.7")).attach(model)
     pruner.step()
-    quantize_(model, QuantizeConfig("fc=4"))
+    quantize_(model, QuantizeConfig(bits="fc=4"))
     module, attribute = find_parameter(model, "0.weight")
     sharing = module.parametrizations[attribute][0]
     before_codebook = sharing.codebook().detach().clone()
@@ -114,7 +114,7 @@ def test_nan_weights_are_refused() -> None:
 
 
 def test_config_round_trip_and_errors() -> None:
-    config = QuantizeConfig("conv=8,fc=5,fc.weight=off", init="density", gradient="mean")
+    config = QuantizeConfig(bits="conv=8,fc=5,fc.weight=off", init="density", gradient="mean")
     assert QuantizeConfig.from_json(config.to_json()) == config
     with pytest.raises(ConfigError, match="init 'best'"):
         QuantizeConfig(init="best")

@@ -19,7 +19,7 @@ from torch import nn
 
 from vidcompress import finalize_, prune_, quantize_
 from vidcompress.cli import DEFAULT_BITS, DEFAULT_INDEX_BITS, DEFAULT_SPARSITY, PAPER_BITS, PAPER_SPARSITY, main
-from vidcompress.codec import decode, encode, load_compressed, read_container, size_breakdown
+from vidcompress.codec import EncodeConfig, decode, encode, load_compressed, read_container, size_breakdown
 from vidcompress.errors import InputError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.layers import module_layers
@@ -253,10 +253,10 @@ def test_light_pruning_never_makes_a_file_larger(tmp_path, zeros: int) -> None:
     generator = torch.Generator().manual_seed(0)
     codebook = torch.randn(255, generator=generator)
     weight = codebook[torch.randint(0, 255, (200, 300), generator=generator)]
-    dense = encode({"layer.weight": weight}, tmp_path / "dense.vcz", bits="layer.weight=8")
+    dense = encode({"layer.weight": weight}, tmp_path / "dense.vcz", EncodeConfig(bits="layer.weight=8"))
     flat = weight.reshape(-1).clone()
     flat[torch.randperm(flat.numel(), generator=generator)[:zeros]] = 0
-    pruned = encode({"layer.weight": flat.view_as(weight)}, tmp_path / "p.vcz", bits="layer.weight=8")
+    pruned = encode({"layer.weight": flat.view_as(weight)}, tmp_path / "p.vcz", EncodeConfig(bits="layer.weight=8"))
     assert pruned.file_bytes <= dense.file_bytes + 16  # a few bytes of manifest, never an index's bit a weight
     if 0 < zeros < 6000:  # with no zero at all, both layouts cost the same (a constant index stream)
         assert pruned.layers[0].layout == "dense"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from models import R3D18Like, mlp
 
 from vidcompress import prune_, quantize_, quantize_state_dict
-from vidcompress.codec import decode, encode
+from vidcompress.codec import EncodeConfig, decode, encode
 from vidcompress.errors import FormatError, InputError, VidcompressError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.metadata import read_stages
@@ -29,7 +29,7 @@ def container(tmp_path_factory) -> bytes:
     prune_(model, "conv=0.8,fc=0.9")
     state, _ = quantize_state_dict(model.state_dict())
     path = tmp_path_factory.mktemp("c") / "model.vcz"
-    encode(state, path, index_bits="conv=4,fc=3")
+    encode(state, path, EncodeConfig(index_bits="conv=4,fc=3"))
     return path.read_bytes()
 
 
@@ -156,7 +156,7 @@ def test_half_precision_weights_are_supported(tmp_path: Path) -> None:
         finalize_(model)
         state = model.state_dict()
         assert all(t.dtype == dtype for t in state.values())
-        encode(state, tmp_path / f"{dtype}.vcz", bits="fc=4")
+        encode(state, tmp_path / f"{dtype}.vcz", EncodeConfig(bits="fc=4"))
         decoded = decode(tmp_path / f"{dtype}.vcz")
         assert all(torch.equal(decoded[k].view(torch.int16), state[k].view(torch.int16)) for k in state)
 

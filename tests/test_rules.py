@@ -36,6 +36,15 @@ def test_rules_that_can_do_nothing_are_errors_except_in_defaults() -> None:
         LayerRules.parse("layer9.*=0.5", SPARSITY).resolve(LAYERS)
 
 
+def test_a_kind_with_a_question_mark_may_find_no_layer_and_round_trips() -> None:
+    fc_only = [LAYERS[2]]
+    assert LayerRules.parse("conv?=0.9,fc=0.5", SPARSITY).resolve(fc_only) == {"fc.weight": 0.5}
+    for rules in (LayerRules.parse("conv=0.9,fc=0.5", SPARSITY, default=True), LayerRules.parse("0.5", SPARSITY)):
+        again = LayerRules.parse(rules.to_dict(), SPARSITY)
+        assert again == rules and again.resolve(fc_only) == rules.resolve(fc_only)
+    assert LayerRules.parse("0.5", SPARSITY).to_dict() == {"conv?": 0.5, "fc?": 0.5, "emb?": 0.5}
+
+
 def test_a_selected_refused_layer_is_an_error_naming_it() -> None:
     layers = [*LAYERS, LayerInfo("norm.weight", LayerKind.FC, (4, 4), refused="parametrized by _SpectralNorm")]
     with pytest.raises(ConfigError, match=r"norm\.weight: parametrized by _SpectralNorm; .*'norm\.weight=off'"):

@@ -214,13 +214,19 @@ def test_report_wording_of_changes() -> None:
 def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
     from examples.tc3d.compress import CompressConfig, compress_run
     from examples.tc3d.report import write_report
+    from vidcompress import DSDConfig, QuantizeConfig
     from vidcompress.codec import decode
 
     run_training(_config(tiny, tmp_path / "run", 1))
-    config = CompressConfig(
-        sparse="conv=0.5,fc=0.5", final="conv=0.75,fc=0.75", step=0.25, sparse_epochs=2, dense_epochs=1,
-        final_epochs=4, finetune_epochs=1, bits="conv=4,fc=4", compare_bits="conv=8,fc=5", progress=False,
+    dsd = DSDConfig(
+        sparse_sparsity="conv=0.5,fc=0.5", final_sparsity="conv=0.75,fc=0.75", schedule="step:0.25",
+        sparse_epochs=2, dense_epochs=1, final_epochs=4,
     )  # fmt: skip
+    config = CompressConfig(
+        dsd=dsd, quantize=QuantizeConfig(bits="conv=4,fc=4"), compare=QuantizeConfig(bits="conv=8,fc=5"),
+        finetune_epochs=1, progress=False,
+    )  # fmt: skip
+    assert CompressConfig.from_json(config.to_json()) == config
     summary = compress_run(tmp_path / "run", tmp_path / "out", config, log=lambda _: None)
     steps = {step["step"]: step for step in summary["steps"]}
     assert list(steps) == ["Original", "Sparse", "Dense", "Prune", "Quantize", "Huffman"]

@@ -238,10 +238,9 @@ def test_tied_weights_share_one_mask_and_one_codebook() -> None:
     assert head.weight is embedding.weight
     assert float((head.weight == 0).float().mean()) == pytest.approx(0.5, abs=1e-3)
 
-    from vidcompress.prune import PruneConfig as Config
-    from vidcompress.prune import Pruner
+    from vidcompress.prune import PruneConfig, Pruner
 
-    pruner = Pruner(Config("emb=0.7,fc=off")).attach(model)
+    pruner = Pruner(PruneConfig(sparsity="emb=0.7,fc=off")).attach(model)
     pruner.step()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     for _ in range(2):  # gradients through the head must not revive the embedding's pruned weights
@@ -263,7 +262,7 @@ def test_finalize_on_one_copy_leaves_a_deepcopy_working() -> None:
     model = _mlp_with(lambda linear: linear)()
     from vidcompress.prune import Pruner
 
-    pruner = Pruner(PruneConfig("fc=0.5")).attach(model)
+    pruner = Pruner(PruneConfig(sparsity="fc=0.5")).attach(model)
     pruner.step()
     twin = copy.deepcopy(model)
     pruner.finalize()

@@ -96,6 +96,15 @@ output_option = click.option(
 force_option = click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 
 
+def config_option(kind: str) -> Callable[[Command], Command]:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        help=f"A {kind} as .json or .toml (its to_json() form); options given here override its fields.",
+    )
+
+
 def _quiet() -> bool:
     context = click.get_current_context(silent=True)
     return bool(context and context.find_root().obj and context.find_root().obj.get("quiet"))
@@ -139,8 +148,16 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
-def _default_note(given: str | None, default: str, option: str, paper: str) -> None:
-    if given is None:
+def _stage_config(kind: Any, config_path: Path | None, **options: Any) -> Any:
+    """The stage's config: the file's (if any), with the options given on the command line over it."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if config_path is None:
+        return kind(**given)
+    return kind.from_dict({**kind.from_file(config_path).to_dict(), **given})
+
+
+def _default_note(given: str | None, default: str, option: str, paper: str, config_path: Path | None) -> None:
+    if given is None and config_path is None:
         _note(f"no {option} given: using {default} (embeddings untouched); T-C3D's setting is {option} '{paper}'")
 
 
@@ -153,9 +170,10 @@ def _default_note(given: str | None, default: str, option: str, paper: str) -> N
     f"0 or 'off' leaves a layer dense; or a .json/.toml rule file. [default: {DEFAULT_SPARSITY}; "
     f"T-C3D: {PAPER_SPARSITY}]",
 )
+@config_option("PruneConfig")
 @force_option
 @user_errors
-def prune(input_path: Path, output_path: Path, sparsity: str | None, force: bool) -> None:
+def prune(input_path: Path, output_path: Path, sparsity: str | None, config_path: Path | None, force: bool) -> None:
     """One-shot magnitude pruning of a weights file (no data needed).
 
     IN is a .safetensors file or a .pt/.pth state dict (read with weights_only); the output is a
@@ -164,14 +182,13 @@ def prune(input_path: Path, output_path: Path, sparsity: str | None, force: bool
     from vidcompress.io import save_state_dict
     from vidcompress.metadata import with_stage
     from vidcompress.prune.pruner import PruneConfig, prune_state_dict
-    from vidcompress.rules import SPARSITY, LayerRules
 
     _check_output(output_path, input_path, SAFETENSORS, force, "a weights file")
-    rules = LayerRules.parse(sparsity or DEFAULT_SPARSITY, SPARSITY, default=sparsity is None)
+    config = _stage_config(PruneConfig, config_path, sparsity=sparsity)
     tensors, metadata = _read_weights(input_path)
-    _default_note(sparsity, DEFAULT_SPARSITY, "--sparsity", PAPER_SPARSITY)
-    pruned, targets = prune_state_dict(tensors, rules, progress=_progress(), inplace=True)
-    record = {"config": PruneConfig(sparsity=rules).to_dict(), "sparsity": targets}
+    _default_note(sparsity, DEFAULT_SPARSITY, "--sparsity", PAPER_SPARSITY, config_path)
+    pruned, targets = prune_state_dict(tensors, config.sparsity, progress=_progress(), inplace=True)
+    record = {"config": config.to_dict(), "sparsity": targets}
     save_state_dict(pruned, output_path, with_stage(metadata, "prune", record, str(input_path)))
     total = sum(pruned[name].numel() for name in targets)
     zeros = sum(int((pruned[name] == 0).sum()) for name in targets)
@@ -193,32 +210,26 @@ def prune(input_path: Path, output_path: Path, sparsity: str | None, force: bool
 @click.option(
     "--init",
     type=click.Choice(["linear", "density", "random", "k-means++"]),
-    default="linear",
-    show_default=True,
-    help="Centroid initialisation.",
+    help="Centroid initialisation. [default: linear]",
 )
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=1),
-    default=300,
-    show_default=True,
-    help="Cap on k-means iterations.",
-)
+@click.option("--max-iter", type=click.IntRange(min=1), help="Cap on k-means iterations. [default: 300]")
 @click.option(
     "--plots",
     "plot_dir",
     type=click.Path(path_type=Path, file_okay=False),
     help="Write a weight histogram with centroids per layer (PNG) into this folder.",
 )
+@config_option("QuantizeConfig")
 @force_option
 @user_errors
 def quantize(
     input_path: Path,
     output_path: Path,
     bits: str | None,
-    init: str,
-    max_iter: int,
+    init: str | None,
+    max_iter: int | None,
     plot_dir: Path | None,
+    config_path: Path | None,
     force: bool,
 ) -> None:
     """Per-layer k-means weight sharing of a weights file (zeros stay zero).
@@ -229,13 +240,11 @@ def quantize(
     from vidcompress.io import save_state_dict
     from vidcompress.metadata import with_stage
     from vidcompress.quantize import QuantizeConfig, quantize_state_dict
-    from vidcompress.rules import BITS, LayerRules
 
     _check_output(output_path, input_path, SAFETENSORS, force, "a weights file")
-    rules = LayerRules.parse(bits or DEFAULT_BITS, BITS, default=bits is None)
-    config = QuantizeConfig(bits=rules, init=init, max_iter=max_iter)
+    config = _stage_config(QuantizeConfig, config_path, bits=bits, init=init, max_iter=max_iter)
     tensors, metadata = _read_weights(input_path)
-    _default_note(bits, DEFAULT_BITS, "--bits", PAPER_BITS)
+    _default_note(bits, DEFAULT_BITS, "--bits", PAPER_BITS, config_path)
     # In place unless the histograms need the weights as they were: one copy of the model in memory.
     quantized, report = quantize_state_dict(tensors, config, progress=_progress(), inplace=plot_dir is None)
     # The codebooks are not repeated here: a layer's distinct values are its codebook.
@@ -264,9 +273,8 @@ def quantize(
 @output_option
 @click.option(
     "--index-bits",
-    default=DEFAULT_INDEX_BITS,
-    show_default=True,
-    help="Relative-index width per layer (1-16, or 'auto' for the smallest coded size).",
+    help=f"Relative-index width per layer (1-16, or 'auto' for the smallest coded size). "
+    f"[default: {DEFAULT_INDEX_BITS}]",
 )
 @click.option("--no-huffman", is_flag=True, help="Store every stream packed: the size before Huffman coding.")
 @click.option(
@@ -275,35 +283,34 @@ def quantize(
     "are); default: as recorded by 'vidcompress quantize', else the smallest width that holds each layer's "
     "distinct values. Other tensors are stored whole.",
 )
+@config_option("EncodeConfig")
 @force_option
 @user_errors
 def encode_command(
-    input_path: Path, output_path: Path, index_bits: str, no_huffman: bool, bits: str | None, force: bool
+    input_path: Path,
+    output_path: Path,
+    index_bits: str | None,
+    no_huffman: bool,
+    bits: str | None,
+    config_path: Path | None,
+    force: bool,
 ) -> None:
     """Encode a quantized weights file into one container (relative-index CSC + Huffman).
 
     A selected layer with more than 2^b distinct values is an error: quantize it first.
     """
-    from vidcompress.codec import encode
-    from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
+    from vidcompress.codec import EncodeConfig, encode
 
     _check_output(output_path, input_path, CONTAINER, force, "a container")
-    index_rules = LayerRules.parse(index_bits, INDEX_BITS, default=index_bits == DEFAULT_INDEX_BITS)
-    bit_rules = LayerRules.parse(bits, ENCODE_BITS) if bits else None
-    tensors, metadata = _read_weights(input_path)
-    container = encode(
-        tensors,
-        output_path,
-        bits=bit_rules,
-        index_bits=index_rules,
-        metadata=metadata,
-        huffman=not no_huffman,
-        progress=_progress(),
+    config = _stage_config(
+        EncodeConfig, config_path, bits=bits, index_bits=index_bits, huffman=False if no_huffman else None
     )
+    tensors, metadata = _read_weights(input_path)
+    container = encode(tensors, output_path, config, metadata=metadata, progress=_progress())
     from vidcompress.layers import state_dict_layers
 
     left = [layer.name for layer in state_dict_layers(tensors) if layer.name not in {e.name for e in container.layers}]
-    if left and bits is None:
+    if left and config.bits is None:
         _note(
             f"note: {len(left)} compressible layers (e.g. {left[0]}) hold too many distinct values for a codebook "
             "and are stored as they are: quantize them first to compress them"

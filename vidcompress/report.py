@@ -3,14 +3,52 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from vidcompress.layers import state_dict_kind, why_not_compressible
 from vidcompress.metadata import read_stages
+
+
+def machine_info() -> dict[str, Any]:
+    """What a measurement ran on: CPU, cores, threads, GPU, versions and date (for reports' headers)."""
+    import numpy
+    import torch
+
+    from vidcompress._version import __version__
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "vidcompress": __version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    return info
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
+    return f"{info['cpu']}, {info['cores']} cores{gpu}; torch {info['torch']}; {info['date']}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

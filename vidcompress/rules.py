@@ -2,8 +2,8 @@
 
 A rule's key is a layer kind (`conv`, `fc`, `emb`) or a glob over parameter names; later rules win; a
 bare value (`auto`, `0.9`) applies to every layer. A rule that can do nothing is an error: a glob that
-matches no layer, or a kind the model has no layer of (unless the rules are a library default, which
-may name kinds a model lacks).
+matches no layer, or a kind the model has no layer of. A kind written with a question mark (`emb?=5`:
+embeddings, if any) may find none; library defaults and bare values are written back that way.
 The value `off` (and, for sparsity, `0`) leaves a layer out. The same rules come from a JSON
 object or a TOML table (`{"conv": 0.9, "layer4.*": 0.8}`), and are written back in that form into
 file metadata, so the CLI, the Python API and the files speak the same objects.
@@ -27,6 +27,7 @@ OFF = "off"
 _KINDS = {kind.value for kind in LayerKind}
 _KINDS_ORDER = [kind.value for kind in LayerKind]
 _BARE = "\0"  # marks the kind rules a bare value expands to
+OPTIONAL = "?"  # after a kind: the rule may find no layer of that kind
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,7 @@ class LayerRules:
     rules: tuple[Rule, ...]
 
     @classmethod
-    def parse(
-        cls, source: str | Mapping[str, Any] | LayerRules, spec: ValueSpec, *, default: bool = False
-    ) -> LayerRules:
+    def parse(cls, source: RulesSource, spec: ValueSpec, *, default: bool = False) -> LayerRules:
         """Read rules from a rule string, a mapping, a `.json`/`.toml` file path, or rules.
 
         `default=True` marks library defaults: their kind rules may name kinds a model lacks.
@@ -120,13 +119,15 @@ class LayerRules:
         for pattern, raw in pairs:
             bare = pattern.startswith(_BARE)
             pattern = pattern.removeprefix(_BARE).strip()
+            optional = pattern.endswith(OPTIONAL) and pattern[: -len(OPTIONAL)] in _KINDS
+            pattern = pattern.removesuffix(OPTIONAL) if optional else pattern
             if not pattern:
                 raise ConfigError(f"{spec.name} rule {pattern}={raw!r}: empty layer pattern")
             text = str(raw).strip().lower() if not isinstance(raw, str) else raw.strip()
             if isinstance(raw, bool):
                 raise ConfigError(f"{spec.name} rule {pattern!r}: {raw!r} is not a value")
             value = None if text == OFF else spec.parse(text)
-            rules.append(Rule(pattern, value, required=not default and not bare))
+            rules.append(Rule(pattern, value, required=not (default or bare or optional)))
         return cls(spec, tuple(rules))
 
     def resolve(self, layers: Iterable[LayerInfo]) -> dict[str, Any]:
@@ -169,12 +170,29 @@ class LayerRules:
             )
         return resolved
 
+    def with_value(self, value: Any, spec: ValueSpec) -> LayerRules:
+        """The same patterns, selecting the same layers, with `value` (a value of `spec`) for every
+        layer that these rules do not turn off."""
+        return LayerRules(
+            spec, tuple(Rule(r.pattern, None if r.value is None else value, r.required) for r in self.rules)
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: an object from pattern to value (`"off"` for a layer turned off)."""
-        return {rule.pattern: OFF if rule.value is None else rule.value for rule in self.rules}
+        """The JSON form: an object from pattern to value (`"off"` for a layer turned off; a kind that
+        may find no layer as `kind?`)."""
+        return {
+            rule.pattern + (OPTIONAL if rule.is_kind and not rule.required else ""): OFF
+            if rule.value is None
+            else rule.value
+            for rule in self.rules
+        }
 
     def __str__(self) -> str:
         return ",".join(f"{key}={value}" for key, value in self.to_dict().items())
+
+
+# What a config or function accepts for rules: text, a mapping, a .json/.toml rule-file path, or rules.
+RulesSource = str | os.PathLike[str] | Mapping[str, Any] | LayerRules
 
 
 def _split_rule_string(text: str, spec: ValueSpec) -> list[tuple[str, str]]:

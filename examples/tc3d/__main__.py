@@ -153,7 +153,6 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, fusio
     """The whole job: synthetic data, a trained T-C3D, the five compression steps, a report."""
     import time
 
-    from benchmarks.common import machine, machine_line
     from examples.tc3d.compress import (
         DEMO_SIZE,
         DEMO_WIDTH,
@@ -166,6 +165,7 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, fusio
     from examples.tc3d.synthetic import DEMO_TEST_GROUPS
     from examples.tc3d.synthetic import generate as write
     from examples.tc3d.train import run_training
+    from vidcompress.report import machine_info, machine_line
 
     start = time.perf_counter()
     data = out / "data"
@@ -190,7 +190,7 @@ def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, fusio
     summary = compress_run(out / "train", out / "compressed", settings, log=click.echo)
     click.echo("4/4 writing the report")
     report = write_report(
-        summary, out / "compressed", machine=machine_line(machine()), wall_seconds=time.perf_counter() - start
+        summary, out / "compressed", machine=machine_line(machine_info()), wall_seconds=time.perf_counter() - start
     )
     click.echo(
         f"done in {(time.perf_counter() - start) / 60:.1f} min: {summary['ratio']:.1f}x smaller, accuracy "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,36 +30,79 @@ from examples.tc3d.evaluate import load_trained
 from examples.tc3d.train import TrainConfig, build_model, evaluate, loader, make_dataset, train_one_epoch
 from vidcompress import DSDConfig, StepSchedule, finalize_, quantize_, run_dsd
 from vidcompress.attach import plain_state_dict
-from vidcompress.codec import encode, inspect_container, load_compressed, read_container
+from vidcompress.codec import EncodeConfig, encode, inspect_container, load_compressed, read_container
+from vidcompress.config import Config, nested
 from vidcompress.io import save_state_dict
-from vidcompress.prune import overall_sparsity
-from vidcompress.quantize import QuantizeConfig
-from vidcompress.rules import BITS, ENCODE_BITS, LayerRules
+from vidcompress.prune import PAPER_SPARSITY, SPARSE_PHASE_SPARSITY, overall_sparsity
+from vidcompress.quantize import PAPER_BITS, QuantizeConfig
+from vidcompress.rules import ENCODE_BITS
+
+PAPER_INDEX_BITS = "conv=8,fc=5"  # Deep Compression's relative-index widths
 
 # The paper's headline (T-C3D on UCF101); its per-step figures are not reproduced here.
 PAPER = {"Original": {"megabytes": 127.0, "accuracy": 92.5}, "Huffman": {"megabytes": 4.4, "accuracy": 92.4}}
 
 
-@dataclass
-class CompressConfig:
-    """Settings of the five steps; the defaults are the paper's."""
+def paper_dsd() -> DSDConfig:
+    """The paper's pruning: sparse to 0.85 / 0.9 and final to 0.9 / 0.95 at +0.1 an epoch."""
+    return DSDConfig(
+        sparse_sparsity=SPARSE_PHASE_SPARSITY,
+        final_sparsity=PAPER_SPARSITY,
+        schedule=StepSchedule(0.1),
+        sparse_epochs=9,
+        dense_epochs=3,
+        final_epochs=16,  # 10 to reach 0.9 / 0.95 at +0.1 an epoch, then 6 of retraining at that sparsity
+        recovery_lr_factor=0.1,  # the retraining epochs after the targets are reached run at lr x 0.1
+    )
 
-    sparse: str = "conv=0.85,fc=0.9"
-    final: str = "conv=0.9,fc=0.95"
-    bits: str = "conv=8,fc=5"
-    index_bits: str = "conv=8,fc=5"
-    step: float = 0.1
-    sparse_epochs: int = 9
-    dense_epochs: int = 3
-    final_epochs: int = 16  # 10 to reach 0.9 / 0.95 at +0.1 an epoch, then 6 of retraining at that sparsity
-    recovery_lr_factor: float = 0.1  # the retraining epochs after the targets are reached run at lr x 0.1
-    finetune_epochs: int = 3
-    finetune_lr_factor: float = 0.01  # each centroid gets the sum of its members' gradients: small steps
-    lr: float = 0.01  # the sparse phase starts at the training rate (DSD); dense and fine-tuning use less
-    # Also quantize a copy of the pruned model at these bits (same fine-tuning) and encode it, so that a
-    # run at other bits still reports the paper's; None or equal to `bits` skips it.
-    compare_bits: str | None = None
-    progress: bool = True
+
+@dataclass(frozen=True, init=False)
+class CompressConfig(Config):
+    """Settings of the five steps, made of the library's own configs; the defaults are the paper's.
+
+    Args:
+        dsd: the Sparse, Dense and Prune steps.
+        quantize: the Quantize step (bits per layer; centroids then fine-tuned).
+        encode: the Huffman step (index bits; the bits are the quantizer's).
+        compare: also quantize a copy of the pruned model with this config (same fine-tuning) and
+            encode it, so that a run at other bits still reports the paper's; None skips it.
+        finetune_epochs, finetune_lr_factor: centroid fine-tuning (each centroid gets the sum of its
+            members' gradients: small steps).
+        lr: the sparse phase starts at the training rate (DSD); dense and fine-tuning use less.
+        progress: per-batch progress bars.
+    """
+
+    dsd: DSDConfig
+    quantize: QuantizeConfig
+    encode: EncodeConfig
+    compare: QuantizeConfig | None
+    finetune_epochs: int
+    finetune_lr_factor: float
+    lr: float
+    progress: bool
+
+    def __init__(
+        self,
+        *,
+        dsd: DSDConfig | Mapping[str, Any] | None = None,
+        quantize: QuantizeConfig | Mapping[str, Any] | None = None,
+        encode: EncodeConfig | Mapping[str, Any] | None = None,
+        compare: QuantizeConfig | Mapping[str, Any] | None = None,
+        finetune_epochs: int = 3,
+        finetune_lr_factor: float = 0.01,
+        lr: float = 0.01,
+        progress: bool = True,
+    ) -> None:
+        self._set(
+            dsd=paper_dsd() if dsd is None else nested(dsd, DSDConfig),
+            quantize=QuantizeConfig(bits=PAPER_BITS) if quantize is None else nested(quantize, QuantizeConfig),
+            encode=EncodeConfig(index_bits=PAPER_INDEX_BITS) if encode is None else nested(encode, EncodeConfig),
+            compare=None if compare is None else nested(compare, QuantizeConfig),
+            finetune_epochs=finetune_epochs,
+            finetune_lr_factor=finetune_lr_factor,
+            lr=lr,
+            progress=progress,
+        )
 
 
 @dataclass
@@ -103,9 +146,10 @@ def compress_run(
 
     results: list[StepResult] = []
 
-    def quantize_and_tune(network: nn.Module, bits: str) -> Any:
+    def quantize_and_tune(network: nn.Module, quantization: QuantizeConfig) -> Any:
         """Weight sharing, centroid fine-tuning at the reduced rate, then plain weights again."""
-        shared = quantize_(network, QuantizeConfig(bits=bits))  # type: ignore[arg-type]
+        bits = quantization.bits
+        shared = quantize_(network, quantization)
         tuner = torch.optim.SGD(network.parameters(), lr=config.lr * config.finetune_lr_factor, momentum=0.9)
         for epoch in range(config.finetune_epochs):
             one_epoch(network, tuner, 100 + epoch)
@@ -142,35 +186,27 @@ def compress_run(
             return
         step, index = ("Sparse", 1) if phase == "sparse" else ("Prune", 3)
         path = out / f"{index}_{step.lower()}.vcz"
-        encode(state, path, bits=_raw_rules(config.bits), index_bits=config.index_bits)
+        raw = config.quantize.bits.with_value("raw", ENCODE_BITS)  # pruned, not quantized: values as they are
+        encode(state, path, EncodeConfig(bits=raw, index_bits=config.encode.index_bits))
         record(step, network, path)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=train_config.weight_decay)
-    dsd = DSDConfig(
-        sparse_sparsity=config.sparse,  # type: ignore[arg-type]
-        final_sparsity=config.final,  # type: ignore[arg-type]
-        schedule=StepSchedule(config.step),
-        sparse_epochs=config.sparse_epochs,
-        dense_epochs=config.dense_epochs,
-        final_epochs=config.final_epochs,
-        recovery_lr_factor=config.recovery_lr_factor,
-    )
     history, _ = run_dsd(
-        model, optimizer, one_epoch, accuracy, dsd,
+        model, optimizer, one_epoch, accuracy, config.dsd,
         progress=lambda r: log(
             f"  {r.phase} epoch {r.epoch}: accuracy {100 * r.metric:.1f}%, sparsity {r.overall_sparsity:.3f}"
         ),
         on_phase_end=on_phase_end,
     )  # fmt: skip
     comparison = None
-    if config.compare_bits and config.compare_bits != config.bits:
+    if config.compare is not None:
         other = copy.deepcopy(model)  # the pruned model, masks and all; finalizing one leaves the other
-        other_report = quantize_and_tune(other, config.compare_bits)
+        other_report = quantize_and_tune(other, config.compare)
         path = out / "5_huffman_compare.vcz"
-        encode(other.state_dict(), path, bits=config.compare_bits, index_bits=config.index_bits)
+        encode(other.state_dict(), path, _encoding(config, config.compare))
         decoded_other = load_compressed(path, build_model(train_config, len(classes)))
         comparison = {
-            "bits": config.compare_bits,
+            "bits": str(config.compare.bits),
             "file": path.name,
             "bytes": path.stat().st_size,
             "accuracy": accuracy(decoded_other),
@@ -179,17 +215,17 @@ def compress_run(
             "quantization": other_report.to_dict(),
         }
         log(
-            f"Huffman at {config.compare_bits}: accuracy {100 * comparison['accuracy']:.1f}%, "
+            f"Huffman at {config.compare.bits}: accuracy {100 * comparison['accuracy']:.1f}%, "
             f"{comparison['bytes']:,} bytes"
         )
         del other, decoded_other
-    report = quantize_and_tune(model, config.bits)
+    report = quantize_and_tune(model, config.quantize)
     quantized = {k: v.detach().clone() for k, v in model.state_dict().items()}
     packed = out / "4_quantize.vcz"
-    encode(quantized, packed, bits=config.bits, index_bits=config.index_bits, huffman=False)
+    encode(quantized, packed, _encoding(config, config.quantize, huffman=False))
     record("Quantize", model, packed)
     final = out / "5_huffman.vcz"
-    encode(quantized, final, bits=config.bits, index_bits=config.index_bits)
+    encode(quantized, final, _encoding(config, config.quantize))
     decoded = load_compressed(final, build_model(train_config, len(classes)))
     _, after = predictions(decoded, test_loader)
     record("Huffman", decoded, final, float(np.mean(after == labels)))
@@ -197,7 +233,7 @@ def compress_run(
     summary = {
         "run": str(run),
         "train_config": asdict(train_config),
-        "compress_config": asdict(config),
+        "compress_config": config.to_dict(),
         "classes": classes,
         "parameters": sum(p.numel() for p in model.parameters()),
         "test_videos": len(test_items),
@@ -260,11 +296,9 @@ def _weight_bits_per_nonzero(path: Path) -> dict[str, float]:
     }
 
 
-def _raw_rules(bits: str) -> LayerRules:
-    """The layers the bits rules select, stored raw (pruned but not quantized); `off` stays off."""
-    rules = LayerRules.parse(bits, BITS)
-    mapping = {rule.pattern: "off" if rule.value is None else "raw" for rule in rules.rules}
-    return LayerRules.parse(mapping, ENCODE_BITS, default=True)
+def _encoding(config: CompressConfig, quantization: QuantizeConfig, huffman: bool = True) -> EncodeConfig:
+    """The encode step's config with a quantizer's bits (each layer's codebook holds its values)."""
+    return EncodeConfig(bits=quantization.bits, index_bits=config.encode.index_bits, huffman=huffman)
 
 
 # The CPU demo: T-C3D at width 24 (4.7 M parameters, 18.7 MB) on 48 x 48 input, and conv weights at 5 bits
@@ -285,7 +319,9 @@ DEMO_FUSION = "weighted"
 
 def demo_compress_config(progress: bool = True) -> CompressConfig:
     """The demo's five steps: the paper's sparsities, schedule and index bits; conv weights at 5 bits."""
-    return CompressConfig(bits="conv=5,fc=5", compare_bits="conv=8,fc=5", progress=progress)
+    return CompressConfig(
+        quantize=QuantizeConfig(bits="conv=5,fc=5"), compare=QuantizeConfig(bits=PAPER_BITS), progress=progress
+    )
 
 
 def default_run_config(

@@ -42,6 +42,7 @@ def write_report(
         )
     train = summary["train_config"]
     compress = summary["compress_config"]
+    dsd = compress["dsd"]
     lines = [
         "# T-C3D compressed end to end (the paper's Table VIII)",
         "",
@@ -52,12 +53,12 @@ def write_report(
         f"{train['fusion']} fusion, {summary['parameters']:,} parameters; trained {train['epochs']} epochs on the "
         f"synthetic action set ({len(summary['classes'])} classes). Accuracy: video-level, test split "
         f"({summary.get('test_videos', '?')} videos), {train['segments']} centred clips.",
-        f"Steps: sparse to {compress['sparse']} (+{compress['step']} per epoch, {compress['sparse_epochs']} epochs), "
-        f"dense {compress['dense_epochs']} epochs at lr x 0.1, prune to {compress['final']} "
-        f"({compress['final_epochs']} epochs; those after the targets are reached at lr x "
-        f"{compress.get('recovery_lr_factor', 1.0):g}), quantize {compress['bits']} with "
+        f"Steps: sparse to {rules_text(dsd['sparse_sparsity'])} ({_schedule(dsd['schedule'])}, {dsd['sparse_epochs']} "
+        f"epochs), dense {dsd['dense_epochs']} epochs at lr x {dsd['dense_lr_factor']:g}, prune to "
+        f"{rules_text(dsd['final_sparsity'])} ({dsd['final_epochs']} epochs; those after the targets are reached "
+        f"at lr x {dsd['recovery_lr_factor']:g}), quantize {rules_text(compress['quantize']['bits'])} with "
         f"{compress['finetune_epochs']} epochs of centroid fine-tuning, Huffman with index bits "
-        f"{compress['index_bits']}.",
+        f"{rules_text(compress['encode']['index_bits'])}.",
         "",
         "| step | accuracy (%) | bytes on disk | vs original | sparsity | file | paper accuracy | paper size |",
         "|---|---:|---:|---:|---:|---|---:|---:|",
@@ -182,3 +183,14 @@ def _plot_layers(summary: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def rules_text(rules: dict[str, Any]) -> str:
+    """A rules field of a config's dict form, as its rule string (`conv=0.9,fc=0.95`)."""
+    return ",".join(f"{pattern}={value}" for pattern, value in rules.items())
+
+
+def _schedule(schedule: dict[str, Any]) -> str:
+    if schedule.get("type") == "step":
+        return f"+{schedule['increment']:g} per epoch"
+    return ", ".join(f"{key} {value}" for key, value in schedule.items())

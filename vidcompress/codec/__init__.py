@@ -1,7 +1,7 @@
 """Relative-index CSC with filler zeros, canonical Huffman coding, and the container file."""
 
+from vidcompress.codec.config import DEFAULT_INDEX_BITS, EncodeConfig
 from vidcompress.codec.container import (
-    DEFAULT_INDEX_BITS,
     FORMAT_NAME,
     FORMAT_VERSION,
     Container,
@@ -27,6 +27,7 @@ __all__ = [
     "Coding",
     "Container",
     "ContainerReport",
+    "EncodeConfig",
     "Kind",
     "LayerEntry",
     "Layout",

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from vidcompress._version import __version__
 from vidcompress.attach import own_items
+from vidcompress.codec.config import EncodeConfig
 from vidcompress.codec.layer import DTYPES, decode_layer, encode_layer
 from vidcompress.codec.manifest import (
     FORMAT_NAME,
@@ -44,9 +45,7 @@ from vidcompress.errors import ConfigError, FormatError, InputError
 from vidcompress.io import StateDict, safetensors_header, strip_wrapper_prefixes, write_atomic, write_safetensors
 from vidcompress.layers import state_dict_layers
 from vidcompress.metadata import METADATA_KEY, read_stages
-from vidcompress.rules import ENCODE_BITS, INDEX_BITS, LayerRules
 
-DEFAULT_INDEX_BITS = "conv=8,fc=5,emb=5"
 SOURCE_METADATA_KEY = "source_metadata"
 MAX_INFERRED_BITS = 16
 # Decoded bytes may exceed the file's size by at most this factor (plus a floor for tiny files), so
@@ -112,11 +111,9 @@ def _aliases(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
 def encode(
     source: nn.Module | Mapping[str, torch.Tensor],
     path: str | os.PathLike[str],
+    config: EncodeConfig | None = None,
     *,
-    bits: str | LayerRules | Mapping[str, Any] | None = None,
-    index_bits: str | LayerRules | Mapping[str, Any] = DEFAULT_INDEX_BITS,
     metadata: Mapping[str, str] | None = None,
-    huffman: bool = True,
     progress: bool = False,
 ) -> Container:
     """Write a model or state dict as a container; returns what was written.
@@ -124,19 +121,15 @@ def encode(
     Args:
         source: a module (its state dict is used; DataParallel, DDP and torch.compile wrappers are
             looked through) or a state dict of quantized weights. Tied tensors are stored once.
-        bits: which layers to encode and their codebook capacity (2^b values, zero included), or
-            `raw` to store a pruned layer's nonzero values as they are (no codebook). Default: the bits
-            recorded by `vidcompress quantize` in `metadata`, else for each compressible layer the
-            smallest width that holds its distinct values (`raw` for a pruned layer with more than
-            2^16 - 1; stored as it is when unpruned too).
-        index_bits: relative-index width per layer (`conv=8,fc=5`, or `auto` for the smallest).
+        config: bits, index bits and coding (see `EncodeConfig`; default: bits as recorded or inferred).
         metadata: the input file's metadata; the stage record and the other keys are carried over.
-        huffman: False stores every stream packed (or constant): the size before Huffman coding.
         progress: a progress bar on stderr, one step a layer.
 
     Raises:
         ConfigError: a selected layer has more distinct values than its bits allow.
     """
+    config = config or EncodeConfig()
+    bits = config.bits
     if isinstance(source, nn.Module):
         source = unwrap_model(source)
         if any(own_items(module, attribute) for module in source.modules() for attribute in _parametrized(module)):
@@ -158,8 +151,8 @@ def encode(
         inferred = {layer.name: infer_bits(stored[layer.name]) for layer in layers}
         plan_bits = {name: value for name, value in inferred.items() if value is not None}
     else:
-        plan_bits = LayerRules.parse(bits, ENCODE_BITS).resolve(layers)  # type: ignore[arg-type]
-    plan_index = LayerRules.parse(index_bits, INDEX_BITS, default=True).resolve(layers)  # type: ignore[arg-type]
+        plan_bits = bits.resolve(layers)
+    plan_index = config.index_bits.resolve(layers)
     kinds = {layer.name: layer.kind.value for layer in layers}
     envelope: StateDict = {}
     entries: list[LayerEntry] = []
@@ -168,7 +161,9 @@ def encode(
         if name in plan_bits:
             if name not in plan_index:
                 raise ConfigError(f"{name}: index bits are off for a layer selected for encoding")
-            entry, data, codebook = encode_layer(name, tensor, kinds[name], plan_bits[name], plan_index[name], huffman)
+            entry, data, codebook = encode_layer(
+                name, tensor, kinds[name], plan_bits[name], plan_index[name], config.huffman
+            )
             coded = len(data) + codebook.numel() * codebook.element_size()
             if bits is None and name not in recorded and coded >= tensor.numel() * tensor.element_size():
                 raw.append(name)  # bits inferred, and a codebook would not pay: stored as it is

@@ -180,7 +180,7 @@ def _layer_entry(item: Any, fail: Any, version: int) -> LayerEntry:
         ints: dict[str, Any] = {
             key: item[key] for key in ("bits", "index_bits", "nonzeros", "fillers", "codebook_size", "codebook_crc32")
         }
-        streams = {key: _stream(item[key], name, fail) for key in ("weights", "indices")}
+        streams: dict[str, Any] = {key: _stream(item[key], name, fail) for key in ("weights", "indices")}
         kind = _enum(Kind, item["kind"], "kind", name, fail)
         layout = _enum(Layout, item["layout"], "layout", name, fail) if version >= 3 else Layout.SPARSE
         entry = LayerEntry(name=name, shape=shape, dtype=item["dtype"], kind=kind, **ints, **streams, layout=layout)

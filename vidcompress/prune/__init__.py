@@ -1,9 +1,11 @@
 """Magnitude pruning: masks as parametrizations, schedules, DSD, sensitivity analysis."""
 
-from vidcompress.prune.dsd import DSDConfig, DSDHistory, EpochRecord, run_dsd
+from vidcompress.prune.dsd import SPARSE_PHASE_SPARSITY, DSDConfig, DSDHistory, EpochRecord, run_dsd
 from vidcompress.prune.magnitude import magnitude_mask, pruned_count
 from vidcompress.prune.masks import PruningMask, get_mask, remove_mask, set_mask
 from vidcompress.prune.pruner import (
+    DEFAULT_SPARSITY,
+    PAPER_SPARSITY,
     PruneConfig,
     Pruner,
     layer_sparsity,
@@ -21,6 +23,9 @@ from vidcompress.prune.schedules import (
 from vidcompress.prune.sensitivity import SensitivityReport, sensitivity_analysis
 
 __all__ = [
+    "DEFAULT_SPARSITY",
+    "PAPER_SPARSITY",
+    "SPARSE_PHASE_SPARSITY",
     "AGPSchedule",
     "ConstantSchedule",
     "DSDConfig",

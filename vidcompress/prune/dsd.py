@@ -14,23 +14,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidcompress.config import JsonConfig
+from vidcompress.config import Config
 from vidcompress.errors import ConfigError
 from vidcompress.layers import module_layers
-from vidcompress.prune.pruner import PruneConfig, Pruner, layer_sparsity, overall_sparsity
-from vidcompress.prune.schedules import Schedule, StepSchedule, parse_schedule
-from vidcompress.rules import SPARSITY, LayerRules
+from vidcompress.prune.pruner import PAPER_SPARSITY, PruneConfig, Pruner, layer_sparsity, overall_sparsity
+from vidcompress.prune.schedules import Schedule, parse_schedule
+from vidcompress.rules import SPARSITY, LayerRules, RulesSource
+
+SPARSE_PHASE_SPARSITY = "conv=0.85,fc=0.9"  # T-C3D's sparse phase; its final pruning is PAPER_SPARSITY
 
 TrainOneEpoch = Callable[[nn.Module, torch.optim.Optimizer, int], Any]
 Evaluate = Callable[[nn.Module], float]
 
 
-@dataclass(frozen=True)
-class DSDConfig(JsonConfig):
+@dataclass(frozen=True, init=False)
+class DSDConfig(Config):
     """The three phases of DSD training with T-C3D's final pruning.
 
     Args:
-        sparse_sparsity: targets of the sparse phase.
+        sparse_sparsity: targets of the sparse phase (rules, as `PruneConfig.sparsity`).
         final_sparsity: targets of the final pruning phase.
         schedule: how each pruning phase approaches its targets, one step per epoch.
         sparse_epochs, dense_epochs, final_epochs: epochs per phase (0 skips a phase).
@@ -42,39 +44,54 @@ class DSDConfig(JsonConfig):
             learning rate; 1.0 keeps it.
     """
 
-    sparse_sparsity: LayerRules = field(
-        default_factory=lambda: LayerRules.parse("conv=0.85,fc=0.9", SPARSITY, default=True)
-    )
-    final_sparsity: LayerRules = field(
-        default_factory=lambda: LayerRules.parse("conv=0.9,fc=0.95", SPARSITY, default=True)
-    )
-    schedule: Schedule = field(default_factory=StepSchedule)
-    sparse_epochs: int = 10
-    dense_epochs: int = 5
-    final_epochs: int = 10
-    dense_lr_factor: float = 0.1
-    final_lr_factor: float = 1.0
-    recovery_lr_factor: float = 1.0
+    sparse_sparsity: LayerRules
+    final_sparsity: LayerRules
+    schedule: Schedule
+    sparse_epochs: int
+    dense_epochs: int
+    final_epochs: int
+    dense_lr_factor: float
+    final_lr_factor: float
+    recovery_lr_factor: float
 
-    def __post_init__(self) -> None:
-        for name in ("sparse_sparsity", "final_sparsity"):
-            object.__setattr__(self, name, LayerRules.parse(getattr(self, name), SPARSITY))
-        object.__setattr__(self, "schedule", parse_schedule(self.schedule))  # type: ignore[arg-type]
-        for name in ("sparse_epochs", "dense_epochs", "final_epochs"):
-            if int(getattr(self, name)) < 0:
-                raise ConfigError(f"DSD {name} {getattr(self, name)}: must be >= 0")
-        if not 0.0 < self.dense_lr_factor <= 1.0:
-            raise ConfigError(f"DSD dense_lr_factor {self.dense_lr_factor}: must be in (0, 1]")
-        for name in ("final_lr_factor", "recovery_lr_factor"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ConfigError(f"DSD {name} {getattr(self, name)}: must be in (0, 1]")
+    def __init__(
+        self,
+        *,
+        sparse_sparsity: RulesSource | None = None,
+        final_sparsity: RulesSource | None = None,
+        schedule: Schedule | str | dict[str, Any] = "step",
+        sparse_epochs: int = 10,
+        dense_epochs: int = 5,
+        final_epochs: int = 10,
+        dense_lr_factor: float = 0.1,
+        final_lr_factor: float = 1.0,
+        recovery_lr_factor: float = 1.0,
+    ) -> None:
+        epochs = {"sparse_epochs": sparse_epochs, "dense_epochs": dense_epochs, "final_epochs": final_epochs}
+        for name, value in epochs.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"DSD {name} {value!r}: must be an integer >= 0")
+        factors = {
+            "dense_lr_factor": dense_lr_factor,
+            "final_lr_factor": final_lr_factor,
+            "recovery_lr_factor": recovery_lr_factor,
+        }
+        for name, factor in factors.items():
+            if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0.0 < factor <= 1.0:
+                raise ConfigError(f"DSD {name} {factor!r}: must be in (0, 1]")
+        self._set(
+            sparse_sparsity=_rules(sparse_sparsity, SPARSE_PHASE_SPARSITY),
+            final_sparsity=_rules(final_sparsity, PAPER_SPARSITY),
+            schedule=parse_schedule(schedule),
+            **epochs,
+            **{name: float(value) for name, value in factors.items()},
+        )
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["sparse_sparsity"] = self.sparse_sparsity.to_dict()
-        data["final_sparsity"] = self.final_sparsity.to_dict()
-        data["schedule"] = self.schedule.to_dict()
-        return data
+
+def _rules(source: RulesSource | None, default: str) -> LayerRules:
+    if source is None:
+        return LayerRules.parse(default, SPARSITY, default=True)
+    return LayerRules.parse(source, SPARSITY)
 
 
 @dataclass

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from vidcompress.config import JsonConfig
+from vidcompress.config import Config
 from vidcompress.errors import ConfigError
 from vidcompress.layers import module_layers, state_dict_layers, weight_sites
 from vidcompress.prune.magnitude import magnitude_mask
 from vidcompress.prune.masks import get_mask, remove_mask, set_mask
-from vidcompress.prune.schedules import ConstantSchedule, Schedule, parse_schedule
-from vidcompress.rules import SPARSITY, LayerRules
+from vidcompress.prune.schedules import Schedule, parse_schedule
+from vidcompress.rules import SPARSITY, LayerRules, RulesSource
 
 # Safe for a model vidcompress knows nothing about, without retraining: convolutions and linear layers
 # lose 30% of their weights (about what BERT and CNNs lose nothing at in one-shot magnitude pruning),
@@ -26,31 +26,28 @@ DEFAULT_SPARSITY = "conv=0.3,fc=0.3"
 PAPER_SPARSITY = "conv=0.9,fc=0.95"
 
 
-@dataclass(frozen=True)
-class PruneConfig(JsonConfig):
+@dataclass(frozen=True, init=False)
+class PruneConfig(Config):
     """What to prune and how fast: per-layer target sparsities and a schedule.
 
     Args:
-        sparsity: rules such as `conv=0.9,fc=0.95,layer4.*=0.8` (a string, mapping or LayerRules).
-        schedule: how the targets are approached, one `Pruner.step()` at a time.
+        sparsity: rules such as `conv=0.9,fc=0.95,layer4.*=0.8` (a string, mapping, rule-file path or
+            LayerRules). Default: `DEFAULT_SPARSITY`, whose kind rules may name kinds a model lacks.
+        schedule: how the targets are approached, one `Pruner.step()` at a time (a Schedule, its
+            text form such as `step:0.1`, or its dict form).
     """
 
-    sparsity: LayerRules = field(default_factory=lambda: LayerRules.parse(DEFAULT_SPARSITY, SPARSITY, default=True))
-    schedule: Schedule = field(default_factory=ConstantSchedule)
+    sparsity: LayerRules
+    schedule: Schedule
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sparsity", LayerRules.parse(self.sparsity, SPARSITY))  # type: ignore[arg-type]
-        object.__setattr__(self, "schedule", parse_schedule(self.schedule))  # type: ignore[arg-type]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sparsity": self.sparsity.to_dict(), "schedule": self.schedule.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PruneConfig:
-        unknown = set(data) - {"sparsity", "schedule"}
-        if unknown:
-            raise ConfigError(f"prune config: unknown field(s) {sorted(unknown)}")
-        return cls(**data)
+    def __init__(
+        self,
+        *,
+        sparsity: RulesSource | None = None,
+        schedule: Schedule | str | dict[str, Any] = "constant",
+    ) -> None:
+        rules = LayerRules.parse(DEFAULT_SPARSITY, SPARSITY, default=True) if sparsity is None else sparsity
+        self._set(sparsity=LayerRules.parse(rules, SPARSITY), schedule=parse_schedule(schedule))
 
 
 class Pruner:
@@ -58,7 +55,7 @@ class Pruner:
 
     Usage in a plain loop (or from a trainer's epoch/iteration callback)::
 
-        pruner = Pruner(PruneConfig("conv=0.85,fc=0.9", StepSchedule(0.1))).attach(model)
+        pruner = Pruner(PruneConfig(sparsity="conv=0.85,fc=0.9", schedule=StepSchedule(0.1))).attach(model)
         for epoch in range(epochs):
             pruner.step()          # raise sparsity, recompute masks
             train_one_epoch(model, optimizer, epoch)
@@ -155,7 +152,7 @@ def prune_(model: nn.Module, config: PruneConfig | str | None = None) -> dict[st
     The zeros are baked in (no masks stay attached); use `Pruner` to keep masks while training.
     """
     if isinstance(config, str):
-        config = PruneConfig(sparsity=config)  # type: ignore[arg-type]
+        config = PruneConfig(sparsity=config)
     if config is None:
         warnings.warn(
             f"prune_: no sparsity rules given; using {DEFAULT_SPARSITY} (embeddings untouched). "

@@ -2,6 +2,7 @@
 
 from vidcompress.quantize.api import (
     DEFAULT_BITS,
+    PAPER_BITS,
     LayerQuantization,
     QuantizeConfig,
     QuantizeReport,
@@ -15,6 +16,7 @@ from vidcompress.quantize.sharing import SharedWeights, WeightSharing, share_wei
 __all__ = [
     "DEFAULT_BITS",
     "INITS",
+    "PAPER_BITS",
     "KMeans1D",
     "LayerQuantization",
     "QuantizeConfig",

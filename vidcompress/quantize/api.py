@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -13,14 +13,14 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcompress.attach import attach, bake_all, own_items
-from vidcompress.config import JsonConfig
+from vidcompress.config import Config
 from vidcompress.errors import ConfigError
 from vidcompress.layers import LayerInfo, module_layers, state_dict_layers, weight_sites
 from vidcompress.prune.masks import remove_mask
 from vidcompress.quantize.kmeans import INITS
 from vidcompress.quantize.sharing import SharedWeights, WeightSharing, share_weights
 from vidcompress.report import markdown_table
-from vidcompress.rules import BITS, LayerRules
+from vidcompress.rules import BITS, LayerRules, RulesSource
 
 # Safe without fine-tuning: 255 shared values per layer; embeddings untouched. T-C3D's (with centroid
 # fine-tuning) is PAPER_BITS.
@@ -28,35 +28,44 @@ DEFAULT_BITS = "conv=8,fc=8"
 PAPER_BITS = "conv=8,fc=5"
 
 
-@dataclass(frozen=True)
-class QuantizeConfig(JsonConfig):
+@dataclass(frozen=True, init=False)
+class QuantizeConfig(Config):
     """Per-layer bits and how the codebooks are found and trained.
 
     Args:
         bits: rules such as `conv=8,fc=5,fc.weight=4` (`off` leaves a layer in full precision).
+            Default: `DEFAULT_BITS`, whose kind rules may name kinds a model lacks.
         init: centroid initialisation: linear (the paper's), density, random, k-means++.
         max_iter: cap on k-means iterations (it stops earlier at a fixed point).
         gradient: "sum" (the paper's: a centroid gets the sum of its members' gradients) or "mean".
         seed: for the random initialisations.
     """
 
-    bits: LayerRules = field(default_factory=lambda: LayerRules.parse(DEFAULT_BITS, BITS, default=True))
-    init: str = "linear"
-    max_iter: int = 300
-    gradient: str = "sum"
-    seed: int = 0
+    bits: LayerRules
+    init: str
+    max_iter: int
+    gradient: str
+    seed: int
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "bits", LayerRules.parse(self.bits, BITS))  # type: ignore[arg-type]
-        if self.init not in INITS:
-            raise ConfigError(f"init {self.init!r}: expected one of {', '.join(INITS)}")
-        if self.gradient not in ("sum", "mean"):
-            raise ConfigError(f"gradient {self.gradient!r}: expected 'sum' or 'mean'")
-        if self.max_iter < 1:
-            raise ConfigError(f"max_iter {self.max_iter}: must be at least 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "bits": self.bits.to_dict()}
+    def __init__(
+        self,
+        *,
+        bits: RulesSource | None = None,
+        init: str = "linear",
+        max_iter: int = 300,
+        gradient: str = "sum",
+        seed: int = 0,
+    ) -> None:
+        rules = LayerRules.parse(DEFAULT_BITS, BITS, default=True) if bits is None else LayerRules.parse(bits, BITS)
+        if init not in INITS:
+            raise ConfigError(f"init {init!r}: expected one of {', '.join(INITS)}")
+        if gradient not in ("sum", "mean"):
+            raise ConfigError(f"gradient {gradient!r}: expected 'sum' or 'mean'")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+            raise ConfigError(f"max_iter {max_iter!r}: must be an integer of at least 1")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed {seed!r}: must be an integer")
+        self._set(bits=rules, init=init, max_iter=max_iter, gradient=gradient, seed=seed)
 
 
 @dataclass
@@ -122,7 +131,7 @@ def quantize_(model: nn.Module, config: QuantizeConfig | str | None = None) -> Q
     `nn.Parameter`s: train the model as usual to fine-tune them, then `finalize_(model)`.
     """
     if isinstance(config, str):
-        config = QuantizeConfig(bits=config)  # type: ignore[arg-type]
+        config = QuantizeConfig(bits=config)
     if config is None:
         warnings.warn(
             f"quantize_: no bits given; using {DEFAULT_BITS} (embeddings untouched). T-C3D's is {PAPER_BITS!r}",
