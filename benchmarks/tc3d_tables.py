@@ -21,7 +21,7 @@ import torch
 from benchmarks.common import machine, machine_line, write_results
 from examples.tc3d.data import ucf101_split
 from examples.tc3d.synthetic import CATALOGUE, generate
-from examples.tc3d.train import TrainConfig, build_model, loader, make_dataset, run_training
+from examples.tc3d.train import TrainConfig, build_model, evaluation_loader, predict, run_training
 from vidcompress.io import load_state_dict
 
 FAMILIES = ("appearance", "motion", "composition", "order")
@@ -33,12 +33,8 @@ def family_accuracy(config: TrainConfig) -> dict[str, float]:
     items, classes = ucf101_split(config.data, train=False)
     model = build_model(config, len(classes))
     model.load_state_dict(load_state_dict(Path(config.out) / "model.safetensors")[0])
-    model.eval()
-    predictions, labels = [], []
-    for videos, label in loader(make_dataset(config, items, False), 8, config.workers, False, 0, 0):
-        predictions.append(model(videos).argmax(1))
-        labels.append(label)
-    predicted, truth = torch.cat(predictions).numpy(), torch.cat(labels).numpy()
+    answers = predict(model, evaluation_loader(config, items))
+    predicted, truth = answers.predicted, answers.labels
     family_of = np.array([CATALOGUE[i].family for i in range(len(classes))])
     result = {"all": float((predicted == truth).mean())}
     for family in FAMILIES:

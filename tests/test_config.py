@@ -74,7 +74,7 @@ def test_config_files_of_each_format(tmp_path) -> None:
     assert QuantizeConfig.from_file(tmp_path / "q.json") == config
     assert QuantizeConfig.from_file(tmp_path / "q.toml") == config
     (tmp_path / "p.json").write_text(PruneConfig().to_json())
-    with pytest.raises(ConfigError, match="p.json: a PruneConfig config where a QuantizeConfig"):
+    with pytest.raises(ConfigError, match=r"p\.json: a PruneConfig config where a QuantizeConfig"):
         QuantizeConfig.from_file(tmp_path / "p.json")
 
 

@@ -31,7 +31,12 @@ def test_output_shapes(fusion: str, segments: int) -> None:
     videos = torch.randn(2, segments, 3, 8, 32, 32)
     assert model(videos).shape == (2, 5)
     assert model.clip_scores(videos).shape == (2, segments, 5)
-    assert model.forward_features(videos).shape == (2, 32)
+    maps = model.forward_features(videos)
+    assert maps.shape[:3] == (2, segments, 32) and maps.ndim == 6  # each clip's last feature map
+    assert model.forward_head(maps, pre_logits=True).shape == (2, 32)
+    assert torch.allclose(model.forward_head(maps), model(videos))
+    backbone_maps = model.backbone.forward_features(videos[:, 0])
+    assert torch.allclose(model.backbone.forward_head(backbone_maps), model.backbone(videos[:, 0]))
 
 
 def test_weighted_fusion_tells_segments_apart() -> None:
@@ -40,6 +45,16 @@ def test_weighted_fusion_tells_segments_apart() -> None:
         model.fusion.segment_weight.copy_(torch.tensor([1.0, -1.0]))
     scores = torch.tensor([[[2.0, 0.0], [0.0, 2.0]]])
     assert model.fusion(scores).tolist() != model.fusion(scores.flip(1)).tolist()
+    with pytest.raises(ValueError, match="weights for 2 segments, got 3 clips"):
+        model.fusion(torch.zeros(1, 3, 2))  # no silent fallback to averaging
+
+
+def test_fusions_are_a_name_to_class_table() -> None:
+    from examples.tc3d.model import AttentionFusion, make_fusion
+
+    assert isinstance(make_fusion("attention", segments=3, num_classes=4), AttentionFusion)
+    with pytest.raises(ValueError, match="fusion 'median'"):
+        make_fusion("median", segments=3, num_classes=4)
 
 
 def test_consecutive_sampling_follows_the_paper_300_frame_example() -> None:

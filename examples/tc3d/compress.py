@@ -23,11 +23,18 @@ import numpy as np
 import torch
 from scipy.stats import binomtest
 from torch import nn
-from torch.utils.data import DataLoader
 
 from examples.tc3d.data import ucf101_split
 from examples.tc3d.evaluate import load_trained
-from examples.tc3d.train import TrainConfig, build_model, evaluate, loader, make_dataset, train_one_epoch
+from examples.tc3d.train import (
+    TrainConfig,
+    build_model,
+    evaluation_loader,
+    loader,
+    make_dataset,
+    predict,
+    train_one_epoch,
+)
 from vidcompress import DSDConfig, StepSchedule, finalize_, quantize_, run_dsd
 from vidcompress.attach import plain_state_dict
 from vidcompress.codec import EncodeConfig, encode, inspect_container, load_compressed, read_container
@@ -133,15 +140,22 @@ def compress_run(
     train_items, _ = ucf101_split(train_config.data, train_config.split, train=True)
     test_items, _ = ucf101_split(train_config.data, train_config.split, train=False)
     train_set = make_dataset(train_config, train_items, train=True)
-    test_loader = loader(make_dataset(train_config, test_items, False), 8, train_config.workers, False, 0, 0)
+    tests = evaluation_loader(train_config, test_items)
 
     def accuracy(network: nn.Module) -> float:
-        return evaluate(network, test_loader, device)["video_accuracy"]  # type: ignore[arg-type]
+        return predict(network, tests, device=device).accuracy  # type: ignore[arg-type]
 
     def one_epoch(network: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
         torch.manual_seed(train_config.seed * 7919 + epoch)
         train_set.set_epoch(1000 + epoch)
-        data = loader(train_set, train_config.batch_size, train_config.workers, True, train_config.seed, 1000 + epoch)
+        data = loader(
+            train_set,
+            batch_size=train_config.batch_size,
+            workers=train_config.workers,
+            shuffle=True,
+            seed=train_config.seed,
+            epoch=1000 + epoch,
+        )
         train_one_epoch(network, data, optimizer, device, config.progress)
 
     results: list[StepResult] = []
@@ -167,8 +181,9 @@ def compress_run(
 
     original = out / "0_original.safetensors"
     save_state_dict(model.state_dict(), original)
-    labels, before = predictions(model, test_loader)  # the original's answers, for the paired comparison
-    record("Original", model, original, float(np.mean(before == labels)))
+    answers = predict(model, tests)  # the original's answers, for the paired comparison
+    labels, before = answers.labels, answers.predicted
+    record("Original", model, original, answers.accuracy)
 
     order = list(build_model(train_config, len(classes)).state_dict())
 
@@ -227,7 +242,7 @@ def compress_run(
     final = out / "5_huffman.vcz"
     encode(quantized, final, _encoding(config, config.quantize))
     decoded = load_compressed(final, build_model(train_config, len(classes)))
-    _, after = predictions(decoded, test_loader)
+    after = predict(decoded, tests).predicted
     record("Huffman", decoded, final, float(np.mean(after == labels)))
     container = inspect_container(read_container(final))
     summary = {
@@ -250,17 +265,6 @@ def compress_run(
     }
     (out / "compression.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-@torch.no_grad()
-def predictions(model: nn.Module, data: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """True labels and the model's video-level predictions, in the loader's order."""
-    model.eval()
-    labels, predicted = [], []
-    for videos, target in data:
-        predicted.append(model(videos).argmax(1).numpy())
-        labels.append(target.numpy())
-    return np.concatenate(labels), np.concatenate(predicted)
 
 
 def paired_comparison(labels: np.ndarray, before: np.ndarray, after: np.ndarray, classes: list[str]) -> dict[str, Any]:

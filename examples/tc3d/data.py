@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from examples.tc3d.sampling import ClipSampler, all_clips
+from examples.tc3d.sampling import ClipSampler
 from examples.tc3d.transforms import video_transform
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -88,7 +88,7 @@ class VideoDataset(Dataset):
 
     Training (`train=True`): S clips from the sampler with random offsets and augmentation, seeded per
     (seed, epoch, index) so that a run is reproducible whatever the number of workers. Testing: S
-    centred clips, or every clip of the video with `all_clips=True`.
+    centred clips (or, with an `AllClipsSampler`, every clip of the video).
     """
 
     def __init__(
@@ -99,7 +99,6 @@ class VideoDataset(Dataset):
         segments: int = 3,
         size: int = 112,
         train: bool = True,
-        use_all_clips: bool = False,
         seed: int = 0,
     ) -> None:
         self.items = items
@@ -107,7 +106,6 @@ class VideoDataset(Dataset):
         self.segments = segments
         self.size = size
         self.train = train
-        self.use_all_clips = use_all_clips
         self.seed = seed
         self.epoch = 0
 
@@ -121,9 +119,5 @@ class VideoDataset(Dataset):
         item = self.items[index]
         frames = read_frames(item.path)
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
-        if self.use_all_clips:
-            stride = getattr(self.sampler, "stride", 1)
-            indices = all_clips(len(frames), self.sampler.frames_per_clip, stride).frames
-        else:
-            indices = self.sampler(len(frames), self.segments, rng).frames
+        indices = self.sampler(len(frames), self.segments, rng).frames
         return video_transform(frames[indices], self.size, rng), item.label

@@ -18,19 +18,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from examples.tc3d.data import read_frames, ucf101_split
 from examples.tc3d.model import TC3D
 from examples.tc3d.sampling import all_clips, make_sampler
-from examples.tc3d.train import TrainConfig, build_model, evaluate, loader, make_dataset
+from examples.tc3d.train import Predictions, TrainConfig, build_model, evaluation_loader, predict
 from examples.tc3d.transforms import video_transform
 from vidcompress.io import load_state_dict
 
 
-@torch.no_grad()
-def confusion(model: TC3D, data: torch.utils.data.DataLoader, classes: int) -> np.ndarray:
+def confusion(predictions: Predictions, classes: int) -> np.ndarray:
     """Confusion matrix of video-level predictions: rows are true classes, columns predictions."""
-    model.eval()
     matrix = np.zeros((classes, classes), dtype=np.int64)
-    for videos, labels in data:
-        predicted = model(videos).argmax(1)
-        np.add.at(matrix, (labels.numpy(), predicted.numpy()), 1)
+    np.add.at(matrix, (predictions.labels, predictions.predicted), 1)
     return matrix
 
 
@@ -82,18 +78,18 @@ def evaluate_run(
         config.data = data
     items, _ = ucf101_split(config.data, config.split, train=False)
     device = torch.device("cpu")
-    s_clips = evaluate(model, loader(make_dataset(config, items, False), 1, config.workers, False, 0, 0), device)
-    every = evaluate(model, loader(make_dataset(config, items, False, True), 1, config.workers, False, 0, 0), device)
-    matrix = confusion(model, loader(make_dataset(config, items, False), 8, config.workers, False, 0, 0), len(classes))
+    s_clips = predict(model, evaluation_loader(config, items), device=device)
+    every = predict(model, evaluation_loader(config, items, all_clips=True), device=device, average_clips=True)
+    matrix = confusion(s_clips, len(classes))
     flops = clip_flops(model, config.frames, config.size)
     parameters = sum(p.numel() for p in model.parameters())
     lengths = [len(read_frames(item.path)) for item in items[:fps_videos]]
     return {
         "classes": len(classes),
         "test_videos": len(items),
-        "video_accuracy": s_clips["video_accuracy"],
-        "clip_accuracy": s_clips["clip_accuracy"],
-        "video_accuracy_all_clips": every["video_accuracy"],
+        "video_accuracy": s_clips.accuracy,
+        "clip_accuracy": s_clips.clip_correct / max(s_clips.clips, 1),
+        "video_accuracy_all_clips": every.accuracy,
         "segments": config.segments,
         "all_clips_per_video": int(all_clips(int(np.mean(lengths)), config.frames, config.stride).frames.shape[0]),
         "parameters": parameters,

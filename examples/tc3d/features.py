@@ -10,12 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
-from torch import nn
 
 from examples.tc3d.data import VideoItem, ucf101_split
 from examples.tc3d.evaluate import load_trained
 from examples.tc3d.model import TC3D
-from examples.tc3d.train import TrainConfig, build_model, loader, make_dataset
+from examples.tc3d.train import TrainConfig, build_model, evaluation_loader, loader, make_dataset, predict
 
 
 @torch.no_grad()
@@ -23,8 +22,9 @@ def extract_features(model: TC3D, config: TrainConfig, items: list[VideoItem]) -
     """pool5 features averaged over the S clips of each video, L2-normalised; and the labels."""
     model.eval()
     features, labels = [], []
-    for videos, label in loader(make_dataset(config, items, False), 8, config.workers, False, 0, 0):
-        features.append(F.normalize(model.forward_features(videos), dim=1))
+    for videos, label in evaluation_loader(config, items):
+        pooled = model.forward_head(model.forward_features(videos), pre_logits=True)
+        features.append(F.normalize(pooled, dim=1))
         labels.append(label)
     return torch.cat(features).numpy(), torch.cat(labels).numpy()
 
@@ -68,20 +68,14 @@ def anomaly_run(config: TrainConfig, anomalies: list[str], epochs: int | None = 
     for epoch in range(epochs or config.epochs):
         model.train()
         train_set.set_epoch(epoch)
-        for videos, labels in loader(train_set, config.batch_size, config.workers, True, config.seed, epoch):
+        batches = loader(
+            train_set, batch_size=config.batch_size, workers=config.workers, shuffle=True, seed=config.seed, epoch=epoch
+        )
+        for videos, labels in batches:
             loss = F.binary_cross_entropy_with_logits(model(videos)[:, 0], labels.float())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    scores, truth = _scores(model, config, relabel(test_items))
-    return {"anomaly_classes": anomalies, "test_videos": len(truth), "auc": float(roc_auc_score(truth, scores))}
-
-
-@torch.no_grad()
-def _scores(model: nn.Module, config: TrainConfig, items: list[VideoItem]) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
-    scores, truth = [], []
-    for videos, labels in loader(make_dataset(config, items, False), 8, config.workers, False, 0, 0):
-        scores.append(model(videos)[:, 0])
-        truth.append(labels)
-    return torch.cat(scores).numpy(), torch.cat(truth).numpy()
+    result = predict(model, evaluation_loader(config, relabel(test_items)))
+    auc = float(roc_auc_score(result.labels, result.scores[:, 0].numpy()))
+    return {"anomaly_classes": anomalies, "test_videos": len(result.labels), "auc": auc}

@@ -5,7 +5,8 @@ A video of N frames is cut into S segments of length L = N / S. From segment s:
   t_s = s L + r and r is uniform in [0, L - (k - 1) o - 1] when training, the centre when testing;
 - segment-random: the segment is cut into k sub-fragments of length L / k and one frame is taken from
   each, uniformly when training, the middle one when testing.
-At test time `all_clips` covers the whole video with consecutive clips instead.
+At test time `AllClipsSampler` covers the whole video with consecutive clips instead (the paper's
+all-clips testing; S is ignored).
 For the paper's 300-frame example (S = 3, k = 8, o = 2): segments [0, 100), [100, 200), [200, 300); a
 clip spans 15 frames, so a segment's start is drawn from 86 positions (s L + 0 ... s L + 85).
 """
@@ -17,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-SAMPLERS = ("consecutive", "segment-random")
+SAMPLERS = ("consecutive", "segment-random")  # for training and S-clip testing
 
 
 class ClipIndices(NamedTuple):
@@ -71,6 +72,17 @@ def all_clips(num_frames: int, frames_per_clip: int = 8, stride: int = 2) -> Cli
     starts = np.arange(0, max(num_frames - span, 0) + 1, span)
     frames = starts[:, None] + stride * np.arange(frames_per_clip)[None, :]
     return ClipIndices(np.minimum(frames, num_frames - 1))
+
+
+class AllClipsSampler(ClipSampler):
+    """Every consecutive, non-overlapping clip of the video, whatever S (test time only)."""
+
+    def __init__(self, frames_per_clip: int = 8, stride: int = 2) -> None:
+        super().__init__(frames_per_clip)
+        self.stride = stride
+
+    def __call__(self, num_frames: int, segments: int, rng: np.random.Generator | None) -> ClipIndices:
+        return all_clips(num_frames, self.frames_per_clip, self.stride)
 
 
 def make_sampler(name: str, frames_per_clip: int = 8, stride: int = 2) -> ClipSampler:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from examples.tc3d.data import VideoDataset, VideoItem, ucf101_split
 from examples.tc3d.model import TC3D, build_tc3d
-from examples.tc3d.sampling import make_sampler
+from examples.tc3d.sampling import AllClipsSampler, make_sampler
 from vidcompress.io import atomic_path, save_state_dict
 
 
@@ -82,20 +83,24 @@ def build_model(config: TrainConfig, num_classes: int) -> TC3D:
     )
 
 
-def make_dataset(config: TrainConfig, items: list[VideoItem], train: bool, all_clips: bool = False) -> VideoDataset:
-    return VideoDataset(
-        items,
-        make_sampler(config.sampler, config.frames, config.stride),
-        segments=config.segments,
-        size=config.size,
-        train=train,
-        use_all_clips=all_clips,
-        seed=config.seed,
+def make_dataset(config: TrainConfig, items: list[VideoItem], *, train: bool, all_clips: bool = False) -> VideoDataset:
+    """The videos as the run samples them: S clips (random offsets and augmentation when `train`), or
+    every clip of each video (`all_clips`, test time)."""
+    if all_clips and train:
+        raise ValueError("all-clips sampling is for testing")
+    sampler = (
+        AllClipsSampler(config.frames, config.stride)
+        if all_clips
+        else make_sampler(config.sampler, config.frames, config.stride)
     )
+    return VideoDataset(items, sampler, segments=config.segments, size=config.size, train=train, seed=config.seed)
 
 
-def loader(dataset: VideoDataset, batch_size: int, workers: int, shuffle: bool, seed: int, epoch: int) -> DataLoader:
-    sampler = None
+def loader(
+    dataset: VideoDataset, *, batch_size: int, workers: int, shuffle: bool = False, seed: int = 0, epoch: int = 0
+) -> DataLoader:
+    """Batches of a dataset; shuffled per (seed, epoch), and split over processes under torchrun."""
+    sampler: DistributedSampler[Any] | None = None
     if dist.is_initialized() and shuffle:
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
         sampler.set_epoch(epoch)
@@ -111,25 +116,69 @@ def loader(dataset: VideoDataset, batch_size: int, workers: int, shuffle: bool, 
     )
 
 
+def evaluation_loader(
+    config: TrainConfig, items: list[VideoItem], *, all_clips: bool = False, batch_size: int = 8
+) -> DataLoader:
+    """The test videos in order: S centred clips each, or every clip (then one video a batch, as
+    videos differ in their number of clips)."""
+    dataset = make_dataset(config, items, train=False, all_clips=all_clips)
+    return loader(dataset, batch_size=1 if all_clips else batch_size, workers=config.workers)
+
+
+@dataclass
+class Predictions:
+    """A model's answers on a loader's videos, in order."""
+
+    labels: np.ndarray  # (V,)
+    scores: torch.Tensor  # fused video scores (V, C)
+    clip_correct: int  # clips whose own score is right
+    clips: int
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.scores.argmax(1).numpy()
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.predicted == self.labels)) if self.labels.size else 0.0
+
+
 @torch.no_grad()
-def evaluate(model: TC3D, data: DataLoader, device: torch.device) -> dict[str, float]:
-    """Loss, video-level accuracy (fused scores) and clip-level accuracy (each clip alone)."""
+def predict(
+    model: TC3D, data: DataLoader, *, device: torch.device | None = None, average_clips: bool = False
+) -> Predictions:
+    """Video scores of every video of `data`. `average_clips` fuses by the mean of the clip scores
+    instead of the model's fusion: all-clips testing, where a learned fusion has no weights for the
+    number of clips."""
+    device = device or torch.device("cpu")
     model.eval()
-    total = correct = clip_correct = clips = 0
-    loss = 0.0
-    for videos, labels in data:
-        videos, labels = videos.to(device), labels.to(device)
-        scores = model.clip_scores(videos)
-        fused = model.fusion(scores) if videos.shape[1] == model.segments else scores.mean(1)
-        loss += float(F.cross_entropy(fused, labels, reduction="sum"))
-        correct += int((fused.argmax(1) == labels).sum())
-        clip_correct += int((scores.argmax(2) == labels[:, None]).sum())
-        total += labels.numel()
-        clips += scores.shape[0] * scores.shape[1]
+    labels, scores = [], []
+    clip_correct = clips = 0
+    for videos, target in data:
+        videos, target = videos.to(device), target.to(device)
+        clip_scores = model.clip_scores(videos)
+        fused = clip_scores.mean(1) if average_clips else model.fusion(clip_scores)
+        clip_correct += int((clip_scores.argmax(2) == target[:, None]).sum())
+        clips += clip_scores.shape[0] * clip_scores.shape[1]
+        labels.append(target.cpu())
+        scores.append(fused.float().cpu())
+    if not labels:
+        return Predictions(np.zeros(0, dtype=np.int64), torch.zeros(0, 0), 0, 0)
+    return Predictions(torch.cat(labels).numpy(), torch.cat(scores), clip_correct, clips)
+
+
+def evaluate(
+    model: TC3D, data: DataLoader, device: torch.device | None = None, *, average_clips: bool = False
+) -> dict[str, float]:
+    """Loss, video-level accuracy (fused scores) and clip-level accuracy (each clip alone)."""
+    result = predict(model, data, device=device, average_clips=average_clips)
+    total = max(result.labels.size, 1)
+    labels = torch.from_numpy(result.labels)
+    loss = float(F.cross_entropy(result.scores, labels, reduction="sum")) if result.clips else 0.0
     return {
-        "loss": loss / max(total, 1),
-        "video_accuracy": correct / max(total, 1),
-        "clip_accuracy": clip_correct / max(clips, 1),
+        "loss": loss / total,
+        "video_accuracy": result.accuracy,
+        "clip_accuracy": result.clip_correct / max(result.clips, 1),
     }
 
 
@@ -188,18 +237,18 @@ def run_training(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     train_set = make_dataset(config, train_items, train=True)
-    test_set = make_dataset(config, test_items, train=False)
+    tests = evaluation_loader(config, test_items, batch_size=config.batch_size)
     per_process = max(1, config.batch_size // (dist.get_world_size() if dist.is_initialized() else 1))
     for epoch in range(start, config.epochs):
         torch.manual_seed(config.seed * 1000 + epoch)  # dropout and shuffling depend on the epoch only
         train_set.set_epoch(epoch)
-        data = loader(train_set, per_process, config.workers, True, config.seed, epoch)
+        data = loader(
+            train_set, batch_size=per_process, workers=config.workers, shuffle=True, seed=config.seed, epoch=epoch
+        )
         loss = train_one_epoch(network, data, optimizer, device, config.progress)
         scheduler.step()
         if is_main_process():
-            metrics = evaluate(
-                model, loader(test_set, config.batch_size, config.workers, False, config.seed, 0), device
-            )
+            metrics = evaluate(model, tests, device)
             record = {"epoch": epoch, "train_loss": loss, "lr": optimizer.param_groups[0]["lr"], **metrics}
             history.append(record)
             state = {

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ MAX_INFERRED_BITS = 16
 # 30-50x; an all-zero layer legitimately more, hence the wide margin.
 MAX_EXPANSION = 4096
 EXPANSION_FLOOR = 1 << 26
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 DECODE_THREADS = os.cpu_count() or 1
 
 
@@ -311,7 +312,7 @@ def decode_with_metadata(path: str | os.PathLike[str], threads: int | None = Non
     return state, kept
 
 
-def load_compressed(path: str | os.PathLike[str], model: nn.Module, strict: bool = True) -> nn.Module:
+def load_compressed(path: str | os.PathLike[str], model: ModuleT, strict: bool = True) -> ModuleT:
     """Decode a container into `model` (its original architecture; wrappers looked through) and return
     the model. A mismatch lists the missing and unexpected keys."""
     state = strip_wrapper_prefixes(decode(path))
