@@ -269,3 +269,20 @@ def test_five_steps_end_to_end_with_report(tiny: Path, tmp_path: Path) -> None:
     assert "| Huffman |" in report and "quantized at conv=8,fc=5 instead" in report
     assert "Video by video" in report and f"| {summary['classes'][0]} |" in report
     assert all((tmp_path / "out" / png).stat().st_size > 0 for png in ("accuracy_vs_size.png", "layers.png"))
+
+
+@pytest.mark.slow
+def test_evaluation_features_and_anomaly_runs(tiny: Path, tmp_path: Path) -> None:
+    from examples.tc3d.evaluate import evaluate_run
+    from examples.tc3d.features import anomaly_run, features_run
+
+    config = _config(tiny, tmp_path / "run", 1)
+    config.fusion = "weighted"  # all-clips testing must average explicitly, not call the fusion
+    run_training(config)
+    numbers = evaluate_run(tmp_path / "run", fps_videos=2)
+    assert numbers["test_videos"] == 32 and 0.0 <= numbers["video_accuracy_all_clips"] <= 1.0
+    assert np.array(numbers["confusion"]).sum() == 32 and numbers["all_clips_per_video"] >= 1
+    features = features_run(tmp_path / "run", tmp_path / "features.npz")
+    assert features["videos"] == 32 and features["dimensions"] == 32 and 0.0 <= features["pair_auc"] <= 1.0
+    anomaly = anomaly_run(config, [CATALOGUE[0].name], epochs=1)
+    assert anomaly["test_videos"] == 32 and 0.0 <= anomaly["auc"] <= 1.0
