@@ -238,7 +238,7 @@ def test_container_size_accounting_adds_up(quantized, tmp_path) -> None:
     assert min(parts.values()) >= 0
     report = inspect_container(read_container(path))
     layer = next(layer for layer in report.layers if layer.name == "layers.3.conv2.weight")
-    assert layer.weight_bits <= layer.weight_entropy_bits * 1.01 + 8 * 300
+    assert layer.weight_payload_bits <= layer.weight_entropy_bits * 1.01 + 8 * 300
     assert report.totals()["ratio_to_fp32"] > 5
 
 

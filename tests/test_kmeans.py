@@ -6,6 +6,7 @@ from sklearn.cluster import KMeans
 
 from vidcompress.errors import ConfigError, InputError
 from vidcompress.quantize import INITS, KMeans1D, initial_centroids
+from vidcompress.quantize.kmeans import NotFittedError
 
 
 def _sklearn_sse(x: np.ndarray, init: np.ndarray) -> float:
@@ -18,7 +19,7 @@ def _sklearn_sse(x: np.ndarray, init: np.ndarray) -> float:
 def test_sse_never_worse_than_sklearn_from_the_same_init(init: str, k: int) -> None:
     x = np.random.default_rng(k).laplace(scale=0.05, size=4000)
     start = initial_centroids(x, k, init, seed=0)
-    ours = KMeans1D(k, init=init, seed=0).fit(x)
+    ours = KMeans1D(k, init=init, random_state=0).fit(x)
     assert ours.cluster_centers_.size == k
     assert ours.inertia_ <= _sklearn_sse(x, start) * (1 + 1e-9)
 
@@ -55,8 +56,8 @@ def test_fewer_distinct_values_than_clusters() -> None:
 
 def test_deterministic_with_a_seed() -> None:
     x = np.random.default_rng(3).normal(size=2000)
-    a = KMeans1D(10, init="random", seed=5).fit(x).cluster_centers_
-    b = KMeans1D(10, init="random", seed=5).fit(x).cluster_centers_
+    a = KMeans1D(10, init="random", random_state=5).fit(x).cluster_centers_
+    b = KMeans1D(10, init="random", random_state=5).fit(x).cluster_centers_
     assert np.array_equal(a, b)
 
 
@@ -90,3 +91,17 @@ def test_neighbouring_subnormals_each_keep_their_cluster() -> None:
         data = np.array(values)
         kmeans = KMeans1D(len(values)).fit(data)
         assert np.bincount(kmeans.predict(data), minlength=len(values)).min() == 1
+
+
+def test_scikit_learn_contract() -> None:
+    sklearn_base = pytest.importorskip("sklearn.base")
+    model = KMeans1D(4, init="density", random_state=3)
+    copy = sklearn_base.clone(model)
+    assert copy is not model and copy.get_params() == model.get_params()
+    assert model.set_params(n_clusters=6) is model and model.n_clusters == 6
+    with pytest.raises(ValueError, match="invalid parameter"):
+        model.set_params(colour=1)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        model.predict(np.zeros(3))
+    assert issubclass(NotFittedError, ValueError) and issubclass(NotFittedError, AttributeError)  # as sklearn's
+    assert repr(KMeans1D(5, init="k-means++")) == "KMeans1D(n_clusters=5, init='k-means++')"

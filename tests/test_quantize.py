@@ -59,12 +59,12 @@ def test_centroid_gradients_are_the_same_every_run() -> None:
         (sharing(weight) * upstream).sum().backward()
         gradients.add(sharing.centroids.grad.numpy().tobytes())
     assert len(gradients) == 1
-    symbols = sharing.assignments.long().reshape(-1)
+    symbols = sharing.symbols.long().reshape(-1)
     expected = torch.bincount(symbols, weights=upstream.reshape(-1).double(), minlength=32)[1:]
     assert torch.allclose(sharing.centroids.grad.double(), expected, rtol=1e-4, atol=1e-3)
 
 
-def test_fine_tuning_moves_centroids_keeps_assignments_and_zeros() -> None:
+def test_fine_tuning_moves_centroids_keeps_symbols_and_zeros() -> None:
     model = mlp()
     pruner = Pruner(PruneConfig(sparsity="fc=0.7")).attach(model)
     pruner.step()
@@ -72,7 +72,7 @@ def test_fine_tuning_moves_centroids_keeps_assignments_and_zeros() -> None:
     module, attribute = find_parameter(model, "0.weight")
     sharing = module.parametrizations[attribute][0]
     before_codebook = sharing.codebook().detach().clone()
-    before_assignments = sharing.assignments.clone()
+    before_symbols = sharing.symbols.clone()
     zeros = getattr(module, attribute) == 0
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
     for _ in range(20):
@@ -81,7 +81,7 @@ def test_fine_tuning_moves_centroids_keeps_assignments_and_zeros() -> None:
         loss.backward()
         optimizer.step()
     assert not torch.equal(sharing.codebook().detach(), before_codebook)
-    assert torch.equal(sharing.assignments, before_assignments)
+    assert torch.equal(sharing.symbols, before_symbols)
     weight = getattr(module, attribute)
     assert torch.equal(weight == 0, zeros)
     assert torch.unique(weight).numel() <= 16

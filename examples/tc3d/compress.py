@@ -295,8 +295,8 @@ def _weight_bits_per_nonzero(path: Path) -> dict[str, float]:
     layers = inspect_container(read_container(path)).layers
     nonzeros = max(sum(layer.nonzeros for layer in layers), 1)
     return {
-        "weights": sum(layer.weight_bits for layer in layers) / nonzeros,
-        "indices": sum(layer.index_bits_total for layer in layers) / nonzeros,
+        "weights": sum(layer.weight_payload_bits for layer in layers) / nonzeros,
+        "indices": sum(layer.index_payload_bits for layer in layers) / nonzeros,
     }
 
 

@@ -19,15 +19,15 @@ class CodedLayerStats:
     shape: list[int]
     kind: str
     bits: int
-    index_bits: int
+    index_bits: int  # width of a relative index (0: a dense layer, no index)
     parameters: int
     nonzeros: int
     fillers: int
     weight_coding: str
     index_coding: str
-    weight_bits: int  # payload bits of the weight-symbol stream
+    weight_payload_bits: int  # payload bits of the weight-symbol stream
     weight_entropy_bits: float
-    index_bits_total: int
+    index_payload_bits: int  # payload bits of the index stream
     index_entropy_bits: float
     bytes: int  # streams + code tables + codebook
 
@@ -75,8 +75,8 @@ class ContainerReport:
                 f"{layer.nonzeros:,}",
                 f"{layer.fillers:,}",
                 f"{'raw' if layer.bits == 0 else layer.bits}/{layer.index_bits}",
-                f"{per(layer.weight_bits, layer.nonzeros)} ({per(layer.weight_entropy_bits, layer.nonzeros)})",
-                f"{per(layer.index_bits_total, layer.nonzeros)} ({per(layer.index_entropy_bits, layer.nonzeros)})",
+                f"{per(layer.weight_payload_bits, layer.nonzeros)} ({per(layer.weight_entropy_bits, layer.nonzeros)})",
+                f"{per(layer.index_payload_bits, layer.nonzeros)} ({per(layer.index_entropy_bits, layer.nonzeros)})",
                 f"{layer.bytes:,}",
                 f"{layer.ratio_to_fp32:.1f}x",
             ]
@@ -115,9 +115,9 @@ def inspect_container(container: Container) -> ContainerReport:
                     fillers=entry.fillers,
                     weight_coding=entry.weights.coding,
                     index_coding=entry.indices.coding,
-                    weight_bits=entry.weights.bit_length,
+                    weight_payload_bits=entry.weights.bit_length,
                     weight_entropy_bits=entropy_bits(symbols),
-                    index_bits_total=entry.indices.bit_length,
+                    index_payload_bits=entry.indices.bit_length,
                     index_entropy_bits=entropy_bits(codes),
                     bytes=entry.data_bytes + entry.codebook_size * itemsize,
                 )

@@ -118,8 +118,8 @@ def _layer_record(layer: LayerInfo, shared: SharedWeights, weight: torch.Tensor)
         bits=shared.bits,
         parameters=weight.numel(),
         nonzeros=int(torch.count_nonzero(weight)),
-        clusters=shared.used_levels,
-        sse=shared.inertia,
+        clusters=shared.clusters,
+        sse=shared.sse,
         codebook=[float(c) for c in shared.codebook.float()],
     )
 

@@ -8,7 +8,9 @@ n x k distances of a generic k-means.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,8 +83,15 @@ def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
     return np.asarray(chosen)
 
 
+class NotFittedError(ValueError, AttributeError):
+    """`predict` before `fit` (the same bases as scikit-learn's `NotFittedError`)."""
+
+
 class KMeans1D:
-    """Exact Lloyd k-means on scalars with empty-cluster repair (scikit-learn's estimator contract).
+    """Exact Lloyd k-means on scalars with empty-cluster repair, under scikit-learn's estimator
+    contract (constructor arguments stored as given, `get_params`/`set_params`, so that
+    `sklearn.base.clone` works; learned attributes end in `_`; `predict` before `fit` raises
+    `NotFittedError`) without importing scikit-learn.
 
     Args:
         n_clusters: k.
@@ -90,20 +99,41 @@ class KMeans1D:
         max_iter: cap on Lloyd iterations; it stops earlier at a fixed point of the assignment.
         tol: also stop when the squared centroid shift is at most tol x the data's variance
             (scikit-learn's rule); 0, the default, runs to the fixed point.
-        seed: for the random initialisations.
+        random_state: seed of the random initialisations.
 
     Learned: `cluster_centers_` (sorted), `inertia_` (sum of squared errors), `n_iter_`.
     `predict(values)` gives each value's cluster index in `cluster_centers_`.
     """
 
     def __init__(
-        self, n_clusters: int, init: str | np.ndarray = "linear", max_iter: int = 300, tol: float = 0.0, seed: int = 0
+        self,
+        n_clusters: int = 8,
+        *,
+        init: str | np.ndarray = "linear",
+        max_iter: int = 300,
+        tol: float = 0.0,
+        random_state: int = 0,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
         self.max_iter = max_iter
         self.tol = tol
-        self.seed = seed
+        self.random_state = random_state
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _PARAMETERS}
+
+    def set_params(self, **params: Any) -> KMeans1D:
+        unknown = sorted(set(params) - set(_PARAMETERS))
+        if unknown:
+            raise ValueError(f"KMeans1D: invalid parameter(s) {unknown}; valid: {list(_PARAMETERS)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _is_default(k, v)]
+        return f"KMeans1D({', '.join(changed)})"
 
     def fit(self, values: np.ndarray) -> KMeans1D:
         values = np.asarray(values)
@@ -120,7 +150,7 @@ class KMeans1D:
             self.inertia_, self.n_iter_ = 0.0, 0
             return self
         if isinstance(self.init, str):
-            centroids = initial_centroids(values, self.n_clusters, self.init, self.seed)
+            centroids = initial_centroids(values, self.n_clusters, self.init, self.random_state)
         else:
             centroids = np.sort(np.asarray(self.init, dtype=np.float64).ravel())
         centroids = _repair(data, centroids, self.n_clusters)
@@ -145,8 +175,18 @@ class KMeans1D:
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         """Index of the nearest centroid for each value (ties to the lower centroid)."""
+        if not hasattr(self, "cluster_centers_"):
+            raise NotFittedError("this KMeans1D is not fitted yet: call fit(values) first")
         centroids = self.cluster_centers_
         return np.searchsorted(_midpoints(centroids), np.asarray(values, dtype=np.float64), side="left")
+
+
+_PARAMETERS = ("n_clusters", "init", "max_iter", "tol", "random_state")
+
+
+def _is_default(name: str, value: Any) -> bool:
+    default = inspect.signature(KMeans1D.__init__).parameters[name].default
+    return isinstance(value, type(default)) and value == default
 
 
 def _midpoints(centroids: np.ndarray) -> np.ndarray:

@@ -1,10 +1,10 @@
-"""Weight sharing: weight = codebook[assignments], with the codebook trained by autograd.
+"""Weight sharing: weight = codebook[symbols], with the codebook trained by autograd.
 
 The codebook convention, shared with the encoder: symbol 0 is exact zero (pruned weights and the
 encoder's filler entries); symbols 1 .. 2^b - 1 are the learned centroids, in increasing order.
 A layer of b bits therefore has at most 2^b distinct values, zero included.
 
-Looking the codebook up by the assignments routes, in the backward pass, the sum of the gradients of
+Looking the codebook up by the symbols routes, in the backward pass, the sum of the gradients of
 every member of a cluster to its centroid: the paper's centroid fine-tuning. `gradient="mean"`
 divides by the cluster size instead.
 """
@@ -28,10 +28,10 @@ class SharedWeights:
     codebook: torch.Tensor  # (2^b,) in the weight's dtype; entry 0 is 0.0; unused entries repeat the last
     symbols: torch.Tensor  # int64, the weight's shape
     bits: int
-    inertia: float
+    sse: float  # squared error of the shared weights against the originals
 
     @property
-    def used_levels(self) -> int:
+    def clusters(self) -> int:
         """Distinct centroids in use (zero excluded)."""
         return int(torch.unique(self.symbols[self.symbols > 0]).numel())
 
@@ -50,19 +50,19 @@ def share_weights(
     nonzero = values != 0.0
     codebook = np.zeros(levels + 1, dtype=np.float64)
     symbols = np.zeros(values.shape, dtype=np.int64)
-    inertia = 0.0
+    sse = 0.0
     if nonzero.any():
-        kmeans = KMeans1D(levels, init=init, max_iter=max_iter, seed=seed).fit(values[nonzero])
+        kmeans = KMeans1D(levels, init=init, max_iter=max_iter, random_state=seed).fit(values[nonzero])
         centers = kmeans.cluster_centers_
         codebook[1 : centers.size + 1] = centers
         codebook[centers.size + 1 :] = centers[-1]  # unused symbols: never emitted
         symbols[nonzero] = kmeans.predict(values[nonzero]) + 1
-        inertia = kmeans.inertia_
+        sse = kmeans.inertia_
     table = torch.from_numpy(codebook).to(weight.dtype)
     # A centroid that rounds to zero in the weight's dtype would alias symbol 0.
     if bool((table[1:] == 0).any()):
         raise InputError(f"{name or 'layer'}: a centroid rounds to zero in {weight.dtype}")
-    return SharedWeights(table, torch.from_numpy(symbols).view(weight.shape), bits, inertia)
+    return SharedWeights(table, torch.from_numpy(symbols).view(weight.shape), bits, sse)
 
 
 class _ScaleGradient(torch.autograd.Function):
@@ -99,14 +99,14 @@ class _Lookup(torch.autograd.Function):
 
 
 class WeightSharing(nn.Module):
-    """Parametrization replacing a weight by `cat([0], centroids)[assignments]`.
+    """Parametrization replacing a weight by `cat([0], centroids)[symbols]`.
 
-    `centroids` is a Parameter of 2^b - 1 values; `assignments` a buffer that stays fixed while the
+    `centroids` is a Parameter of 2^b - 1 values; `symbols` a buffer that stays fixed while the
     centroids are fine-tuned. The incoming (original) tensor is ignored.
     """
 
     vidcompress_parametrization = True
-    assignments: torch.Tensor
+    symbols: torch.Tensor
     cluster_sizes: torch.Tensor
 
     def __init__(self, shared: SharedWeights, gradient: str = "sum") -> None:
@@ -117,7 +117,7 @@ class WeightSharing(nn.Module):
         self.bits = shared.bits
         self.centroids = nn.Parameter(shared.codebook[1:].clone())
         dtype = torch.uint8 if shared.bits <= 8 else torch.int16 if shared.bits <= 15 else torch.int32
-        self.register_buffer("assignments", shared.symbols.to(dtype))
+        self.register_buffer("symbols", shared.symbols.to(dtype))
         sizes = torch.bincount(shared.symbols.reshape(-1), minlength=1 << shared.bits)[1:]
         self.register_buffer("cluster_sizes", sizes.to(shared.codebook.dtype))
 
@@ -128,4 +128,4 @@ class WeightSharing(nn.Module):
         return torch.cat([centroids.new_zeros(1), centroids])
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        return _Lookup.apply(self.codebook(), self.assignments.long())
+        return _Lookup.apply(self.codebook(), self.symbols.long())
