@@ -155,8 +155,29 @@ def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input, cache:
         assert _close(sparse(x), reference(x))
         assert all((m._csr is not None) == cache for m in swapped)  # built on the first call, if asked
         assert _close(sparse(x), reference(x))  # and the cached matrix gives the same answers
-    sparse.to(torch.float32)  # any move drops the cache: it would belong to the old device
-    assert all(m._csr is None for m in swapped)
+    for module in swapped:  # the layout is the module's buffers: in its state dict, moved by .to()
+        assert {"row_pointers", "columns", "symbols", "codebook"} <= set(module.state_dict())
+        assert module.layout.nonzeros == module.symbols.numel()
+    with torch.no_grad():
+        assert _close(sparse.double().float()(x), reference(x))  # buffers cast back and forth
+
+
+def test_layouts_built_from_the_container_equal_those_built_from_the_weights(tmp_path) -> None:
+    from vidcompress.codec import read_container
+    from vidcompress.codec.container import read_layers
+
+    model = R3D18Like()
+    prune_(model, "0.8")
+    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=6,fc=4", "bits")))
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    weights = model.state_dict()
+    for entry, data, codebook in read_layers(read_container(tmp_path / "m.vcz")):
+        built = SparseLayout.from_container(entry, data, codebook)
+        assert torch.equal(built.to_dense(), weights[entry.name].reshape(built.shape))
+        if len(entry.shape) == 2:
+            flipped = SparseLayout.from_container(entry, data, codebook, transpose=True)
+            assert torch.equal(flipped.to_dense(), weights[entry.name].T)
 
 
 def test_cuda_path_without_a_gpu_is_a_clear_error() -> None:

@@ -16,7 +16,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,18 +273,11 @@ def decode_with_metadata(path: str | os.PathLike[str], threads: int | None = Non
     """Decode a container; also return the stage metadata it carries (for `vidcompress decode`)."""
     container = read_container(path)
     decoded: StateDict = {}
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
+    inputs = list(read_layers(container))
     try:
         with safe_open(str(container.path), framework="pt") as handle:
-            inputs = []
-            for entry in container.layers:
-                data = handle.get_tensor(f"layers/{entry.name}")
-                if entry.codebook_size:
-                    codebook = handle.get_tensor(f"codebooks/{entry.name}")
-                else:
-                    codebook = torch.empty(0, dtype=DTYPES[entry.dtype])
-                if data.dtype != torch.uint8 or data.ndim != 1:
-                    raise FormatError(f"{entry.name}: layer data is not a 1-D uint8 tensor")
-                inputs.append((entry, data.numpy(), codebook.reshape(-1)))
             for name in container.raw:
                 decoded[name] = handle.get_tensor(f"raw/{name}")
                 if _tensor_crc32(decoded[name]) != container.raw_crc32[name]:
@@ -292,8 +285,6 @@ def decode_with_metadata(path: str | os.PathLike[str], threads: int | None = Non
     except (SafetensorError, OSError, RuntimeError) as error:
         raise FormatError(f"{container.path}: cannot read a tensor ({error})") from None
     # Layers decode in threads: zlib's inflate and numpy's large-array work release the GIL.
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads must be at least 1, got {threads}")
     with ThreadPoolExecutor(max_workers=min(threads or DECODE_THREADS, max(len(inputs), 1))) as pool:
         for entry, tensor in zip(container.layers, pool.map(lambda item: decode_layer(*item), inputs), strict=True):
             decoded[entry.name] = tensor
@@ -310,6 +301,23 @@ def decode_with_metadata(path: str | os.PathLike[str], threads: int | None = Non
             raise FormatError(f"{container.path}: {SOURCE_METADATA_KEY} is not an object of strings")
         kept = {**source, **kept}
     return state, kept
+
+
+def read_layers(container: Container) -> Iterator[tuple[LayerEntry, memoryview, torch.Tensor]]:
+    """Each coded layer's entry, data bytes and codebook, read from the file one layer at a time."""
+    try:
+        with safe_open(str(container.path), framework="pt") as handle:
+            for entry in container.layers:
+                data = handle.get_tensor(f"layers/{entry.name}")
+                if data.dtype != torch.uint8 or data.ndim != 1:
+                    raise FormatError(f"{entry.name}: layer data is not a 1-D uint8 tensor")
+                if entry.codebook_size:
+                    codebook = handle.get_tensor(f"codebooks/{entry.name}").reshape(-1)
+                else:
+                    codebook = torch.empty(0, dtype=DTYPES[entry.dtype])
+                yield entry, memoryview(data.numpy()), codebook
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise FormatError(f"{container.path}: cannot read a tensor ({error})") from None
 
 
 def load_compressed(path: str | os.PathLike[str], model: ModuleT, strict: bool = True) -> ModuleT:

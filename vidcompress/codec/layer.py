@@ -162,13 +162,28 @@ def _stream_bytes(symbols: np.ndarray, alphabet: int, huffman: bool) -> int:
 
 def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Tensor) -> torch.Tensor:
     """Rebuild a layer from its entry, data and codebook; any inconsistency is a FormatError."""
+    check_codebook(entry, codebook)
+    positions, symbols = decode_positions(entry, data)
+    patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
+    values = np.zeros(entry.numel, dtype=patterns.dtype)  # zero pages: only touched where written
+    values[positions] = symbols if entry.weights.coding == Coding.RAW else gather(patterns, symbols)
+    return torch.from_numpy(values).view(codebook.dtype).reshape(entry.shape)
+
+
+def check_codebook(entry: LayerEntry, codebook: torch.Tensor) -> None:
+    """The codebook read beside a layer matches its manifest entry (size, dtype, CRC32)."""
+    if codebook.numel() != entry.codebook_size or str(codebook.dtype).removeprefix("torch.") != entry.dtype:
+        raise FormatError(f"{entry.name}: codebook does not match the manifest")
+    if zlib.crc32(codebook.contiguous().view(torch.uint8).numpy().tobytes()) != entry.codebook_crc32:
+        raise FormatError(f"{entry.name}: CRC32 mismatch in the codebook")
+
+
+def decode_positions(entry: LayerEntry, data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
+    """The row-major flat positions of a layer's nonzero weights and their symbols (codebook indices;
+    bit patterns for a raw layer), without building the layer: what a sparse layout is made of."""
     name = entry.name
     if len(data) != entry.data_bytes:
         raise FormatError(f"{name}: data holds {len(data)} bytes, the manifest declares {entry.data_bytes}")
-    if codebook.numel() != entry.codebook_size or str(codebook.dtype).removeprefix("torch.") != entry.dtype:
-        raise FormatError(f"{name}: codebook does not match the manifest")
-    if zlib.crc32(codebook.contiguous().view(torch.uint8).numpy().tobytes()) != entry.codebook_crc32:
-        raise FormatError(f"{name}: CRC32 mismatch in the codebook")
     symbols, codes = decode_streams(entry, data)
     if entry.layout == Layout.DENSE:
         if symbols.size != entry.numel or codes.size:
@@ -184,12 +199,7 @@ def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Te
         raise FormatError(f"{name}: decoded counts differ from the manifest")
     if entry.fillers or entry.layout == Layout.DENSE:
         positions, symbols = positions[real], symbols[real]
-    patterns = codebook.contiguous().view(_INT_OF[codebook.dtype]).numpy()
-    values = np.zeros(entry.numel, dtype=patterns.dtype)  # zero pages: only touched where written
-    values[row_major_index(positions, entry.shape)] = (
-        symbols if entry.weights.coding == Coding.RAW else gather(patterns, symbols)
-    )
-    return torch.from_numpy(values).view(codebook.dtype).reshape(entry.shape)
+    return row_major_index(positions, entry.shape), symbols
 
 
 def decode_streams(entry: LayerEntry, data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:

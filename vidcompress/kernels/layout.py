@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vidcompress.codec.layer import decode_layer
+from vidcompress.codec.layer import check_codebook, decode_layer, decode_positions
 from vidcompress.codec.manifest import LayerEntry
 from vidcompress.errors import InputError
 
@@ -88,9 +88,30 @@ class SparseLayout:
         return cls._build((int(matrix.shape[0]), int(matrix.shape[1])), rows, cols, symbols, codebook)
 
     @classmethod
-    def from_container(cls, entry: LayerEntry, data: bytes, codebook: torch.Tensor) -> SparseLayout:
-        """Decode a container layer straight into the layout."""
-        return cls.from_dense(decode_layer(entry, data, codebook))
+    def from_container(
+        cls,
+        entry: LayerEntry,
+        data: bytes | memoryview,
+        codebook: torch.Tensor,
+        *,
+        transpose: bool = False,
+    ) -> SparseLayout:
+        """A container layer decoded straight into the layout (no dense matrix), viewed as
+        `weight.reshape(out, -1)`, or as the transpose of the 2-D weight (`transpose=True`: Hugging Face
+        Conv1D stores (in, out)). A raw layer (no codebook) goes through its dense values."""
+        check_codebook(entry, codebook)
+        if entry.bits == 0:
+            weight = decode_layer(entry, data, codebook)
+            return cls.from_dense(weight.T if transpose else weight)
+        positions, symbols = decode_positions(entry, data)
+        rows, columns = entry.shape[0], entry.numel // max(entry.shape[0], 1)
+        row, column = np.divmod(positions, max(columns, 1))
+        if transpose:
+            rows, columns, row, column = columns, rows, column, row
+        order = np.lexsort((column, row))  # CSR: by row, then column
+        return cls._build(
+            (rows, columns), row[order], column[order], symbols[order].astype(np.int64), codebook.float().numpy()
+        )
 
     @classmethod
     def _build(

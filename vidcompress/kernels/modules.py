@@ -33,29 +33,39 @@ def sparse_matmul(layout: SparseLayout, x: torch.Tensor) -> torch.Tensor:
 
 
 class _SparseBase(nn.Module):
-    """The layout, the bias, and on the CPU with `cache=True` the layout expanded to a scipy CSR matrix
-    (8 bytes a nonzero more, built on the first call): faster calls for more memory."""
+    """The layout as buffers (so they move with `.to()` and appear in `state_dict`), the bias, and on
+    the CPU with `cache=True` the layout expanded to a scipy CSR matrix (8 bytes a nonzero more, built
+    on the first call): faster calls for more memory."""
+
+    row_pointers: torch.Tensor
+    columns: torch.Tensor
+    symbols: torch.Tensor
+    codebook: torch.Tensor
 
     def __init__(self, layout: SparseLayout, bias: torch.Tensor | None, cache: bool = False) -> None:
         super().__init__()
-        self.layout = layout
+        self.shape = layout.shape
+        for name in ("row_pointers", "columns", "symbols", "codebook"):
+            self.register_buffer(name, getattr(layout, name))
         self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False) if bias is not None else None
         self.cache = cache
         self._csr: scipy.sparse.csr_matrix | None = None
+        self._csr_of: tuple[int, ...] = ()
 
-    def _apply(self, fn: Any, recurse: bool = True) -> Any:  # keep the layout on the module's device
-        super()._apply(fn, recurse)
-        probe = fn(torch.zeros(1))
-        self.layout = self.layout.to(probe.device)
-        self._csr = None
-        return self
+    @property
+    def layout(self) -> SparseLayout:
+        """The buffers as a SparseLayout (no copy)."""
+        codebook = self.codebook if self.codebook.dtype == torch.float32 else self.codebook.float()  # after .half()
+        return SparseLayout(self.shape, self.row_pointers, self.columns, self.symbols, codebook)
 
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.cache or self.layout.device.type != "cpu":
-            return sparse_matmul(self.layout, x)
-        if self._csr is None:
-            self._csr = csr_matrix(self.layout)
-        return spmm_cpu(self.layout, x, self._csr)
+        layout = self.layout
+        if not self.cache or layout.device.type != "cpu":
+            return sparse_matmul(layout, x)
+        key = tuple(t.data_ptr() for t in (self.row_pointers, self.columns, self.symbols, self.codebook))
+        if self._csr is None or key != self._csr_of:  # built once; again only if the buffers were replaced
+            self._csr, self._csr_of = csr_matrix(layout), key
+        return spmm_cpu(layout, x, self._csr)
 
 
 class SparseLinear(_SparseBase):
@@ -191,14 +201,23 @@ def _probe_ms(function: Callable[[], Any], repeat: int = 5) -> float:
     return 1e3 * best
 
 
-def _sparse_module(module: nn.Module, cache: bool) -> _SparseBase:
-    if isinstance(module, nn.Linear):
-        return SparseLinear.from_linear(module, cache)
-    if is_hf_conv1d(module):  # y = x W + b with W stored (in, out)
-        weight, bias = module.weight, module.bias
-        assert isinstance(weight, torch.Tensor) and (bias is None or isinstance(bias, torch.Tensor))
-        return SparseLinear(SparseLayout.from_dense(weight.detach().T), bias, cache)
-    return SparseConv.from_conv(module, cache)  # type: ignore[arg-type]
+def _sparse_module(module: nn.Module, layout: SparseLayout, cache: bool) -> _SparseBase:
+    """The sparse stand-in of a Linear, Hugging Face Conv1D or convolution, multiplying by `layout`."""
+    if isinstance(module, nn.Linear) or is_hf_conv1d(module):
+        bias = module.bias
+        assert bias is None or isinstance(bias, torch.Tensor)
+        return SparseLinear(layout, bias, cache)
+    conv: Any = module
+    return SparseConv(
+        layout,
+        conv.bias,
+        tuple(conv.kernel_size),
+        tuple(conv.stride),
+        tuple(conv.padding),
+        conv.padding_mode,
+        cache,
+        tuple(conv.dilation),
+    )
 
 
 def load_sparse(
@@ -223,11 +242,11 @@ def load_sparse(
     after the first call, so later calls skip the expansion.
     """
     from vidcompress.codec import load_compressed, read_container
-    from vidcompress.codec.container import unwrap_model
+    from vidcompress.codec.container import read_layers, unwrap_model
 
     if mode not in ("auto", "sparse", "dense"):
         raise ConfigError(f"mode {mode!r}: expected 'auto', 'sparse' or 'dense'")
-    names = [entry.name for entry in read_container(container).layers]
+    coded = read_container(container)
     load_compressed(container, model)
     target = unwrap_model(model)
     if device is not None:
@@ -235,7 +254,8 @@ def load_sparse(
     owners = dict(target.named_modules())
     parents = {id(child): parent for parent in target.modules() for child in parent.children()}
     report = SparseReport()
-    for name in names:
+    for entry, data, codebook in read_layers(coded):  # one layer's streams in memory at a time
+        name = entry.name
         module_name, _, attribute = name.rpartition(".")
         module = owners.get(module_name)
         if module is None or attribute != "weight":
@@ -252,7 +272,8 @@ def load_sparse(
         if mode == "dense":
             report.append(SparseChoice(name, "dense", "mode='dense'"))
             continue
-        replacement = _sparse_module(module, cache).to(module.weight.device)
+        layout = SparseLayout.from_container(entry, data, codebook, transpose=is_hf_conv1d(module))
+        replacement = _sparse_module(module, layout, cache).to(module.weight.device)
         dense_ms = sparse_ms = None
         if mode == "auto":
             dense_ms, sparse_ms = _probe(module, replacement)
