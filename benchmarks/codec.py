@@ -31,6 +31,7 @@ from vidcompress.codec.layer import coded_bytes, layer_codebook
 from vidcompress.codec.relative_index import relative_index_encode
 from vidcompress.io import load_state_dict, safetensors_bytes
 from vidcompress.layers import state_dict_layers
+from vidcompress.testing import state_dicts_bits_equal
 
 
 def int8_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -119,12 +120,7 @@ def main() -> None:
             encode_time = time.perf_counter() - start
             decode_time, decoded = timed(decode, path, repeat=5)
             one_thread_time, _ = timed(decode, path, 1, repeat=5)
-            exact = all(
-                torch.equal(decoded[k].reshape(-1).view(torch.uint8), quantized[k].reshape(-1).view(torch.uint8))
-                if quantized[k].is_floating_point()
-                else torch.equal(decoded[k], quantized[k])
-                for k in quantized
-            )
+            exact = state_dicts_bits_equal(decoded, quantized)
             report = inspect_container(read_container(path))
             add(
                 f"vidcompress container, index bits {label}",

@@ -11,12 +11,10 @@ outside the data) written with a consistent CRC, as an attacker would.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import tempfile
 import time
 import traceback
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from vidcompress import prune_, quantize_state_dict
 from vidcompress.codec import EncodeConfig, decode, encode
 from vidcompress.errors import FormatError, VidcompressError
 from vidcompress.layers import module_layers  # noqa: F401  (keeps import cost out of the timings)
+from vidcompress.testing import MUTATIONS, edit_manifest, mutate, state_dicts_bits_equal
 
 MANIFEST_FIELDS = [
     ("shape", lambda r: [int(r.integers(0, 1 << 40)), int(r.integers(1, 1 << 20))]),
@@ -65,50 +64,39 @@ def make_container() -> bytes:
         return path.read_bytes()
 
 
-def edit_manifest(blob: bytes, rng: np.random.Generator) -> bytes:
-    header_length = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8 : 8 + header_length])
-    manifest = json.loads(header["__metadata__"]["manifest"])
-    for _ in range(int(rng.integers(1, 4))):
-        if rng.random() < 0.15:
-            manifest[str(rng.choice(["format_version", "order", "raw_crc32", "layers"]))] = (
-                [] if rng.random() < 0.5 else 7
-            )
-            continue
-        if not manifest.get("layers") or not isinstance(manifest["layers"], list):
-            break
-        layer = manifest["layers"][int(rng.integers(len(manifest["layers"])))]
-        field, value = MANIFEST_FIELDS[int(rng.integers(len(MANIFEST_FIELDS)))]
-        target = layer
-        *parents, key = field.split(".")
-        for parent in parents:
-            target = target[parent]
-        target[key] = value(rng)
-    text = json.dumps(manifest)
-    header["__metadata__"]["manifest"] = text
-    header["__metadata__"]["manifest_crc32"] = str(zlib.crc32(text.encode()))
-    encoded = json.dumps(header).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    return len(encoded).to_bytes(8, "little") + encoded + blob[8 + header_length :]
+def edit_fields(blob: bytes, rng: np.random.Generator) -> bytes:
+    """A consistent forgery of one to three manifest fields (the CRC32 recomputed)."""
+
+    def edit(manifest: dict) -> None:
+        for _ in range(int(rng.integers(1, 4))):
+            if rng.random() < 0.15:
+                key = str(rng.choice(["format_version", "order", "raw_crc32", "layers"]))
+                manifest[key] = [] if rng.random() < 0.5 else 7
+                continue
+            if not manifest.get("layers") or not isinstance(manifest["layers"], list):
+                return
+            layer = manifest["layers"][int(rng.integers(len(manifest["layers"])))]
+            field, value = MANIFEST_FIELDS[int(rng.integers(len(MANIFEST_FIELDS)))]
+            target = layer
+            *parents, key = field.split(".")
+            for parent in parents:
+                target = target[parent]
+            target[key] = value(rng)
+
+    return edit_manifest(blob, edit)
 
 
-def mutate(blob: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
-    kind = str(rng.choice(["flip", "truncate", "append", "overwrite", "manifest"]))
-    data = bytearray(blob)
-    if kind == "flip":
-        for _ in range(int(rng.integers(1, 9))):
-            position = int(rng.integers(len(data)))
-            data[position] ^= 1 << int(rng.integers(8))
-    elif kind == "truncate":
-        data = data[: int(rng.integers(len(data)))]
-    elif kind == "append":
-        data += rng.bytes(int(rng.integers(1, 256)))
-    elif kind == "overwrite":
-        position = int(rng.integers(len(data)))
-        data[position : position + 16] = rng.bytes(16)
-    else:
-        return kind, edit_manifest(blob, rng)
-    return kind, bytes(data)
+def mutate_blob(blob: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
+    """A byte-level mutation (as the tests draw them) or a manifest forgery, chosen at random."""
+    kind = str(rng.choice([*MUTATIONS, "manifest"]))
+    if kind == "manifest":
+        return kind, edit_fields(blob, rng)
+    return kind, mutate(
+        blob,
+        kind,
+        lambda low, high: int(rng.integers(low, high + 1)),
+        lambda size: rng.bytes(int(rng.integers(1, size + 1))),
+    )
 
 
 def main() -> None:
@@ -131,16 +119,13 @@ def main() -> None:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start_all = time.perf_counter()
         for _ in range(args.cases):
-            kind, data = mutate(blob, rng)
+            kind, data = mutate_blob(blob, rng)
             by_kind[kind] += 1
             path.write_bytes(data)
             start = time.perf_counter()
             try:
                 decoded = decode(path)
-                same = list(decoded) == list(reference) and all(
-                    torch.equal(decoded[k].reshape(-1).view(torch.uint8), reference[k].reshape(-1).view(torch.uint8))
-                    for k in reference
-                )
+                same = state_dicts_bits_equal(decoded, reference)
                 outcomes["decoded identical" if same else "decoded DIFFERENT"] += 1
             except FormatError:
                 outcomes["FormatError"] += 1

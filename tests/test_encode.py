@@ -38,16 +38,9 @@ from vidcompress.errors import ConfigError, FormatError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.prune import prune_
 from vidcompress.quantize import finalize_, quantize_
+from vidcompress.testing import bits_equal
 
 DOCS = Path(__file__).parent.parent / "docs" / "format.md"
-
-
-def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.is_floating_point():
-        return torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
-    return torch.equal(a, b)
 
 
 def _quantized_layer(shape, sparsity, levels, dtype, seed) -> torch.Tensor:
@@ -76,7 +69,7 @@ def test_decode_encode_is_bit_exact(tmp_path, shape, sparsity, bits, index_bits,
     encode(state, path, EncodeConfig(bits=f"*.weight={bits}", index_bits=f"*.weight={index_bits}"))
     out = decode(path)
     assert list(out) == list(state)
-    assert all(_bits_equal(out[k], state[k]) for k in state)
+    assert all(bits_equal(out[k], state[k]) for k in state)
     path.unlink()
 
 
@@ -108,7 +101,7 @@ def test_raw_layers_are_bit_exact(tmp_path, shape, sparsity, index_bits, dtype, 
     config = EncodeConfig(bits="w.weight=raw", index_bits=f"w.weight={index_bits}", huffman=huffman)
     container = encode({"w.weight": weight}, path, config)
     assert container.layers[0].weights.coding == "raw" and container.layers[0].bits == 0
-    assert _bits_equal(decode(path)["w.weight"], weight)
+    assert bits_equal(decode(path)["w.weight"], weight)
     path.unlink()
 
 
@@ -118,7 +111,7 @@ def test_without_huffman_streams_are_packed(quantized, tmp_path) -> None:
     assert {e.weights.coding for e in plain.layers} <= {"packed", "constant"}
     assert coded.file_bytes < plain.file_bytes
     decoded = decode(tmp_path / "plain.vcz")
-    assert all(_bits_equal(decoded[k], quantized[k]) for k in quantized)
+    assert all(bits_equal(decoded[k], quantized[k]) for k in quantized)
 
 
 def test_source_date_epoch_makes_containers_reproducible(quantized, tmp_path, monkeypatch) -> None:
@@ -136,7 +129,7 @@ def test_source_date_epoch_makes_containers_reproducible(quantized, tmp_path, mo
 def test_negative_zero_survives(tmp_path) -> None:
     weight = torch.tensor([[0.0, -0.0, 1.5], [-0.0, 0.0, 1.5]])
     encode({"w.weight": weight}, tmp_path / "c.vcz", EncodeConfig(bits="w.weight=2"))
-    assert _bits_equal(decode(tmp_path / "c.vcz")["w.weight"], weight)
+    assert bits_equal(decode(tmp_path / "c.vcz")["w.weight"], weight)
 
 
 def test_worked_example_of_the_format_doc(tmp_path) -> None:
@@ -314,7 +307,7 @@ def test_cli_encode_decode_inspect(quantized, tmp_path) -> None:
     result = runner.invoke(main, ["decode", str(tmp_path / "m.vcz"), "-o", str(tmp_path / "d.safetensors")])
     assert result.exit_code == 0, result.output
     decoded, _ = load_state_dict(tmp_path / "d.safetensors")
-    assert all(_bits_equal(decoded[k], quantized[k]) for k in quantized)
+    assert all(bits_equal(decoded[k], quantized[k]) for k in quantized)
     shown = runner.invoke(main, ["inspect", str(tmp_path / "m.vcz")])
     assert shown.exit_code == 0 and "weight bits/nz (entropy)" in shown.output and "envelope_header" in shown.output
     as_json = runner.invoke(main, ["inspect", str(tmp_path / "m.vcz"), "--json"])

@@ -1,12 +1,10 @@
 """Hostile files, interrupted work and odd inputs: every case ends in the package's own error."""
 
 import contextlib
-import json
 import signal
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from vidcompress.codec import EncodeConfig, decode, encode
 from vidcompress.errors import FormatError, InputError, VidcompressError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.metadata import read_stages
+from vidcompress.testing import MUTATIONS, edit_header, edit_manifest, mutate, state_dicts_bits_equal
 
 
 @pytest.fixture(scope="module")
@@ -45,45 +44,19 @@ def _expect_format_error(data: bytes, original: bytes, folder: Path) -> None:
     assert time.perf_counter() - start < 10
     if decoded is not None:
         (folder / "original.vcz").write_bytes(original)
-        reference = decode(folder / "original.vcz")
-        assert list(decoded) == list(reference)
-        assert all(
-            torch.equal(decoded[k].reshape(-1).view(torch.uint8), reference[k].reshape(-1).view(torch.uint8))
-            for k in reference
-        )
+        assert state_dicts_bits_equal(decoded, decode(folder / "original.vcz"))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_containers_fail_cleanly(container: bytes, tmp_path: Path, data) -> None:
-    blob = bytearray(container)
-    kind = data.draw(st.sampled_from(["flip", "truncate", "append", "overwrite"]))
-    if kind == "flip":
-        for _ in range(data.draw(st.integers(1, 8))):
-            position = data.draw(st.integers(0, len(blob) - 1))
-            blob[position] ^= 1 << data.draw(st.integers(0, 7))
-    elif kind == "truncate":
-        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
-    elif kind == "append":
-        blob += data.draw(st.binary(min_size=1, max_size=64))
-    else:
-        position = data.draw(st.integers(0, len(blob) - 1))
-        chunk = data.draw(st.binary(min_size=1, max_size=32))
-        blob[position : position + len(chunk)] = chunk
-    _expect_format_error(bytes(blob), container, tmp_path)
-
-
-def _edit_manifest(container: bytes, edit) -> bytes:
-    header_length = int.from_bytes(container[:8], "little")
-    header = json.loads(container[8 : 8 + header_length])
-    manifest = json.loads(header["__metadata__"]["manifest"])
-    edit(manifest)
-    text = json.dumps(manifest)
-    header["__metadata__"]["manifest"] = text
-    header["__metadata__"]["manifest_crc32"] = str(zlib.crc32(text.encode()))  # a consistent forgery
-    new_header = json.dumps(header).encode()
-    new_header += b" " * (-len(new_header) % 8)
-    return len(new_header).to_bytes(8, "little") + new_header + container[8 + header_length :]
+    blob = mutate(
+        container,
+        data.draw(st.sampled_from(MUTATIONS)),
+        lambda low, high: data.draw(st.integers(low, high)),
+        lambda size: data.draw(st.binary(min_size=1, max_size=size)),
+    )
+    _expect_format_error(blob, container, tmp_path)
 
 
 def _set(path: list, value):
@@ -117,18 +90,13 @@ def _set(path: list, value):
 )
 def test_edited_manifests_are_format_errors(container: bytes, tmp_path: Path, edit, message: str) -> None:
     path = tmp_path / "edited.vcz"
-    path.write_bytes(_edit_manifest(container, edit))
+    path.write_bytes(edit_manifest(container, edit))
     with pytest.raises(FormatError, match=message):
         decode(path)
 
 
 def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) -> None:
-    header_length = int.from_bytes(container[:8], "little")
-    header = json.loads(container[8 : 8 + header_length])
-    header["__metadata__"]["format_version"] = "4"
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    (tmp_path / "v4.vcz").write_bytes(len(text).to_bytes(8, "little") + text + container[8 + header_length :])
+    (tmp_path / "v4.vcz").write_bytes(edit_header(container, lambda metadata: metadata.update(format_version="4")))
     with pytest.raises(FormatError, match=r"format version .4."):
         decode(tmp_path / "v4.vcz")
 
@@ -141,7 +109,7 @@ def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) ->
         for stream in ("weights", "indices"):
             layer[stream].update(count=fillers, coding="constant", bit_length=0, payload_bytes=0, table_bytes=0)
 
-    (tmp_path / "bomb.vcz").write_bytes(_edit_manifest(container, all_zero))
+    (tmp_path / "bomb.vcz").write_bytes(edit_manifest(container, all_zero))
     with pytest.raises(FormatError, match=r"refusing to allocate|declares"):
         decode(tmp_path / "bomb.vcz")
 
@@ -158,7 +126,7 @@ def test_half_precision_weights_are_supported(tmp_path: Path) -> None:
         assert all(t.dtype == dtype for t in state.values())
         encode(state, tmp_path / f"{dtype}.vcz", EncodeConfig(bits="fc=4"))
         decoded = decode(tmp_path / f"{dtype}.vcz")
-        assert all(torch.equal(decoded[k].view(torch.int16), state[k].view(torch.int16)) for k in state)
+        assert state_dicts_bits_equal(decoded, state)
 
 
 def test_inconsistent_metadata_is_a_clear_error(tmp_path: Path) -> None:
@@ -224,14 +192,27 @@ def test_kill_9_leaves_no_partial_output_and_the_input_intact(tmp_path: Path, co
             outcomes.add("killed")
         assert source.read_bytes() == before
     assert "killed" in outcomes
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert all(name.endswith(".tmp") for name in leftovers)  # only temporaries, never the output name
+    # Besides the inputs and a whole output, a kill may leave only the writer's hidden temporaries.
+    expected = {"in.safetensors", "in.vcz", out.name}
+    strays = [p.name for p in tmp_path.iterdir() if p.name not in expected]
+    assert all(name.startswith(f".{out.name}.") and name.endswith(".tmp") for name in strays), strays
+
+
+class _Tripwire:
+    """Unpickling it creates a marker file: proof that a loader ran the pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
 
 
 def test_pickles_are_refused_even_when_named_safetensors(tmp_path: Path) -> None:
-    path = tmp_path / "trick.safetensors"
-    torch.save({"w": torch.ones(1)}, path)  # a zip/pickle file under the wrong suffix
-    before = path.read_bytes()
-    with pytest.raises(InputError, match="not a readable safetensors file"):
-        load_state_dict(path)
-    assert path.read_bytes() == before  # refused, not unpickled, and left as it was
+    marker = tmp_path / "unpickled"
+    for name in ("trick.safetensors", "trick.pt"):
+        path = tmp_path / name
+        torch.save({"w": torch.ones(1), "trap": _Tripwire(marker)}, path)  # a pickle, whatever its name
+        with pytest.raises(InputError):
+            load_state_dict(path)
+        assert not marker.exists(), f"{name} was unpickled"
