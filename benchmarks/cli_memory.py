@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import machine, machine_line, write_results
 from vidcompress.report import markdown_table
@@ -73,7 +74,7 @@ def main() -> None:
             ("encode", [str(folder / "q.safetensors"), "-o", str(folder / "m.vcz")]),
             ("decode", [str(folder / "m.vcz"), "-o", str(folder / "d.safetensors")]),
         ]
-        rows = []
+        rows: list[dict[str, Any]] = []
         for command, args in steps:
             peak, seconds = _peak(RUNNER, "-q", command, *args)
             rows.append({"command": command, "peak_mb": peak, "above_baseline_mb": peak - baseline, "seconds": seconds})

@@ -133,8 +133,8 @@ def main() -> None:
                 bits_per_parameter=report.totals()["bits_per_parameter"],
             )
     layers = {layer.name: layer.kind.value for layer in state_dict_layers(quantized)}
-    index_bits = {name: 8 if kind == "conv" else 5 for name, kind in layers.items()}
-    layouts = column_pointer_bytes(quantized, index_bits, index_bits)
+    widths = {name: 8 if kind == "conv" else 5 for name, kind in layers.items()}
+    layouts = column_pointer_bytes(quantized, widths, widths)
     parameters = sum(t.numel() for t in dense.values())
     for row in rows:
         row["ratio_to_dense_fp32"] = rows[0]["bytes"] / row["bytes"]

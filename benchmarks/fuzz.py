@@ -119,9 +119,9 @@ def main() -> None:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start_all = time.perf_counter()
         for _ in range(args.cases):
-            kind, data = mutate_blob(blob, rng)
+            kind, mutated = mutate_blob(blob, rng)
             by_kind[kind] += 1
-            path.write_bytes(data)
+            path.write_bytes(mutated)
             start = time.perf_counter()
             try:
                 decoded = decode(path)

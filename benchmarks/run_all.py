@@ -30,7 +30,7 @@ def _load(name: str) -> dict | None:
 
 def write_summary() -> Path:
     from examples.tc3d.report import rules_text, signed_points
-    from vidcompress.plots import pyplot
+    from vidcompress.plots import pyplot, save_figure
 
     lines = ["# Benchmark summary", "", "Built by `python -m benchmarks.run_all --summary` from the JSON files beside it;",
              "each section names its source file, which names its machine and command.", ""]  # fmt: skip
@@ -99,9 +99,7 @@ def write_summary() -> Path:
         axes.set_xscale("log")
         axes.set_xlabel("MB on disk (log scale)")
         axes.invert_yaxis()
-        figure.tight_layout()
-        figure.savefig(RESULTS / "codec.png", dpi=120)
-        plt.close(figure)
+        save_figure(figure, RESULTS / "codec.png")
         lines += ["![codec sizes](codec.png)", ""]
     kmeans = _load("kmeans")
     if kmeans:

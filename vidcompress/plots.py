@@ -35,6 +35,11 @@ def plot_weight_histogram(weight: Any, codebook: Any, path: Any, title: str = ""
     axes.set_ylabel("count")
     axes.set_title(title or f"{values.size:,} nonzero weights, {centroids.size} centroids")
     axes.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+def save_figure(figure: Any, path: Any, dpi: int = 120) -> None:
+    """Lay a figure out, write it (PNG by the suffix) and free it: every plot of the package ends here."""
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    figure.savefig(path, dpi=dpi)
+    pyplot().close(figure)

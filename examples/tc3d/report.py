@@ -7,7 +7,8 @@ from typing import Any
 
 from examples.tc3d.compress import PAPER
 from vidcompress.codec import decode
-from vidcompress.plots import plot_weight_histogram, pyplot
+from vidcompress.plots import plot_weight_histogram, pyplot, save_figure
+from vidcompress.report import markdown_table
 
 
 def signed_points(drop: float) -> str:
@@ -33,13 +34,21 @@ def write_report(
     rows = []
     for step in steps:
         paper = PAPER.get(step["step"], {})
-        paper_cells = (
-            f"{paper['accuracy']:.1f} | {paper['megabytes']:.1f} MB" if paper else "not given here | not given here"
-        )
-        rows.append(
-            f"| {step['step']} | {100 * step['accuracy']:.1f} | {step['bytes']:,} | "
-            f"{original['bytes'] / step['bytes']:.1f}x | {step['sparsity']:.3f} | `{step['file']}` | {paper_cells} |"
-        )
+        paper_cells = [f"{paper['accuracy']:.1f}", f"{paper['megabytes']:.1f} MB"] if paper else ["not given here"] * 2
+        rows.append([
+            step["step"], f"{100 * step['accuracy']:.1f}", f"{step['bytes']:,}",
+            f"{original['bytes'] / step['bytes']:.1f}x", f"{step['sparsity']:.3f}", f"`{step['file']}`", *paper_cells,
+        ])  # fmt: skip
+    headers = [
+        "step",
+        "accuracy (%)",
+        "bytes on disk",
+        "vs original",
+        "sparsity",
+        "file",
+        "paper accuracy",
+        "paper size",
+    ]
     train = summary["train_config"]
     compress = summary["compress_config"]
     dsd = compress["dsd"]
@@ -60,9 +69,7 @@ def write_report(
         f"{compress['finetune_epochs']} epochs of centroid fine-tuning, Huffman with index bits "
         f"{rules_text(compress['encode']['index_bits'])}.",
         "",
-        "| step | accuracy (%) | bytes on disk | vs original | sparsity | file | paper accuracy | paper size |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
-        *rows,
+        markdown_table(headers, rows),
         "",
         f"Result: **{summary['ratio']:.1f}x** smaller ({summary['bits_per_parameter']:.3f} bits per parameter) "
         f"with an accuracy change of **{signed_points(summary['accuracy_drop_points'])} points**. The paper: "
@@ -117,17 +124,11 @@ def _paired_lines(summary: dict[str, Any]) -> list[str]:
     if not paired:
         return []
     rows = [
-        f"| {name} | {entry['videos']} | {100 * entry['original']:.1f} | {100 * entry['compressed']:.1f} |"
+        [name, entry["videos"], f"{100 * entry['original']:.1f}", f"{100 * entry['compressed']:.1f}"]
         for name, entry in paired["per_class"].items()
     ]
-    return [
-        "",
-        _paired_sentence(paired),
-        "",
-        "| class | test videos | original (%) | compressed (%) |",
-        "|---|---:|---:|---:|",
-        *rows,
-    ]
+    table = markdown_table(["class", "test videos", "original (%)", "compressed (%)"], rows)
+    return ["", _paired_sentence(paired), "", table]
 
 
 def _paired_sentence(paired: dict[str, Any]) -> str:
@@ -161,9 +162,7 @@ def _plot_accuracy_vs_size(steps: list[dict[str, Any]], path: Path) -> None:
     axes.set_ylabel("video accuracy (%)")
     axes.set_title("Accuracy and size after each step")
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def _plot_layers(summary: dict[str, Any], path: Path) -> None:
@@ -180,9 +179,7 @@ def _plot_layers(summary: dict[str, Any], path: Path) -> None:
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("sparsity")
     axes.set_title("Per-layer sparsity (bars) and codebook bits (labels)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def rules_text(rules: dict[str, Any]) -> str:

@@ -121,15 +121,11 @@ class DSDHistory:
         return {"baseline": self.baseline, "records": [asdict(r) for r in self.records]}
 
     def to_markdown(self) -> str:
-        lines = [
-            f"Baseline metric: {self.baseline:.4f}",
-            "",
-            "| phase | epoch | lr | metric | overall sparsity |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for r in self.records:
-            lines.append(f"| {r.phase} | {r.epoch} | {r.lr:.3g} | {r.metric:.4f} | {r.overall_sparsity:.3f} |")
-        return "\n".join(lines)
+        from vidcompress.report import markdown_table
+
+        rows = [[r.phase, r.epoch, f"{r.lr:.3g}", f"{r.metric:.4f}", f"{r.overall_sparsity:.3f}"] for r in self.records]
+        table = markdown_table(["phase", "epoch", "lr", "metric", "overall sparsity"], rows)
+        return f"Baseline metric: {self.baseline:.4f}\n\n{table}"
 
 
 def run_dsd(

@@ -48,14 +48,15 @@ class SensitivityReport:
         return {"baseline": self.baseline, "sparsities": list(self.sparsities), "metrics": self.metrics}
 
     def to_markdown(self) -> str:
-        header = "| layer | " + " | ".join(f"drop @ {s:g}" for s in self.sparsities) + " |"
-        rule = "|---|" + "---:|" * len(self.sparsities)
-        rows = [f"| {name} | " + " | ".join(f"{d:+.4f}" for d in drops) + " |" for name, drops in self.drops().items()]
-        return "\n".join([f"Baseline metric: {self.baseline:.4f}", "", header, rule, *rows])
+        from vidcompress.report import markdown_table
+
+        headers = ["layer", *(f"drop @ {s:g}" for s in self.sparsities)]
+        rows = [[name, *(f"{d:+.4f}" for d in drops)] for name, drops in self.drops().items()]
+        return f"Baseline metric: {self.baseline:.4f}\n\n" + markdown_table(headers, rows)
 
     def plot(self, path: str | Path) -> None:
         """Write a PNG of the drop against sparsity, one line per layer (needs matplotlib)."""
-        from vidcompress.plots import pyplot
+        from vidcompress.plots import pyplot, save_figure
 
         plt = pyplot()
         figure, axes = plt.subplots(figsize=(7, 4.5))
@@ -67,9 +68,7 @@ class SensitivityReport:
         axes.grid(alpha=0.3)
         if len(self.metrics) <= 20:
             axes.legend(fontsize=7)
-        figure.tight_layout()
-        figure.savefig(path, dpi=120)
-        plt.close(figure)
+        save_figure(figure, path)
 
 
 def sensitivity_analysis(
