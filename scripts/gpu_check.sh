@@ -20,10 +20,10 @@ logs=${OUT:-/tmp}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.memory --format=csv | tee "$logs/gpu.txt"
 "$PYTHON" -c "import torch, cupy; print('torch', torch.__version__, 'cupy', cupy.__version__, torch.cuda.get_device_name())"
 status=0
-"$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/test_kernels.py 2>&1 | tee "$logs/gpu_tests.log" || status=1
+"$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/kernels 2>&1 | tee "$logs/gpu_tests.log" || status=1
 "$PYTHON" -m benchmarks.spmv --gpu "$@" 2>&1 | tee "$logs/spmv_gpu.log" || status=1
 slug=$("$PYTHON" -c "import torch; print(''.join(c if c.isalnum() else '-' for c in torch.cuda.get_device_name().lower()).strip('-'))")
-{ echo "# bash scripts/gpu_check.sh (pytest -q -m gpu tests/test_kernels.py)"
+{ echo "# bash scripts/gpu_check.sh (pytest -q -m gpu tests/kernels)"
   cat "$logs/gpu.txt" "$logs/gpu_tests.log"; } > "benchmarks/results/gpu_tests_$slug.log"
 if [ -n "${OUT:-}" ]; then
   cp benchmarks/results/spmv_gpu_* "benchmarks/results/gpu_tests_$slug.log" "$OUT/" 2>/dev/null || true

@@ -9,6 +9,7 @@ import torch.multiprocessing as mp
 from models import mlp
 from torch.nn.parallel import DistributedDataParallel
 
+from vidcompress.layers import find_parameter
 from vidcompress.prune import PruneConfig, Pruner, StepSchedule, get_mask
 
 
@@ -27,17 +28,11 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    masks = {name: get_mask(*_owner(model, name)).mask.clone() for name in pruner.targets_}
+    masks = {name: get_mask(*find_parameter(model, name)).mask.clone() for name in pruner.targets_}
     weights = {name: p.detach().clone() for name, p in model.state_dict().items()}
     torch.save({"masks": masks, "weights": weights}, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
-
-
-def _owner(model, name):
-    from vidcompress.layers import find_parameter
-
-    return find_parameter(model, name)
 
 
 @pytest.mark.slow

@@ -1,46 +1,28 @@
 import json
-import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from models import R3D18Like
-from safetensors import safe_open
 
 from vidcompress.cli import main
 from vidcompress.codec import (
     EncodeConfig,
     decode,
     encode,
-    encode_stream,
-    entropy_bits,
     inspect_container,
     load_compressed,
     read_container,
-    relative_index_decode,
-    relative_index_encode,
     size_breakdown,
 )
-from vidcompress.codec.huffman import (
-    canonical_code,
-    code_lengths,
-    decode_stream,
-    huffman_lengths,
-    huffman_payload,
-    pack_table,
-)
-from vidcompress.codec.manifest import Coding, StreamInfo
 from vidcompress.errors import ConfigError, FormatError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.prune import prune_
 from vidcompress.quantize import finalize_, quantize_
 from vidcompress.testing import bits_equal
-
-DOCS = Path(__file__).parent.parent / "docs" / "format.md"
 
 
 def _quantized_layer(shape, sparsity, levels, dtype, seed) -> torch.Tensor:
@@ -71,19 +53,6 @@ def test_decode_encode_is_bit_exact(tmp_path, shape, sparsity, bits, index_bits,
     assert list(out) == list(state)
     assert all(bits_equal(out[k], state[k]) for k in state)
     path.unlink()
-
-
-@pytest.mark.parametrize("index_bits", [1, 2, 3, 5])
-def test_gaps_exactly_at_and_past_the_bound(index_bits: int) -> None:
-    span = 1 << index_bits
-    for gap in (span - 1, span, span + 1, 2 * span, 2 * span + 1):
-        flat = np.zeros(3 * gap + 2, dtype=np.int64)
-        flat[gap - 1] = 1  # first distance = gap
-        flat[2 * gap - 1] = 2
-        entries = relative_index_encode(flat, index_bits)
-        assert entries.fillers == 2 * ((gap - 1) // span) + (flat.size - (2 * gap - 1) - 1) // span
-        assert entries.codes.max() < span
-        assert np.array_equal(relative_index_decode(entries.symbols, entries.codes, flat.size, index_bits), flat)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -130,86 +99,6 @@ def test_negative_zero_survives(tmp_path) -> None:
     weight = torch.tensor([[0.0, -0.0, 1.5], [-0.0, 0.0, 1.5]])
     encode({"w.weight": weight}, tmp_path / "c.vcz", EncodeConfig(bits="w.weight=2"))
     assert bits_equal(decode(tmp_path / "c.vcz")["w.weight"], weight)
-
-
-def test_worked_example_of_the_format_doc(tmp_path) -> None:
-    text = DOCS.read_text()
-    block = text.split("<!-- worked-example -->", 1)[1].split("```")[1]
-    expected = {
-        name: bytes.fromhex(hexes.replace(" ", ""))
-        for name, hexes in re.findall(r"^(\S+):\s+([0-9a-f ]+)$", block, flags=re.MULTILINE)
-    }
-    weight = torch.tensor([[0, 0.5, 0, 0, 0], [0, 0, 0, -0.25, 0.5]])
-    container = encode(
-        {"w.weight": weight}, tmp_path / "example.vcz", EncodeConfig(bits="w.weight=2", index_bits="w.weight=2")
-    )
-    with safe_open(str(tmp_path / "example.vcz"), framework="pt") as handle:
-        assert handle.get_tensor("layers/w.weight").numpy().tobytes() == expected["layers/w.weight"]
-        assert handle.get_tensor("codebooks/w.weight").numpy().tobytes() == expected["codebooks/w.weight"]
-    entry = container.layers[0]
-    assert (entry.nonzeros, entry.fillers, entry.weights.coding, entry.indices.coding) == (3, 1, "packed", "packed")
-    assert "symbol 1 -> `0`, symbol 0 -> `10`" in text
-    code = canonical_code(np.array([2, 1, 3, 3]))
-    assert {s: c.to01() for s, c in code.items()} == {1: "0", 0: "10", 2: "110", 3: "111"}
-
-
-def test_huffman_example_of_the_format_doc() -> None:
-    block = DOCS.read_text().split("<!-- huffman-example -->", 1)[1].split("```")[1]
-    expected = {
-        name: bytes.fromhex(hexes.replace(" ", ""))
-        for name, hexes in re.findall(r"^(\S+):\s+([0-9a-f ]+)$", block, flags=re.MULTILINE)
-    }
-    symbols = np.array([0, 0, 0, 0, 0, 1, 1, 2])
-    lengths = huffman_lengths(symbols, 4)
-    assert lengths.tolist() == [1, 2, 3, 0, 3]
-    payload, bit_length = huffman_payload(symbols, lengths)
-    assert (payload, bit_length) == (expected["payload"], 12)
-    assert pack_table(lengths, 4) == expected["table"]
-    assert np.array_equal(
-        decode_stream(
-            StreamInfo(Coding.HUFFMAN, 8, 4, 12, len(payload), len(expected["table"]), 0, 0), payload, expected["table"]
-        ),
-        symbols,
-    )
-
-
-def test_code_lengths_respect_the_limit_and_stay_optimal() -> None:
-    # Frequencies 2^19, 2^18, ..., 1 make unlimited Huffman codes 20 bits long.
-    symbols = np.repeat(np.arange(20), 1 << np.arange(19, -1, -1))
-    assert code_lengths(np.bincount(symbols), 40).max() == 19
-    lengths = huffman_lengths(symbols, 20)
-    assert lengths.max() == 15 and lengths[20] > 0
-    assert sum(2.0 ** -int(length) for length in lengths if length) == 1.0
-    stream = encode_stream(symbols, 20)
-    assert stream.coding == "huffman"
-    assert np.array_equal(decode_stream(stream.info, stream.payload, stream.code_lengths), symbols)
-    # Where the limit does not bind, package-merge costs exactly what unlimited Huffman costs.
-    frequencies = np.random.default_rng(1).integers(1, 1000, 50)
-    assert (frequencies * code_lengths(frequencies, 15)).sum() == (frequencies * code_lengths(frequencies, 40)).sum()
-
-
-@pytest.mark.parametrize("alphabet", [3, 5, 256, 257, 1 << 12, 1 << 16])
-def test_streams_decode_on_both_paths(alphabet: int) -> None:
-    # Up to 256 symbols zlib's inflate decodes; above, bitarray. Both must agree with the input.
-    rng = np.random.default_rng(alphabet)
-    symbols = np.minimum(rng.geometric(0.05, 200_000) - 1, alphabet - 1)
-    stream = encode_stream(symbols, alphabet)
-    assert stream.coding == "huffman"
-    out = decode_stream(stream.info, stream.payload, stream.code_lengths)
-    assert np.array_equal(out, symbols)
-
-
-def test_streams_are_close_to_their_entropy() -> None:
-    rng = np.random.default_rng(0)
-    for alphabet, probabilities in ((256, rng.dirichlet(np.ones(255) * 0.8)), (32, rng.dirichlet(np.ones(32)))):
-        symbols = rng.choice(probabilities.size, size=200_000, p=probabilities)
-        stream = encode_stream(symbols, alphabet)
-        assert stream.coding == "huffman"
-        assert stream.bit_length <= entropy_bits(symbols) * 1.01 + 64
-        assert np.array_equal(
-            decode_stream(stream.info, stream.payload, stream.code_lengths),
-            symbols,
-        )
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from examples.tc3d.synthetic import CATALOGUE, generate
 from examples.tc3d.train import TrainConfig, run_training
 
 pytest.importorskip("av")
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def test_parameter_count_matches_the_authors_layout() -> None:

@@ -1,0 +1,75 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from kernel_helpers import close, quantized_matrix
+
+from vidcompress.errors import ConfigError
+from vidcompress.kernels import (
+    RelativeLayout,
+    SparseLayout,
+    cuda_available,
+)
+from vidcompress.kernels.cuda import SOURCE, spmm_cuda
+
+
+def test_cuda_path_without_a_gpu_is_a_clear_error() -> None:
+    layout = SparseLayout.from_dense(quantized_matrix((4, 4)))
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="CUDA"):
+        spmm_cuda(layout, torch.randn(4))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+def test_cuda_sources_compile_with_nvcc(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["nvcc", "-ptx", "-arch=sm_80", "-o", str(tmp_path / "spmv.ptx"), str(SOURCE)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    ptx = (tmp_path / "spmv.ptx").read_text()
+    for name in ("spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16", "spmv_rel", "spmm_rel"):
+        assert f".entry {name}" in ptx
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("batch", [1, 3, 8, 16])
+@pytest.mark.parametrize("shape", [(4096, 9216), (512, 13824), (101, 512)])
+@pytest.mark.parametrize("relative", [False, True])
+def test_cuda_path_matches_dense(batch: int, shape, relative: bool) -> None:
+    weight = quantized_matrix(shape)
+    layout = SparseLayout.from_dense(weight)
+    device_layout = (RelativeLayout.from_csr(layout) if relative else layout).to("cuda")
+    x = torch.randn(shape[1], batch, device="cuda")
+    expected = weight.cuda() @ x
+    result = spmm_cuda(device_layout, x[:, 0] if batch == 1 else x)
+    assert close(result.reshape(expected.shape), expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("relative", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "sparsity"), [((5, 70_000), 0.9995), ((3, 2000), 0.999), ((33, 1), 0.5), ((40, 17), 1.0), ((8, 9), 0.0)]
+)
+def test_cuda_odd_shapes_empty_rows_and_wide_columns(shape, sparsity, relative: bool) -> None:
+    weight = quantized_matrix(shape, sparsity=sparsity)
+    layout = SparseLayout.from_dense(weight)
+    device_layout = (RelativeLayout.from_csr(layout) if relative else layout).to("cuda")
+    for batch in (1, 5, 11):
+        x = torch.randn(shape[1], batch, device="cuda")
+        result = spmm_cuda(device_layout, x[:, 0] if batch == 1 else x).reshape(shape[0], batch)
+        assert close(result, weight.cuda() @ x)
+
+
+def test_short_matrices_share_rows_between_warps() -> None:
+    from vidcompress.kernels.cuda import warps_per_row
+
+    assert warps_per_row(4096, 4096 * 920) == 2  # AlexNet fc6 at 0.9: two warps fill the GPU
+    assert warps_per_row(512, 512 * 1382) == 8
+    assert warps_per_row(128, 128 * 100) == 1  # too few nonzeros a row to split
+    assert warps_per_row(20_000, 20_000 * 5000) == 1
+    assert warps_per_row(0, 0) == 1

@@ -1,0 +1,105 @@
+import pytest
+import torch
+from kernel_helpers import close
+from models import R3D18Like, any_model_rules, mlp
+from torch import nn
+
+from vidcompress import QuantizeConfig, finalize_, prune_, quantize_
+from vidcompress.codec import encode
+from vidcompress.errors import ConfigError
+from vidcompress.kernels import (
+    SparseConv,
+    SparseLayout,
+    SparseLinear,
+    cuda_available,
+    load_sparse,
+)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_sparse_conv_matches_dense(dims: int) -> None:
+    conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    conv = conv_type(4, 6, 3, stride=2, padding=1, bias=dims != 3)
+    prune_(conv, "conv=0.7")
+    x = torch.randn(2, 4, *([9] * dims))
+    assert close(SparseConv.from_conv(conv)(x), conv(x))
+
+
+def test_sparse_linear_matches_dense_on_any_leading_shape() -> None:
+    linear = nn.Linear(20, 7)
+    prune_(linear, "fc=0.8")
+    x = torch.randn(3, 5, 20)
+    assert close(SparseLinear.from_linear(linear)(x), linear(x))
+
+
+def test_grouped_convolutions_are_refused() -> None:
+    with pytest.raises(ConfigError, match="grouped convolution"):
+        SparseConv.from_conv(nn.Conv2d(4, 4, 3, groups=2))
+
+
+@pytest.mark.parametrize("cache", [False, True])
+@pytest.mark.parametrize(
+    ("build", "make_input"), [(mlp, lambda: torch.randn(4, 64)), (R3D18Like, lambda: torch.randn(2, 3, 4, 16, 16))]
+)
+def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input, cache: bool) -> None:
+    model = build()
+    prune_(model, "0.9")
+    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=8,fc=5", "bits")))
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    reference = build().eval()
+    reference.load_state_dict(model.state_dict())
+    sparse = load_sparse(tmp_path / "m.vcz", build(), cache=cache, mode="sparse").eval()
+    swapped = [m for m in sparse.modules() if isinstance(m, SparseLinear | SparseConv)]
+    assert swapped
+    x = make_input()
+    with torch.no_grad():
+        assert close(sparse(x), reference(x))
+        assert all((m._csr is not None) == cache for m in swapped)  # built on the first call, if asked
+        assert close(sparse(x), reference(x))  # and the cached matrix gives the same answers
+    for module in swapped:  # the layout is the module's buffers: in its state dict, moved by .to()
+        assert {"row_pointers", "columns", "symbols", "codebook"} <= set(module.state_dict())
+        assert module.layout.nonzeros == module.symbols.numel()
+    with torch.no_grad():
+        assert close(sparse.double().float()(x), reference(x))  # buffers cast back and forth
+
+
+def test_layouts_built_from_the_container_equal_those_built_from_the_weights(tmp_path) -> None:
+    from vidcompress.codec import read_container
+    from vidcompress.codec.container import read_layers
+
+    model = R3D18Like()
+    prune_(model, "0.8")
+    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=6,fc=4", "bits")))
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    weights = model.state_dict()
+    for entry, data, codebook in read_layers(read_container(tmp_path / "m.vcz")):
+        built = SparseLayout.from_container(entry, data, codebook)
+        assert torch.equal(built.to_dense(), weights[entry.name].reshape(built.shape))
+        if len(entry.shape) == 2:
+            flipped = SparseLayout.from_container(entry, data, codebook, transpose=True)
+            assert torch.equal(flipped.to_dense(), weights[entry.name].T)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize(
+    ("build", "make_input"), [(mlp, lambda: torch.randn(4, 64)), (R3D18Like, lambda: torch.randn(2, 3, 4, 16, 16))]
+)
+def test_load_sparse_on_the_gpu_matches_the_dense_model(tmp_path, build, make_input) -> None:
+    model = build()
+    prune_(model, "0.9")
+    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=8,fc=5", "bits")))
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    reference = build().eval().cuda()
+    reference.load_state_dict(model.state_dict())
+    sparse = load_sparse(tmp_path / "m.vcz", build(), device="cuda", mode="sparse").eval()
+    assert any(choice.mode == "sparse" for choice in sparse.sparse_report_)
+    x = make_input().cuda()
+    with torch.no_grad():
+        assert close(sparse(x), reference(x))
+    probed = load_sparse(tmp_path / "m.vcz", build(), device="cuda").eval()  # the probe, on the GPU
+    with torch.no_grad():
+        assert close(probed(x), reference(x))
