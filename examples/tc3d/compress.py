@@ -305,19 +305,10 @@ def _encoding(config: CompressConfig, quantization: QuantizeConfig, huffman: boo
     return EncodeConfig(bits=quantization.bits, index_bits=config.encode.index_bits, huffman=huffman)
 
 
-# The CPU demo: T-C3D at width 24 (4.7 M parameters, 18.7 MB) on 48 x 48 input, and conv weights at 5 bits
-# instead of the paper's 8. At 8 bits this network's pruned conv weights cost about 7 bits a nonzero after
-# Huffman coding and the indices 4.7 (the 10% that survive 90% pruning are spread evenly), so 8 / 5 bits
-# cannot pass ~27x here whatever the width; the paper's 28.9x implies ~11 bits a nonzero in all.
-# Deep Compression found conv layers hold their accuracy down to 4 bits. The run also reports the
-# paper's 8 / 5 on the same pruned model (`compare_bits`).
+# The CPU demo: T-C3D at width 24 on 48 x 48 input, weighted fusion, conv weights at 5 bits (the paper's
+# 8 / 5 reported beside). Why each choice, with the measurements behind it: docs/tc3d.md, "What the demo runs".
 DEMO_WIDTH = 24
 DEMO_SIZE = 48
-# Weighted fusion: on the synthetic set the two long-term order classes (a rise then a fall, or the
-# reverse) can only be told apart by a fusion that knows which segment a score came from. With average
-# fusion a model guesses on those 48 test videos, and any change of weights re-rolls the guesses: a run
-# measured at -0.52 points had 8 videos go right to wrong and 7 wrong to right, all of them there, while
-# the six other classes stayed at 100%. Such a model cannot show what compression costs.
 DEMO_FUSION = "weighted"
 
 

@@ -42,11 +42,7 @@ SYMBOL_CHUNK = 1 << 20
 def layer_codebook(tensor: torch.Tensor, bits: int, name: str) -> tuple[torch.Tensor, np.ndarray]:
     """The codebook (entry 0 is +0.0, then the distinct nonzero values in increasing order) and the
     symbol of every element in CSC order."""
-    if tensor.dtype not in _INT_OF:
-        raise InputError(f"{name}: dtype {tensor.dtype} is not supported (float32, float16, bfloat16, float64)")
-    if not bool(torch.isfinite(tensor).all()):
-        raise InputError(f"{name}: weights contain NaN or inf")
-    patterns = tensor.detach().cpu().contiguous().view(_INT_OF[tensor.dtype]).reshape(-1).numpy()
+    patterns = bit_patterns(tensor, name)
     distinct = np.unique(patterns[patterns != 0])
     levels = (1 << bits) - 1
     if distinct.size > levels:
@@ -90,12 +86,18 @@ def choose_index_bits(flat_symbols: np.ndarray, alphabet: int) -> int:
 
 def _raw_values(tensor: torch.Tensor, name: str) -> tuple[torch.Tensor, np.ndarray]:
     """For a layer stored without a codebook: an empty codebook and its bit patterns in CSC order."""
+    patterns = bit_patterns(tensor, name)
+    return torch.empty(0, dtype=tensor.dtype), column_major(patterns, tuple(tensor.shape))
+
+
+def bit_patterns(tensor: torch.Tensor, name: str) -> np.ndarray:
+    """A layer's elements as integers of the same width, row-major (so -0.0 and 0.0 differ); a dtype
+    the container cannot hold, NaN or inf is an InputError naming the layer."""
     if tensor.dtype not in _INT_OF:
         raise InputError(f"{name}: dtype {tensor.dtype} is not supported (float32, float16, bfloat16, float64)")
     if not bool(torch.isfinite(tensor).all()):
         raise InputError(f"{name}: weights contain NaN or inf")
-    patterns = tensor.detach().cpu().contiguous().view(_INT_OF[tensor.dtype]).numpy()
-    return torch.empty(0, dtype=tensor.dtype), column_major(patterns.reshape(-1), tuple(tensor.shape))
+    return tensor.detach().cpu().contiguous().view(_INT_OF[tensor.dtype]).reshape(-1).numpy()
 
 
 def encode_layer(
