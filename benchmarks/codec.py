@@ -31,6 +31,7 @@ from vidcompress.codec.layer import coded_bytes, layer_codebook
 from vidcompress.codec.relative_index import relative_index_encode
 from vidcompress.io import load_state_dict, safetensors_bytes
 from vidcompress.layers import state_dict_layers
+from vidcompress.report import markdown_table
 from vidcompress.testing import state_dicts_bits_equal
 
 
@@ -162,16 +163,21 @@ def main() -> None:
         f"Sizes are of files on disk; times are the best of 5 (decoding) or one run (encoding). The container "
         f"decodes its layers in {info['cores']} threads (one per core); zstd, gzip and lzma decompress in one.",
         "",
-        "| file | bytes | vs dense fp32 | bits / parameter | encode (s) | decode (s) |",
-        "|---|---:|---:|---:|---:|---:|",
+        markdown_table(
+            ["file", "bytes", "vs dense fp32", "bits / parameter", "encode (s)", "decode (s)"],
+            [
+                [
+                    r["name"],
+                    f"{r['bytes']:,}",
+                    f"{r['ratio_to_dense_fp32']:.1f}x",
+                    f"{r['bits_per_parameter']:.3f}",
+                    f"{r['encode_seconds']:.2f}" if "encode_seconds" in r else "-",
+                    f"{r['decode_seconds']:.3f}" if "decode_seconds" in r else "-",
+                ]
+                for r in rows
+            ],
+        ),
     ]
-    for r in rows:
-        enc = f"{r['encode_seconds']:.2f}" if "encode_seconds" in r else "-"
-        dec = f"{r['decode_seconds']:.3f}" if "decode_seconds" in r else "-"
-        lines.append(
-            f"| {r['name']} | {r['bytes']:,} | {r['ratio_to_dense_fp32']:.1f}x | {r['bits_per_parameter']:.3f} "
-            f"| {enc} | {dec} |"
-        )
     lines += [
         "",
         f"Decoding the container is bit-exact: {ours['bit_exact']}. It takes {data['decode_vs_zstd3']:.2f}x the time "
@@ -181,16 +187,17 @@ def main() -> None:
         "",
         "Bytes of the container (index bits 8 / 5) by component:",
         "",
-        "| component | bytes |",
-        "|---|---:|",
-        *[f"| {k} | {v:,} |" for k, v in ours["breakdown"].items()],
+        markdown_table(["component", "bytes"], [[k, f"{v:,}"] for k, v in ours["breakdown"].items()]),
         "",
         "Layout choice, coded streams of the compressed layers only:",
         "",
-        "| layout | bytes |",
-        "|---|---:|",
-        f"| relative index across column boundaries (used) | {layouts['relative_across_columns']:,} |",
-        f"| per-column relative index + column pointers | {layouts['column_pointers']:,} |",
+        markdown_table(
+            ["layout", "bytes"],
+            [
+                ["relative index across column boundaries (used)", f"{layouts['relative_across_columns']:,}"],
+                ["per-column relative index + column pointers", f"{layouts['column_pointers']:,}"],
+            ],
+        ),
     ]
     write_results("codec", data, "\n".join(lines))
     print("\n".join(lines))

@@ -26,6 +26,7 @@ from vidcompress import prune_, quantize_state_dict
 from vidcompress.codec import EncodeConfig, decode, encode
 from vidcompress.errors import FormatError, VidcompressError
 from vidcompress.layers import module_layers  # noqa: F401  (keeps import cost out of the timings)
+from vidcompress.report import markdown_table
 from vidcompress.testing import MUTATIONS, edit_manifest, mutate, state_dicts_bits_equal
 
 MANIFEST_FIELDS = [
@@ -157,13 +158,9 @@ def main() -> None:
         f"{args.cases:,} mutations of a {len(blob):,}-byte container in {elapsed:.0f} s; slowest case "
         f"{1000 * slowest:.1f} ms; peak memory grew by {(rss_after - rss_before) / 1024:.1f} MiB over the run.",
         "",
-        "| mutation | cases |",
-        "|---|---:|",
-        *[f"| {k} | {v:,} |" for k, v in sorted(by_kind.items())],
+        markdown_table(["mutation", "cases"], [[k, f"{v:,}"] for k, v in sorted(by_kind.items())]),
         "",
-        "| outcome | cases |",
-        "|---|---:|",
-        *[f"| {k} | {v:,} |" for k, v in sorted(outcomes.items())],
+        markdown_table(["outcome", "cases"], [[k, f"{v:,}"] for k, v in sorted(outcomes.items())]),
         "",
         '"decoded identical": the mutation touched nothing the decoder reads (for example the stage record in',
         'the metadata, or JSON whitespace) and the weights came out bit for bit. A "decoded DIFFERENT" or',

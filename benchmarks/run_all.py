@@ -31,6 +31,7 @@ def _load(name: str) -> dict | None:
 def write_summary() -> Path:
     from examples.tc3d.report import rules_text, signed_points
     from vidcompress.plots import pyplot, save_figure
+    from vidcompress.report import markdown_table
 
     lines = ["# Benchmark summary", "", "Built by `python -m benchmarks.run_all --summary` from the JSON files beside it;",
              "each section names its source file, which names its machine and command.", ""]  # fmt: skip
@@ -83,8 +84,12 @@ def write_summary() -> Path:
         lines.append("")
     codec = _load("codec")
     if codec:
-        lines += ["## Codec on full-size T-C3D (`codec.md`)", "", "| file | bytes | vs dense fp32 |", "|---|---:|---:|"]
-        lines += [f"| {r['name'].strip()} | {r['bytes']:,} | {r['ratio_to_dense_fp32']:.1f}x |" for r in codec["rows"]]
+        rows = [[r["name"].strip(), f"{r['bytes']:,}", f"{r['ratio_to_dense_fp32']:.1f}x"] for r in codec["rows"]]
+        lines += [
+            "## Codec on full-size T-C3D (`codec.md`)",
+            "",
+            markdown_table(["file", "bytes", "vs dense fp32"], rows),
+        ]
         lines += [
             "",
             f"Decoding takes {codec['decode_vs_zstd3']:.2f}x the time of zstd -3 decompressing the fp32 file "
@@ -117,15 +122,10 @@ def write_summary() -> Path:
         ]
     tables = _load("tc3d_tables")
     if tables:
+        families = ("all", "appearance", "motion", "composition", "order")
+        rows = [[name, *(f"{100 * row[k]:.1f}" for k in families)] for name, row in tables["rows"].items()]
         lines += ["## T-C3D Tables I and II on the synthetic set (`tc3d_tables.md`)", "",
-                  "| configuration | all | appearance | motion | composition | order |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for name, row in tables["rows"].items():
-            lines.append(
-                f"| {name} | "
-                + " | ".join(f"{100 * row[k]:.1f}" for k in ("all", "appearance", "motion", "composition", "order"))
-                + " |"
-            )
-        lines.append("")
+                  markdown_table(["configuration", *families], rows), ""]  # fmt: skip
     for name in ("spmv_cpu", "spmv_gpu"):
         spmv = _load(name)
         if spmv:
