@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from vidcompress.errors import FormatError
+from vidcompress.layers import LayerKind as Kind  # a coded layer keeps the kind it was compressed as
 
 FORMAT_NAME = "vidcompress.container"
 FORMAT_VERSION = 3
@@ -36,14 +37,6 @@ class Layout(enum.StrEnum):
 
     SPARSE = "sparse"  # nonzero entries (plus fillers) with a relative index
     DENSE = "dense"  # one weight symbol per element, zeros as symbol 0, no index stream
-
-
-class Kind(enum.StrEnum):
-    """The kind of a coded layer (the values of `vidcompress.layers.LayerKind`)."""
-
-    CONV = "conv"
-    FC = "fc"
-    EMB = "emb"
 
 
 @dataclass(frozen=True)
