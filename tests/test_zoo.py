@@ -20,6 +20,7 @@ from torch.nn.utils import parametrizations
 
 from vidcompress import PruneConfig, QuantizeConfig, finalize_, prune_, quantize_
 from vidcompress.codec import decode, encode, load_compressed, read_container
+from vidcompress.codec.container import unwrap_model
 from vidcompress.errors import ConfigError
 from vidcompress.kernels import load_sparse
 from vidcompress.quantize import WeightSharing
@@ -197,6 +198,14 @@ def test_zoo_end_to_end(name: str, tmp_path) -> None:
     assert _close(_run(sparse, case, x), expected)
     choices = sparse.sparse_report_
     assert {choice.name for choice in choices} >= quantized - {"transformer.wte.weight"}
+    # Every layer that can run sparse does (the default's probe decides by timing, which varies), and
+    # code that reads a swapped layer's weight (ViT reads its patch projection's dtype) still works.
+    forced = load_sparse(path, case.build(), mode="sparse")
+    assert _close(_run(forced, case, x), expected)
+    inner = unwrap_model(forced)
+    for choice in forced.sparse_report_:
+        if choice.mode == "sparse":
+            assert torch.equal(inner.get_submodule(choice.name.rpartition(".")[0]).weight, decoded[choice.name])
 
 
 @pytest.mark.parametrize("name", ["weight_norm_old", "weight_norm_new", "spectral_norm", "orthogonal"])

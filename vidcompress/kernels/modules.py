@@ -6,6 +6,7 @@ Convolutions run as im2col (patches through `Tensor.unfold`) followed by Y = W X
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -51,6 +52,18 @@ class _SparseBase(nn.Module):
         self.cache = cache
         self._csr: scipy.sparse.csr_matrix | None = None
         self._csr_of: tuple[int, ...] = ()
+        # What `weight` reads back as: the replaced layer's weight shape and dtype (set by load_sparse).
+        self.weight_shape: tuple[int, ...] = tuple(layout.shape)
+        self.weight_dtype = torch.float32
+        self.weight_transposed = False  # Hugging Face Conv1D stores (in, out)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense weight, expanded from the layout at each access and not kept: for code that reads
+        a layer's `weight` (its dtype or device, as Hugging Face models do) while the product runs on
+        the layout."""
+        dense = self.layout.to_dense().to(self.weight_dtype)
+        return (dense.T if self.weight_transposed else dense).reshape(self.weight_shape)
 
     @property
     def layout(self) -> SparseLayout:
@@ -106,6 +119,7 @@ class SparseConv(_SparseBase):
         self.dilation = dilation or tuple(1 for _ in kernel_size)
         self.padding_mode = padding_mode
         self.out_channels = layout.shape[0]
+        self.weight_shape = (layout.shape[0], layout.shape[1] // math.prod(kernel_size), *kernel_size)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, cache: bool = False) -> SparseConv:
@@ -202,7 +216,17 @@ def _probe_ms(function: Callable[[], Any], repeat: int = 5) -> float:
 
 
 def _sparse_module(module: nn.Module, layout: SparseLayout, cache: bool) -> _SparseBase:
-    """The sparse stand-in of a Linear, Hugging Face Conv1D or convolution, multiplying by `layout`."""
+    """The sparse stand-in of a Linear, Hugging Face Conv1D or convolution, multiplying by `layout`;
+    its `weight` reads back with the replaced weight's shape and dtype."""
+    replacement = _stand_in(module, layout, cache)
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    replacement.weight_shape, replacement.weight_dtype = tuple(weight.shape), weight.dtype
+    replacement.weight_transposed = is_hf_conv1d(module)
+    return replacement
+
+
+def _stand_in(module: nn.Module, layout: SparseLayout, cache: bool) -> _SparseBase:
     if isinstance(module, nn.Linear) or is_hf_conv1d(module):
         bias = module.bias
         assert bias is None or isinstance(bias, torch.Tensor)
