@@ -1,4 +1,4 @@
-"""The `vidcompress` command line: prune, quantize, encode, decode, inspect.
+"""The `vidcompress` command line: prune, quantize, encode, decode, inspect, diff.
 
 Only click is imported up front; each command imports the library (and torch) when it runs, so
 `vidcompress --help` answers at once. Every user error is one `error:` line and exit code 2, click's
@@ -337,6 +337,33 @@ def decode_command(input_path: Path, output_path: Path, force: bool) -> None:
     tensors, metadata = decode_with_metadata(input_path)
     save_state_dict(tensors, output_path, metadata)
     click.echo(f"wrote {output_path}: {len(tensors)} tensors")
+
+
+@main.command()
+@click.argument("a_path", metavar="A", type=click.Path(path_type=Path))
+@click.argument("b_path", metavar="B", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def diff(a_path: Path, b_path: Path, as_json: bool) -> None:
+    """What compression did, layer by layer: B (e.g. compressed) against the reference A.
+
+    A and B are weights files or containers (decoded first). Per compressible layer: relative error,
+    SQNR in dB, and each side's sparsity and bits (the codebook width its distinct values need).
+    """
+    from vidcompress.diff import diff_state_dicts
+
+    report = diff_state_dicts(_read_any(a_path), _read_any(b_path))
+    click.echo(report.to_json() if as_json else report.to_markdown())
+
+
+def _read_any(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file's tensors, or a container's decoded ones (wrapper prefixes removed either way)."""
+    from vidcompress.codec import decode, is_container
+    from vidcompress.io import load_state_dict, strip_wrapper_prefixes
+
+    if path.is_file() and is_container(path):
+        return strip_wrapper_prefixes(decode(path))
+    return load_state_dict(path)[0]
 
 
 @main.command()

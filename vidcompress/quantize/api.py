@@ -168,16 +168,17 @@ def finalize_(model: nn.Module) -> nn.Module:
 
 def quantize_state_dict(
     tensors: Mapping[str, torch.Tensor],
-    config: QuantizeConfig | None = None,
+    config: QuantizeConfig | str | None = None,
     *,
     progress: bool = False,
     inplace: bool = False,
 ) -> tuple[dict[str, torch.Tensor], QuantizeReport]:
     """Weight sharing on a state dict (no fine-tuning): each selected tensor gets <= 2^b values.
 
+    `config`: a QuantizeConfig or bits rules (`conv=8,fc=5`); None: the library default, `DEFAULT_BITS`.
     `inplace=True` replaces the quantized tensors in `tensors` itself (a dict): one copy in memory.
     """
-    config = config or QuantizeConfig()
+    config = QuantizeConfig(bits=config) if isinstance(config, str) else config or QuantizeConfig()
     layers = state_dict_layers(tensors)
     plan = config.bits.resolve(layers)
     result = tensors if inplace and isinstance(tensors, dict) else dict(tensors)
