@@ -9,5 +9,5 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 python -m pip install -q torch==2.13.0 2>&1 | grep -v '^WARNING: Location' || true
-python -m pip install -q -e ".[dev,video,plots]" 2>&1 | grep -v '^WARNING: Location' || true
+python -m pip install -q -e ".[dev,video,plots,cpu]" 2>&1 | grep -v '^WARNING: Location' || true
 python -c "import torch, vidcompress; print(f'vidcompress {vidcompress.__version__}, torch {torch.__version__}')"

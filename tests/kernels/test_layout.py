@@ -8,6 +8,7 @@ from vidcompress.kernels import (
     SparseLayout,
     spmm_cpu,
 )
+from vidcompress.kernels.cpu_numba import numba_available, spmm_numba
 
 
 def test_layout_bytes_per_nonzero_and_round_trip() -> None:
@@ -88,3 +89,21 @@ def test_relative_cpu_path_gives_the_csr_paths_bits(batch: int) -> None:
 def test_relative_layout_refuses_wide_codebooks() -> None:
     with pytest.raises(InputError, match="257 codebook entries"):
         RelativeLayout.from_dense(quantized_matrix((8, 600), sparsity=0.0, levels=256))
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed (vidcompress[cpu])")
+@pytest.mark.parametrize(
+    ("shape", "levels", "sparsity"),
+    [((33, 70_000), 255, 0.99), ((7, 13), 300, 0.5), ((40, 17), 255, 1.0), ((1, 1), 3, 0.0), ((257, 1031), 70, 0.9)],
+)
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_numba_kernels_read_the_layout_as_stored(shape, levels: int, sparsity: float, batch: int) -> None:
+    # Odd shapes, empty rows (sparsity 1.0), wide columns (int32 above 65,536) and wide symbols (uint16).
+    weight = quantized_matrix(shape, sparsity=sparsity, levels=levels)
+    layout = SparseLayout.from_dense(weight)
+    x = torch.randn(shape[1], batch)
+    operand = x[:, 0].contiguous().numpy() if batch == 1 else x.numpy()
+    ours = torch.from_numpy(spmm_numba(layout, operand))
+    expected = weight @ (x[:, 0] if batch == 1 else x)
+    assert close(ours, expected)
+    assert torch.equal(spmm_cpu(layout, x[:, 0] if batch == 1 else x), ours)  # the dispatcher's CPU path

@@ -1,9 +1,10 @@
-"""CPU multiplication on the layout: Y = W X through scipy's CSR kernels.
+"""CPU multiplication on the layout: Y = W X.
 
-By default, per call, the codebook symbols are expanded to fp32 values and the narrow column indices
-widened to int32, so nothing but the 3-byte-per-nonzero layout is kept between calls; the expansion
-costs more than the multiplication. A caller that can spare 8 bytes a nonzero passes the expanded
-matrix (`csr_matrix(layout)`) once and multiplies at scipy's speed (the sparse modules' `cache=True`).
+With numba installed (`vidcompress[cpu]`), our own kernels read the layout as it is stored (see
+`cpu_numba.py`): nothing but its 3 bytes a nonzero in memory and no per-call expansion. Without it,
+per call the codebook symbols are expanded to fp32 values and the column indices widened for scipy's
+CSR kernel, which costs more than the multiplication. A caller that can spare 8 bytes a nonzero may
+pass the expanded matrix (`csr_matrix(layout)`) instead (the sparse modules' `cache=True`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import scipy.sparse
 import torch
 
 from vidcompress.gather import gather
+from vidcompress.kernels.cpu_numba import numba_available, spmm_numba
 from vidcompress.kernels.layout import SparseLayout
 from vidcompress.kernels.relative import RelativeLayout
 
@@ -38,6 +40,10 @@ def spmm_cpu(
     if isinstance(layout, RelativeLayout):
         layout = layout.to_csr()
     dense = x.detach().to(torch.float32).reshape(layout.shape[1], -1).numpy()
+    if csr is None and numba_available():
+        operand = np.ascontiguousarray(dense[:, 0] if x.ndim == 1 else dense)
+        out = torch.from_numpy(spmm_numba(layout, operand))
+        return out.reshape(-1) if x.ndim == 1 else out
     result = (csr if csr is not None else csr_matrix(layout)) @ dense
     out = torch.from_numpy(np.ascontiguousarray(result, dtype=np.float32))
     return out.reshape(-1) if x.ndim == 1 else out
