@@ -24,6 +24,7 @@ from examples.tc3d import r3d18
 from vidcompress import prune_
 from vidcompress.layers import module_layers
 from vidcompress.quantize import KMeans1D, initial_centroids
+from vidcompress.report import markdown_table
 
 
 def compare(values: np.ndarray, k: int, init: str) -> dict:
@@ -114,21 +115,47 @@ def main() -> None:
         "",
         f"## (a) R3D-18 ({width} width), pruned 0.9 conv / 0.95 fc, 8 / 5 bits, linear init",
         "",
-        "| layer | nonzeros | k | ours (s) | scikit-learn (s) | speedup | SSE ours / sklearn "
-        "| fixed point (s) | SSE fixed point / sklearn |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        markdown_table(
+            [
+                "layer",
+                "nonzeros",
+                "k",
+                "ours (s)",
+                "scikit-learn (s)",
+                "speedup",
+                "SSE ours / sklearn",
+                "fixed point (s)",
+                "SSE fixed point / sklearn",
+            ],
+            [
+                [
+                    r["layer"],
+                    f"{r['n']:,}",
+                    r["k"],
+                    f"{r['ours_seconds']:.4f}",
+                    f"{r['sklearn_seconds']:.3f}",
+                    f"{r['speedup']:.0f}x",
+                    f"{r['sse_ratio']:.4f}",
+                    f"{r['fixed_point_seconds']:.4f}",
+                    f"{r['fixed_point_sse'] / r['sklearn_sse']:.4f}",
+                ]
+                for r in layers
+            ]
+            + [
+                [
+                    "**all layers**",
+                    "",
+                    "",
+                    f"{model_total['ours_seconds']:.3f}",
+                    f"{model_total['sklearn_seconds']:.2f}",
+                    f"**{model_total['speedup']:.0f}x**",
+                    f"{model_total['sse_ratio']:.4f}",
+                    f"{model_total['fixed_point_seconds']:.3f}",
+                    f"{model_total['fixed_point_sse_ratio']:.4f}",
+                ]
+            ],
+        ),
     ]
-    for r in layers:
-        lines.append(
-            f"| {r['layer']} | {r['n']:,} | {r['k']} | {r['ours_seconds']:.4f} | {r['sklearn_seconds']:.3f} "
-            f"| {r['speedup']:.0f}x | {r['sse_ratio']:.4f} | {r['fixed_point_seconds']:.4f} "
-            f"| {r['fixed_point_sse'] / r['sklearn_sse']:.4f} |"
-        )
-    lines.append(
-        f"| **all layers** | | | {model_total['ours_seconds']:.3f} | {model_total['sklearn_seconds']:.2f} "
-        f"| **{model_total['speedup']:.0f}x** | {model_total['sse_ratio']:.4f} "
-        f"| {model_total['fixed_point_seconds']:.3f} | {model_total['fixed_point_sse_ratio']:.4f} |"
-    )
     lines += [
         "",
         "Layers where our SSE (scikit-learn's stopping rule) is above scikit-learn's: "
@@ -136,17 +163,36 @@ def main() -> None:
         "",
         f"## (b) {samples.size:,} Laplacian samples",
         "",
-        "| k | init | init (s) | ours (s) | scikit-learn (s) | speedup | SSE ours / sklearn "
-        "| iterations ours / sklearn | fixed point (s) | SSE fixed point / sklearn |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        markdown_table(
+            [
+                "k",
+                "init",
+                "init (s)",
+                "ours (s)",
+                "scikit-learn (s)",
+                "speedup",
+                "SSE ours / sklearn",
+                "iterations ours / sklearn",
+                "fixed point (s)",
+                "SSE fixed point / sklearn",
+            ],
+            [
+                [
+                    r["k"],
+                    r["init"],
+                    f"{r['ours_init_seconds']:.3f}",
+                    f"{r['ours_seconds']:.3f}",
+                    f"{r['sklearn_seconds']:.2f}",
+                    f"{r['speedup']:.0f}x",
+                    f"{r['sse_ratio']:.4f}",
+                    f"{r['ours_iterations']} / {r['sklearn_iterations']}",
+                    f"{r['fixed_point_seconds']:.3f}",
+                    f"{r['fixed_point_sse'] / r['sklearn_sse']:.4f}",
+                ]
+                for r in synthetic
+            ],
+        ),
     ]
-    for r in synthetic:
-        lines.append(
-            f"| {r['k']} | {r['init']} | {r['ours_init_seconds']:.3f} | {r['ours_seconds']:.3f} "
-            f"| {r['sklearn_seconds']:.2f} | {r['speedup']:.0f}x | {r['sse_ratio']:.4f} "
-            f"| {r['ours_iterations']} / {r['sklearn_iterations']} | {r['fixed_point_seconds']:.3f} "
-            f"| {r['fixed_point_sse'] / r['sklearn_sse']:.4f} |"
-        )
     name = "kmeans_quick" if args.quick else "kmeans"
     paths = write_results(name, data, "\n".join(lines))
     print("wrote", *paths)

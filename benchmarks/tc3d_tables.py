@@ -23,6 +23,7 @@ from examples.tc3d.data import ucf101_split
 from examples.tc3d.synthetic import CATALOGUE, generate
 from examples.tc3d.train import TrainConfig, build_model, evaluation_loader, predict, run_training
 from vidcompress.io import load_state_dict
+from vidcompress.report import markdown_table
 
 FAMILIES = ("appearance", "motion", "composition", "order")
 
@@ -77,13 +78,12 @@ def main() -> None:
     data = {"machine": info, "config": config_record, "classes": [c.name for c in CATALOGUE[:8]], "rows": rows}
 
     def table(names: list[str]) -> list[str]:
-        lines = ["| configuration | all | appearance | motion | composition | order | train (s) |",
-                 "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for name in names:
-            r = rows[name]
-            cells = " | ".join(f"{100 * r[f]:.1f}" for f in ("all", *FAMILIES))
-            lines.append(f"| {name} | {cells} | {r['seconds']:.0f} |")
-        return lines
+        headers = ["configuration", "all", *FAMILIES, "train (s)"]
+        cells = [
+            [name, *(f"{100 * rows[name][f]:.1f}" for f in ("all", *FAMILIES)), f"{rows[name]['seconds']:.0f}"]
+            for name in names
+        ]
+        return [markdown_table(headers, cells)]
 
     command = "python -m benchmarks.tc3d_tables" + (" --quick" if args.quick else f" --epochs {epochs}")
     lines = [
