@@ -327,20 +327,21 @@ def gpu_main(quick: bool) -> None:
         "entries, fillers and 8-entry row padding included. cuSPARSE CSR fp32 through cupyx and through torch.",
         "Bandwidth: our layout's bytes + x + y over the kernel's time, as a fraction of the peak.",
         "",
-        "| matrix | sparsity | batch | ours CSR | ours relative | cuSPARSE (cupyx) | cuSPARSE (torch) | cuBLAS dense "
-        "| best ours vs cuSPARSE | best ours vs dense | bandwidth CSR / relative |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    cells = []
     for r in rows:
         best = min(r["ours_csr_gpu_s"], r["ours_relative_gpu_s"])
         cusparse = min((r["cusparse_csr_gpu_s"], r["torch_csr_gpu_s"]), key=lambda t: (t != t, t))  # NaN last
-        lines.append(
-            f"| {r['matrix']} | {r['sparsity']} | {r['batch']} | {1e6 * r['ours_csr_gpu_s']:.2f} "
-            f"| {1e6 * r['ours_relative_gpu_s']:.2f} | {1e6 * r['cusparse_csr_gpu_s']:.2f} "
-            f"| {1e6 * r['torch_csr_gpu_s']:.2f} | {1e6 * r['cublas_dense_gpu_s']:.2f} "
-            f"| {cusparse / best:.2f}x | {r['cublas_dense_gpu_s'] / best:.2f}x "
-            f"| {r['ours_csr_bandwidth_fraction']:.2f} / {r['ours_relative_bandwidth_fraction']:.2f} |"
-        )
+        cells.append([
+            r["matrix"], r["sparsity"], r["batch"], f"{1e6 * r['ours_csr_gpu_s']:.2f}",
+            f"{1e6 * r['ours_relative_gpu_s']:.2f}", f"{1e6 * r['cusparse_csr_gpu_s']:.2f}",
+            f"{1e6 * r['torch_csr_gpu_s']:.2f}", f"{1e6 * r['cublas_dense_gpu_s']:.2f}", f"{cusparse / best:.2f}x",
+            f"{r['cublas_dense_gpu_s'] / best:.2f}x",
+            f"{r['ours_csr_bandwidth_fraction']:.2f} / {r['ours_relative_bandwidth_fraction']:.2f}",
+        ])  # fmt: skip
+    headers = ["matrix", "sparsity", "batch", "ours CSR", "ours relative", "cuSPARSE (cupyx)", "cuSPARSE (torch)",
+               "cuBLAS dense", "best ours vs cuSPARSE", "best ours vs dense", "bandwidth CSR / relative"]  # fmt: skip
+    lines.append(markdown_table(headers, cells))
     lines += ["", '"vs cuSPARSE" compares against the faster of the two cuSPARSE columns.']
     slug = "".join(c if c.isalnum() else "-" for c in str(device).lower()).strip("-")
     write_results(f"spmv_gpu_{slug}", data, "\n".join(lines))
