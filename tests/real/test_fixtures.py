@@ -104,3 +104,14 @@ def test_the_trained_mnist_cnn_keeps_its_accuracy_through_the_pipeline(tmp_path)
     decoded = load_compressed(tmp_path / "cnn.vcz", _ccexam_net())
     assert errors(decoded) <= 95 + 10  # at most 0.1 points lost
     assert (tmp_path / "cnn.vcz").stat().st_size < 1_700_000 / 4  # fp32 file: 1.7 MB
+
+
+def test_the_fetch_command_names_what_is_wrong(tmp_path, monkeypatch, capsys) -> None:
+    from examples.real.__main__ import main
+
+    monkeypatch.setenv("VIDCOMPRESS_CACHE", str(tmp_path))
+    assert main(["fetch", "imagenet"]) == 2
+    assert "unknown fixture(s) ['imagenet']" in capsys.readouterr().err
+    assert main(["status"]) == 0
+    assert "mnist: missing" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())  # nothing written
