@@ -15,7 +15,8 @@ from pathlib import Path
 from benchmarks.common import RESULTS
 
 SCRIPTS = (
-    "kmeans", "codec", "container_costs", "cli_memory", "spmv", "lenet", "i3d", "i3d_distill", "fuzz", "tc3d_tables",
+    "kmeans", "codec", "container_costs", "cli_memory", "spmv", "inference", "lenet", "mnist_cnn", "i3d",
+    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables",
     "tc3d_compress",
 )  # fmt: skip
 
