@@ -103,3 +103,22 @@ def test_load_sparse_on_the_gpu_matches_the_dense_model(tmp_path, build, make_in
     probed = load_sparse(tmp_path / "m.vcz", build(), device="cuda").eval()  # the probe, on the GPU
     with torch.no_grad():
         assert close(probed(x), reference(x))
+
+
+def test_auto_probes_whole_layers_on_the_example_input_and_keeps_unprobed_convolutions_dense(tmp_path) -> None:
+    model = R3D18Like()
+    prune_(model, "0.9")
+    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=8,fc=5", "bits")))
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    x = torch.randn(1, 3, 4, 16, 16)
+    blind = load_sparse(tmp_path / "m.vcz", R3D18Like())
+    convs = [c for c in blind.sparse_report_ if c.name != "fc.weight"]
+    assert convs and all(c.mode == "dense" and "no example_inputs" in c.reason for c in convs)
+    probed = load_sparse(tmp_path / "m.vcz", R3D18Like(), example_inputs=x)
+    assert all(c.dense_ms is not None and c.sparse_ms is not None for c in probed.sparse_report_)
+    assert all((c.mode == "sparse") == (c.sparse_ms < c.dense_ms) for c in probed.sparse_report_)
+    reference = R3D18Like().eval()
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert close(probed.eval()(x), reference(x))

@@ -202,7 +202,6 @@ class SparseReport(list[SparseChoice]):
         return markdown_table(["weight", "runs", "why", "dense ms", "sparse ms"], rows)
 
 
-PROBE_COLUMNS_CONV = 256  # im2col columns in the probe of a convolution (a Linear's probe: batch 1)
 
 
 def _probe_ms(function: Callable[[], Any], repeat: int = 5) -> float:
@@ -251,13 +250,17 @@ def load_sparse(
     device: str | torch.device | None = None,
     cache: bool = False,
     mode: str = "auto",
+    example_inputs: Any = None,
 ) -> nn.Module:
     """Load a container into `model` and run its encoded layers on the compressed layout, in place.
 
     Linear layers, Hugging Face Conv1D and Conv1d/2d/3d (any stride, padding, dilation; groups 1) can
-    run sparse. `mode="auto"` makes a layer sparse only where a probe on this machine (the layer's
-    matrix times one column for a Linear, 256 im2col columns for a convolution) measured the sparse
-    product faster than the dense one; `"sparse"` swaps every layer that can; `"dense"` none.
+    run sparse. `mode="auto"` makes a layer sparse only where a probe on this machine measured the
+    layer faster sparse than dense: with `example_inputs` (what `model(*example_inputs)` takes; a
+    tensor is one input), each layer is timed whole, dense module against sparse module, on the input
+    it receives in that call; without it, a Linear is timed on one vector and a convolution, whose
+    dense kernel and input size the probe cannot know, stays dense. `"sparse"` swaps every layer that
+    can; `"dense"` none.
     Everything else stays dense: grouped, depthwise and transposed convolutions, embeddings, and the
     projections inside `nn.MultiheadAttention` (which reads their weights directly). What was chosen
     and why is in `model.sparse_report_` (a SparseReport; `.to_markdown()` prints it).
@@ -277,6 +280,7 @@ def load_sparse(
         target.to(device)
     owners = dict(target.named_modules())
     parents = {id(child): parent for parent in target.modules() for child in parent.children()}
+    seen = _layer_inputs(model, owners, example_inputs) if mode == "auto" and example_inputs is not None else {}
     report = SparseReport()
     for entry, data, codebook in read_layers(coded):  # one layer's streams in memory at a time
         name = entry.name
@@ -296,11 +300,21 @@ def load_sparse(
         if mode == "dense":
             report.append(SparseChoice(name, "dense", "mode='dense'"))
             continue
+        is_conv = isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d)
+        if mode == "auto" and is_conv and module_name not in seen:
+            why_not = (
+                "not reached by the example input" if example_inputs is not None else "no example_inputs to probe it"
+            )
+            report.append(SparseChoice(name, "dense", f"a convolution with {why_not}: runs dense"))
+            continue
         layout = SparseLayout.from_container(entry, data, codebook, transpose=is_hf_conv1d(module))
         replacement = _sparse_module(module, layout, cache).to(module.weight.device)
         dense_ms = sparse_ms = None
         if mode == "auto":
-            dense_ms, sparse_ms = _probe(module, replacement)
+            if module_name in seen:
+                dense_ms, sparse_ms = _probe_modules(module, replacement, seen[module_name])
+            else:
+                dense_ms, sparse_ms = _probe(module, replacement)
             if sparse_ms >= dense_ms:
                 report.append(SparseChoice(name, "dense", "the probe measured dense faster", dense_ms, sparse_ms))
                 continue
@@ -312,10 +326,47 @@ def load_sparse(
     return model
 
 
+def _layer_inputs(model: nn.Module, owners: dict[str, nn.Module], example_inputs: Any) -> dict[str, torch.Tensor]:
+    """The input each candidate layer receives when the model runs once on `example_inputs`."""
+    inputs = example_inputs if isinstance(example_inputs, tuple | list) else (example_inputs,)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name, module in owners.items():
+        if name and unsupported_reason(module) is None:
+
+            def capture(_: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+                if name not in seen and args and isinstance(args[0], torch.Tensor):
+                    seen[name] = args[0].detach()
+
+            hooks.append(module.register_forward_pre_hook(capture))
+    try:
+        with torch.no_grad():
+            model.eval()(*inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def _probe_modules(module: nn.Module, replacement: _SparseBase, x: torch.Tensor) -> tuple[float, float]:
+    """(dense ms, sparse ms) of the whole layer on the input it received, best of 5."""
+    synchronize = torch.cuda.synchronize if x.device.type == "cuda" else lambda: None
+
+    def run(layer: nn.Module) -> Callable[[], None]:
+        def call() -> None:
+            layer(x)
+            synchronize()
+
+        return call
+
+    with torch.no_grad():
+        return _probe_ms(run(module)), _probe_ms(run(replacement))
+
+
 def _probe(module: nn.Module, replacement: _SparseBase) -> tuple[float, float]:
     """(dense ms, sparse ms) of the layer's matrix product on a probe input, best of 5."""
     rows, columns = replacement.layout.shape
-    width = 1 if isinstance(replacement, SparseLinear) else PROBE_COLUMNS_CONV
+    width = 1  # a Linear (or HF Conv1D) at batch 1: convolutions are only probed on a real input
     weight = module.weight
     assert isinstance(weight, torch.Tensor)
     weight = weight.detach()
