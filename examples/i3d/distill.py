@@ -45,7 +45,7 @@ def distill_steps(
         optimizer.zero_grad(set_to_none=True)
         (loss * temperature**2).backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     student.eval()
     return losses
 
