@@ -202,8 +202,6 @@ class SparseReport(list[SparseChoice]):
         return markdown_table(["weight", "runs", "why", "dense ms", "sparse ms"], rows)
 
 
-
-
 def _probe_ms(function: Callable[[], Any], repeat: int = 5) -> float:
     function()
     best = float("inf")
