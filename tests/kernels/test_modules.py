@@ -16,6 +16,15 @@ from vidcompress.kernels import (
 )
 
 
+def _compressed(model: nn.Module, path, sparsity: str, bits: str) -> nn.Module:
+    """Prune, quantize (bits rules of kinds the model may lack) and finalize `model`, encode it to `path`."""
+    prune_(model, sparsity)
+    quantize_(model, QuantizeConfig(bits=any_model_rules(bits, "bits")))
+    finalize_(model)
+    encode(model, path)
+    return model
+
+
 @pytest.mark.parametrize("dims", [1, 2, 3])
 def test_sparse_conv_matches_dense(dims: int) -> None:
     conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
@@ -42,11 +51,7 @@ def test_grouped_convolutions_are_refused() -> None:
     ("build", "make_input"), [(mlp, lambda: torch.randn(4, 64)), (R3D18Like, lambda: torch.randn(2, 3, 4, 16, 16))]
 )
 def test_load_sparse_matches_the_dense_model(tmp_path, build, make_input, cache: bool) -> None:
-    model = build()
-    prune_(model, "0.9")
-    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=8,fc=5", "bits")))
-    finalize_(model)
-    encode(model, tmp_path / "m.vcz")
+    model = _compressed(build(), tmp_path / "m.vcz", "0.9", "conv=8,fc=5")
     reference = build().eval()
     reference.load_state_dict(model.state_dict())
     sparse = load_sparse(tmp_path / "m.vcz", build(), cache=cache, mode="sparse").eval()
@@ -68,11 +73,7 @@ def test_layouts_built_from_the_container_equal_those_built_from_the_weights(tmp
     from vidcompress.codec import read_container
     from vidcompress.codec.container import read_layers
 
-    model = R3D18Like()
-    prune_(model, "0.8")
-    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=6,fc=4", "bits")))
-    finalize_(model)
-    encode(model, tmp_path / "m.vcz")
+    model = _compressed(R3D18Like(), tmp_path / "m.vcz", "0.8", "conv=6,fc=4")
     weights = model.state_dict()
     for entry, data, codebook in read_layers(read_container(tmp_path / "m.vcz")):
         built = SparseLayout.from_container(entry, data, codebook)
@@ -88,11 +89,7 @@ def test_layouts_built_from_the_container_equal_those_built_from_the_weights(tmp
     ("build", "make_input"), [(mlp, lambda: torch.randn(4, 64)), (R3D18Like, lambda: torch.randn(2, 3, 4, 16, 16))]
 )
 def test_load_sparse_on_the_gpu_matches_the_dense_model(tmp_path, build, make_input) -> None:
-    model = build()
-    prune_(model, "0.9")
-    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=8,fc=5", "bits")))
-    finalize_(model)
-    encode(model, tmp_path / "m.vcz")
+    model = _compressed(build(), tmp_path / "m.vcz", "0.9", "conv=8,fc=5")
     reference = build().eval().cuda()
     reference.load_state_dict(model.state_dict())
     sparse = load_sparse(tmp_path / "m.vcz", build(), device="cuda", mode="sparse").eval()
@@ -106,11 +103,7 @@ def test_load_sparse_on_the_gpu_matches_the_dense_model(tmp_path, build, make_in
 
 
 def test_auto_probes_whole_layers_on_the_example_input_and_keeps_unprobed_convolutions_dense(tmp_path) -> None:
-    model = R3D18Like()
-    prune_(model, "0.9")
-    quantize_(model, QuantizeConfig(bits=any_model_rules("conv=8,fc=5", "bits")))
-    finalize_(model)
-    encode(model, tmp_path / "m.vcz")
+    model = _compressed(R3D18Like(), tmp_path / "m.vcz", "0.9", "conv=8,fc=5")
     x = torch.randn(1, 3, 4, 16, 16)
     blind = load_sparse(tmp_path / "m.vcz", R3D18Like())
     convs = [c for c in blind.sparse_report_ if c.name != "fc.weight"]
