@@ -115,6 +115,7 @@ def gpu_rows(weight: torch.Tensor, layout: SparseLayout, batch: int, replays: in
     import cupyx.scipy.sparse
 
     from vidcompress.kernels import spmm_cuda
+    from vidcompress.kernels.cuda import SPMV_VARIANTS, _spmm_cuda, spmv_variant, torch_stream
 
     rows, cols = weight.shape
     x = torch.randn(cols, batch, device="cuda")
@@ -125,17 +126,34 @@ def gpu_rows(weight: torch.Tensor, layout: SparseLayout, batch: int, replays: in
 
     def on_torch_stream(function):
         def launch():
-            with cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
+            with torch_stream(x.device):
                 return function()
 
         return launch
 
     result: dict = {}
     timings = {}
-    for key, source in (("ours_csr", layout), ("ours_relative", relative)):
-        on_device = [source.to("cuda") for _ in range(copies_for(source.size_bytes))]
-        timings[key] = gpu_time([lambda c=c: spmm_cuda(c, operand) for c in on_device], replays)
-        result[f"{key}_bytes_moved"] = source.size_bytes + vectors
+    relative_copies = [relative.to("cuda") for _ in range(copies_for(relative.size_bytes))]
+    timings["ours_relative"] = gpu_time([lambda c=c: spmm_cuda(c, operand) for c in relative_copies], replays)
+    result["ours_relative_bytes_moved"] = relative.size_bytes + vectors
+    del relative_copies
+    csr_copies = [layout.to("cuda") for _ in range(copies_for(layout.size_bytes))]
+    result["ours_csr_bytes_moved"] = layout.size_bytes + vectors
+    if batch == 1:  # each batch-1 kernel; "ours_csr" is the one spmm_cuda picks by itself
+        chosen = spmv_variant(csr_copies[0], x.device.index or 0)
+        result["ours_csr_variant"] = chosen
+        fits = chosen != "cached"
+        for variant in SPMV_VARIANTS:
+            if variant != "cached" and not fits:
+                continue
+            timings[f"ours_csr_{variant}"] = gpu_time(
+                [lambda c=c, v=variant: _spmm_cuda(c, operand, variant=v) for c in csr_copies], replays
+            )
+            result[f"ours_csr_{variant}_bytes_moved"] = result["ours_csr_bytes_moved"]
+        timings["ours_csr"] = timings[f"ours_csr_{chosen}"]
+    else:
+        timings["ours_csr"] = gpu_time([lambda c=c: spmm_cuda(c, operand) for c in csr_copies], replays)
+    del csr_copies
 
     def peer(key: str, launches) -> None:  # a peer that fails is reported as such, not fatal to the run
         try:
@@ -163,15 +181,18 @@ def gpu_rows(weight: torch.Tensor, layout: SparseLayout, batch: int, replays: in
     result["dense_bytes_moved"] = 4 * weight.numel() + vectors
     for key, (seconds, mode) in timings.items():
         result[f"{key}_gpu_s"], result[f"{key}_mode"] = seconds, mode
-    for key in ("ours_csr", "ours_relative"):
+    for key in [k for k in timings if k.startswith("ours_")]:
         result[f"{key}_bandwidth_fraction"] = result[f"{key}_bytes_moved"] / result[f"{key}_gpu_s"] / peak
     # Check the kernels' answers here too: a fast wrong kernel must not make a table.
     expected = weight.cuda() @ operand
-    for source in (layout, relative):
-        got = spmm_cuda(source.to("cuda"), operand)
+    variants: list[str | None] = [v for v in SPMV_VARIANTS if f"ours_csr_{v}" in timings] if batch == 1 else [None]
+    checks: list[tuple[SparseLayout | RelativeLayout, str | None]] = [(relative, None)]
+    checks += [(layout, v) for v in variants]
+    for source, checked in checks:
+        got = _spmm_cuda(source.to("cuda"), operand, variant=checked)
         error = float((got - expected).abs().max()) / max(float(expected.abs().max()), 1e-12)
         if error > 1e-5:
-            raise AssertionError(f"{type(source).__name__} kernel off by {error:.2e} (relative)")
+            raise AssertionError(f"{type(source).__name__} kernel ({checked}) off by {error:.2e} (relative)")
     torch.cuda.empty_cache()
     cupy.get_default_memory_pool().free_all_blocks()
     return result
@@ -323,24 +344,32 @@ def gpu_main(quick: bool) -> None:
         "launch per copy is captured in a CUDA graph and the graph replayed, so every launch streams its matrix",
         "from HBM and no Python or launch latency is timed. The small T-C3D layers hit the 64-copy cap and partly",
         f"stay in L2. Timing modes seen: {', '.join(modes)}. Mean microseconds per multiplication.",
-        "Ours (CSR): 1-byte symbol + 2-byte column per nonzero; ours (relative): 2-byte packed (delta, symbol)",
-        "entries, fillers and 8-entry row padding included. cuSPARSE CSR fp32 through cupyx and through torch.",
-        "Bandwidth: our layout's bytes + x + y over the kernel's time, as a fraction of the peak.",
+        "Ours (CSR): 1-byte symbol + 2-byte column per nonzero; the default column is the kernel `spmm_cuda` picks",
+        "by itself; at batch 1 each of its kernels is timed too: x read through the cache (cached), x staged in",
+        "shared memory by every block (staged), and staged with 8-nonzero vector loads of the layout (vector).",
+        "Ours (relative): 2-byte packed (delta, symbol) entries, fillers and 8-entry row padding included.",
+        "cuSPARSE CSR fp32 through cupyx and through torch. Bandwidth: our layout's bytes + x + y over the",
+        "kernel's time, as a fraction of the peak, for our default CSR kernel and the relative one.",
         "",
     ]
+
+    def micros(r: dict, key: str) -> str:
+        return f"{1e6 * r[key]:.2f}" if key in r else "-"
+
     cells = []
     for r in rows:
         best = min(r["ours_csr_gpu_s"], r["ours_relative_gpu_s"])
         cusparse = min((r["cusparse_csr_gpu_s"], r["torch_csr_gpu_s"]), key=lambda t: (t != t, t))  # NaN last
         cells.append([
-            r["matrix"], r["sparsity"], r["batch"], f"{1e6 * r['ours_csr_gpu_s']:.2f}",
-            f"{1e6 * r['ours_relative_gpu_s']:.2f}", f"{1e6 * r['cusparse_csr_gpu_s']:.2f}",
-            f"{1e6 * r['torch_csr_gpu_s']:.2f}", f"{1e6 * r['cublas_dense_gpu_s']:.2f}", f"{cusparse / best:.2f}x",
-            f"{r['cublas_dense_gpu_s'] / best:.2f}x",
+            r["matrix"], r["sparsity"], r["batch"], micros(r, "ours_csr_gpu_s"),
+            *(micros(r, f"ours_csr_{v}_gpu_s") for v in ("cached", "staged", "staged_vector")),
+            micros(r, "ours_relative_gpu_s"), micros(r, "cusparse_csr_gpu_s"), micros(r, "torch_csr_gpu_s"),
+            micros(r, "cublas_dense_gpu_s"), f"{cusparse / best:.2f}x", f"{r['cublas_dense_gpu_s'] / best:.2f}x",
             f"{r['ours_csr_bandwidth_fraction']:.2f} / {r['ours_relative_bandwidth_fraction']:.2f}",
         ])  # fmt: skip
-    headers = ["matrix", "sparsity", "batch", "ours CSR", "ours relative", "cuSPARSE (cupyx)", "cuSPARSE (torch)",
-               "cuBLAS dense", "best ours vs cuSPARSE", "best ours vs dense", "bandwidth CSR / relative"]  # fmt: skip
+    headers = ["matrix", "sparsity", "batch", "ours CSR (default)", "cached", "staged", "vector", "ours relative",
+               "cuSPARSE (cupyx)", "cuSPARSE (torch)", "cuBLAS dense", "best ours vs cuSPARSE", "best ours vs dense",
+               "bandwidth CSR / relative"]  # fmt: skip
     lines.append(markdown_table(headers, cells))
     lines += ["", '"vs cuSPARSE" compares against the faster of the two cuSPARSE columns.']
     slug = "".join(c if c.isalnum() else "-" for c in str(device).lower()).strip("-")

@@ -1,5 +1,7 @@
+import dataclasses
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from vidcompress.kernels import (
     SparseLayout,
     cuda_available,
 )
-from vidcompress.kernels.cuda import SOURCE, spmm_cuda
+from vidcompress.kernels.cuda import SOURCE, SPMV_VARIANTS, _spmm_cuda, spmm_cuda, spmv_variant
 
 
 def test_cuda_path_without_a_gpu_is_a_clear_error() -> None:
@@ -30,7 +32,9 @@ def test_cuda_sources_compile_with_nvcc(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     ptx = (tmp_path / "spmv.ptx").read_text()
-    for name in ("spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16", "spmv_rel", "spmm_rel"):
+    names = ["spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16", "spmv_rel", "spmm_rel"]
+    names += ["spmv_sx_u16_u8", "spmv_sxv_u16_u8", "spmv_sxv_u16_u16", "spmv_sxv_i32_u8"]
+    for name in names:
         assert f".entry {name}" in ptx
 
 
@@ -73,3 +77,59 @@ def test_short_matrices_share_rows_between_warps() -> None:
     assert warps_per_row(128, 128 * 100) == 1  # too few nonzeros a row to split
     assert warps_per_row(20_000, 20_000 * 5000) == 1
     assert warps_per_row(0, 0) == 1
+
+
+def _unaligned(layout: SparseLayout) -> SparseLayout:
+    """The same layout with its column and symbol arrays starting one element past an aligned address."""
+
+    def shifted(tensor: torch.Tensor) -> torch.Tensor:
+        storage = torch.empty(tensor.numel() + 1, dtype=tensor.dtype, device=tensor.device)
+        storage[1:] = tensor
+        return storage[1:]
+
+    return dataclasses.replace(layout, columns=shifted(layout.columns), symbols=shifted(layout.symbols))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize("variant", SPMV_VARIANTS)
+@pytest.mark.parametrize("levels", [255, 1000])  # one- and two-byte symbols
+@pytest.mark.parametrize(
+    ("shape", "sparsity"),
+    [((4096, 9216), 0.9), ((512, 13824), 0.9), ((101, 515), 0.7), ((300, 4001), 0.999), ((33, 1), 0.5),
+     ((40, 17), 1.0), ((8, 9), 0.0), ((7, 50_000), 0.99)],
+)  # fmt: skip
+def test_every_batch1_kernel_matches_dense(variant: str, levels: int, shape, sparsity: float) -> None:
+    weight = quantized_matrix(shape, sparsity=sparsity, levels=levels)
+    layout = SparseLayout.from_dense(weight).to("cuda")
+    x = torch.randn(shape[1], device="cuda")
+    expected = weight.cuda() @ x
+    for candidate in (layout, _unaligned(layout)):
+        if variant == "staged_vector" and candidate is not layout:
+            continue  # vector loads need aligned arrays; spmv_variant never picks them otherwise
+        assert close(_spmm_cuda(candidate, x, variant=variant), expected), variant
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+def test_the_default_batch1_kernel_follows_alignment_and_shared_memory() -> None:
+    layout = SparseLayout.from_dense(quantized_matrix((64, 4096))).to("cuda")
+    assert spmv_variant(layout, 0) == "staged_vector"
+    assert spmv_variant(_unaligned(layout), 0) == "staged"
+    wide = SparseLayout.from_dense(quantized_matrix((4, 70_000), sparsity=0.999)).to("cuda")
+    assert spmv_variant(wide, 0) == "cached"  # x of 280 kB does not fit in any GPU's shared memory
+    with pytest.raises(ConfigError, match="shared memory"):
+        _spmm_cuda(wide, torch.randn(70_000, device="cuda"), variant="staged")
+    with pytest.raises(ConfigError, match="unknown SpMV variant"):
+        _spmm_cuda(layout, torch.randn(4096, device="cuda"), variant="fast")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+def test_launches_raise_no_deprecation_warning() -> None:
+    layout = SparseLayout.from_dense(quantized_matrix((16, 32))).to("cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for x in (torch.randn(32, device="cuda"), torch.randn(32, 4, device="cuda")):
+            spmm_cuda(layout, x)
+            spmm_cuda(RelativeLayout.from_csr(layout.to("cpu")).to("cuda"), x)

@@ -14,6 +14,8 @@ from vidcompress.kernels.relative import RelativeLayout
 
 SOURCE = Path(__file__).with_name("spmv.cu")
 THREADS = 256  # 8 warps per block
+STAGED_THREADS = 1024  # the kernels that stage x in shared memory: one copy of x serves 32 warps
+STATIC_SHARED = 1024  # bytes of shared memory the kernels declare themselves (with room to spare)
 TARGET_WARPS = 8192  # about what an H100 / H200 keeps resident (132 SMs x 64 warps)
 MIN_ROW_STEPS = 4  # each warp of a shared row still takes at least this many steps of 32 nonzeros
 
@@ -38,7 +40,7 @@ def _cupy() -> Any:
 @functools.cache
 def _module() -> Any:
     cupy = _cupy()
-    return cupy.RawModule(code=SOURCE.read_text(), options=("--std=c++14",))
+    return cupy.RawModule(code=SOURCE.read_text(), options=("--std=c++17",))
 
 
 @functools.cache
@@ -80,12 +82,74 @@ def warps_per_row(rows: int, nonzeros: int) -> int:
     return warps
 
 
+class _StreamHandle:
+    """A raw CUDA stream handle behind the CUDA stream protocol, for `cupy.cuda.Stream.from_external`."""
+
+    def __init__(self, handle: int) -> None:
+        self.handle = handle
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.handle)
+
+
+@functools.cache
+def _cupy_stream(handle: int, device: int) -> Any:
+    """CuPy's view of one of torch's streams (cached: torch's streams live as long as the process)."""
+    cupy = _cupy()
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)
+    if from_external is not None:  # CuPy 14 and later; ExternalStream is deprecated there
+        try:
+            return from_external(_StreamHandle(handle))
+        except (TypeError, ValueError):  # a CuPy whose from_external wants another protocol version
+            pass
+    return cupy.cuda.ExternalStream(handle, device)
+
+
+def torch_stream(device: torch.device) -> Any:
+    """CuPy's handle on torch's current stream on `device`: launch under it (`with ...:`) to order CuPy work
+    with torch's."""
+    stream = torch.cuda.current_stream(device)
+    return _cupy_stream(stream.cuda_stream, stream.device_index)
+
+
+@functools.cache
+def _device_limits(device: int) -> tuple[int, int]:
+    """(multiprocessors, shared memory bytes a block may opt in to) of a CUDA device."""
+    runtime = _cupy().cuda.runtime
+    optin = runtime.deviceGetAttribute(getattr(runtime, "cudaDevAttrMaxSharedMemoryPerBlockOptin", 97), device)
+    return torch.cuda.get_device_properties(device).multi_processor_count, int(optin)
+
+
+SPMV_VARIANTS = ("cached", "staged", "staged_vector")
+
+
+def spmv_variant(layout: SparseLayout, device: int) -> str:
+    """The batch-1 CSR kernel for `layout`: x staged in shared memory when it fits there (`staged`), with
+    8-nonzero vector loads when both layout arrays start 16-byte aligned (`staged_vector`); else x read
+    through the cache (`cached`)."""
+    _, optin = _device_limits(device)
+    if _staged_bytes(layout) + STATIC_SHARED > optin:
+        return "cached"
+    aligned = all(t.data_ptr() % (8 * t.element_size()) == 0 for t in (layout.columns, layout.symbols))
+    return "staged_vector" if aligned else "staged"
+
+
+def _staged_bytes(layout: SparseLayout) -> int:
+    return 4 * (((layout.codebook.numel() + 3) & ~3) + layout.shape[1])
+
+
 def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor) -> torch.Tensor:
     """W @ X on the GPU for X of shape (columns,) or (columns, batch); fp32 accumulation.
 
     Runs on torch's current stream, so it orders with the surrounding torch work and can be captured
     in a CUDA graph.
     """
+    return _spmm_cuda(layout, x, variant=None)
+
+
+def _spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor, *, variant: str | None) -> torch.Tensor:
+    """spmm_cuda with the batch-1 CSR kernel chosen by `variant` (one of SPMV_VARIANTS; None: spmv_variant's
+    choice); the benchmark times each."""
     if not torch.cuda.is_available():
         raise ConfigError("the CUDA path needs a CUDA device; none is available")
     cupy = _cupy()
@@ -97,18 +161,38 @@ def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor) -> torch.T
     out = torch.empty(layout.shape[0], batch, dtype=torch.float32, device=x.device)
     rows = layout.shape[0]
     relative = isinstance(layout, RelativeLayout)
-    sharing = 1 if relative else warps_per_row(rows, layout.nonzeros)
-    rows_per_block = THREADS // 32 // sharing
-    blocks = max(1, min((rows + rows_per_block - 1) // rows_per_block, 65535))
-    shared = layout.codebook.numel() * 4
+    device = x.device.index if x.device.index is not None else torch.cuda.current_device()
     suffix, args = _layout_arguments(layout)
     args += [cupy.asarray(dense), cupy.asarray(out), cupy.int32(rows)]
-    name = f"spmv_{suffix}" if batch == 1 else f"spmm_{suffix}"
-    if batch != 1:
-        args.append(cupy.int32(batch))
-    if not relative:
-        args.append(cupy.int32(sharing))
-    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(x.device).cuda_stream)
-    with stream:
-        _kernel(name)((blocks,), (THREADS,), tuple(args), shared_mem=shared)
+    threads, shared = THREADS, layout.codebook.numel() * 4
+    if relative:
+        name, sharing = f"spmv_{suffix}" if batch == 1 else f"spmm_{suffix}", 1
+        if batch != 1:
+            args.append(cupy.int32(batch))
+    elif batch != 1:
+        sharing = warps_per_row(rows, layout.nonzeros)
+        name = f"spmm_{suffix}"
+        args += [cupy.int32(batch), cupy.int32(sharing)]
+    else:
+        assert isinstance(layout, SparseLayout)
+        variant = variant or spmv_variant(layout, device)
+        if variant not in SPMV_VARIANTS:
+            raise ConfigError(f"unknown SpMV variant {variant!r}; one of {', '.join(SPMV_VARIANTS)}")
+        sharing = warps_per_row(rows, layout.nonzeros)
+        name = {"cached": "spmv_", "staged": "spmv_sx_", "staged_vector": "spmv_sxv_"}[variant] + suffix
+        args += [cupy.int32(sharing), cupy.int32(layout.shape[1])]
+        if variant != "cached":
+            threads, shared = STAGED_THREADS, _staged_bytes(layout)
+    rows_per_block = threads // 32 // sharing
+    blocks = max(1, min((rows + rows_per_block - 1) // rows_per_block, 65535))
+    kernel = _kernel(name)
+    if threads == STAGED_THREADS:
+        multiprocessors, optin = _device_limits(device)
+        if shared + STATIC_SHARED > optin:
+            raise ConfigError(f"x of {layout.shape[1]} floats does not fit in shared memory ({optin} bytes)")
+        blocks = min(blocks, 2 * multiprocessors)  # every block stages x once, then strides over rows
+        if shared > 48 * 1024:
+            kernel.max_dynamic_shared_size_bytes = shared
+    with torch_stream(x.device):
+        kernel((blocks,), (threads,), tuple(args), shared_mem=shared)
     return out.reshape(-1) if vector else out

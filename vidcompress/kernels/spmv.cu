@@ -11,7 +11,7 @@
 #define FULL_MASK 0xffffffffu
 #define SPMM_TILE 8  // batch columns accumulated in registers per pass
 #define UNROLL 4     // independent nonzeros per lane in flight
-#define MAX_WARPS 8  // warps per block (256 threads)
+#define MAX_WARPS 32  // warps per block (up to 1024 threads)
 
 extern __shared__ float shared_codebook[];  // sized at launch: the codebook's floats
 
@@ -27,8 +27,18 @@ __device__ __forceinline__ float warp_sum(float value) {
     return value;
 }
 
+// x[column]: from shared memory when the block staged x there, else through the read-only cache.
+template <bool SHARED_X>
+__device__ __forceinline__ float fetch(const float* __restrict__ x, int column) {
+    if constexpr (SHARED_X) {
+        return x[column];
+    } else {
+        return __ldg(&x[column]);
+    }
+}
+
 // Sum over k in [begin + first, end) step `stride` of table[symbols[k]] * x[columns[k]].
-template <typename Column, typename Symbol>
+template <bool SHARED_X, typename Column, typename Symbol>
 __device__ __forceinline__ float row_dot(int begin, int end, int first, int stride, const Column* __restrict__ columns,
                                          const Symbol* __restrict__ symbols, const float* table,
                                          const float* __restrict__ x) {
@@ -42,20 +52,110 @@ __device__ __forceinline__ float row_dot(int begin, int end, int first, int stri
             symbol[u] = __ldcs(&symbols[k + u * stride]);
         }
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) sum += table[symbol[u]] * __ldg(&x[column[u]]);
+        for (int u = 0; u < UNROLL; ++u) sum += table[symbol[u]] * fetch<SHARED_X>(x, column[u]);
     }
-    for (; k < end; k += stride) sum += table[__ldcs(&symbols[k])] * __ldg(&x[__ldcs(&columns[k])]);
+    for (; k < end; k += stride) sum += table[__ldcs(&symbols[k])] * fetch<SHARED_X>(x, __ldcs(&columns[k]));
     return sum;
 }
 
+// Eight consecutive elements from an address aligned to eight of them, in one or two 16-byte (or one 8-byte)
+// streaming loads.
+__device__ __forceinline__ void load8(const unsigned char* p, int out[8]) {
+    const uint2 w = __ldcs(reinterpret_cast<const uint2*>(p));
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        out[e] = (int)((w.x >> (8 * e)) & 0xFFu);
+        out[4 + e] = (int)((w.y >> (8 * e)) & 0xFFu);
+    }
+}
+
+__device__ __forceinline__ void load8(const unsigned short* p, int out[8]) {
+    const uint4 w = __ldcs(reinterpret_cast<const uint4*>(p));
+    const unsigned int words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int e = 0; e < 8; ++e) out[e] = (int)((words[e >> 1] >> ((e & 1) * 16)) & 0xFFFFu);
+}
+
+__device__ __forceinline__ void load8(const int* p, int out[8]) {
+    const int4 a = __ldcs(reinterpret_cast<const int4*>(p));
+    const int4 b = __ldcs(reinterpret_cast<const int4*>(p) + 1);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
+
+// row_dot with vector loads: lane `first` (of `stride` sharing the row) takes whole 8-nonzero groups that
+// start on multiples of 8 in the layout's arrays (the host checks that both arrays start aligned), two
+// groups in flight; the row's unaligned head and tail (under 8 nonzeros each) are single loads.
+template <bool SHARED_X, typename Column, typename Symbol>
+__device__ __forceinline__ float row_dot_vector(int begin, int end, int first, int stride,
+                                                const Column* __restrict__ columns,
+                                                const Symbol* __restrict__ symbols, const float* table,
+                                                const float* __restrict__ x) {
+    const int body_begin = (begin + 7) & ~7;
+    const int body_end = end & ~7;
+    if (body_begin >= body_end) return row_dot<SHARED_X>(begin, end, first, stride, columns, symbols, table, x);
+    float sum = 0.0f;
+    if (first < body_begin - begin) {
+        const int k = begin + first;
+        sum += table[__ldcs(&symbols[k])] * fetch<SHARED_X>(x, __ldcs(&columns[k]));
+    }
+    if (first < end - body_end) {
+        const int k = body_end + first;
+        sum += table[__ldcs(&symbols[k])] * fetch<SHARED_X>(x, __ldcs(&columns[k]));
+    }
+    const int last = body_end >> 3;
+    int group = (body_begin >> 3) + first;
+    for (; group + stride < last; group += 2 * stride) {
+        int c0[8], s0[8], c1[8], s1[8];
+        load8(columns + 8 * group, c0);
+        load8(symbols + 8 * group, s0);
+        load8(columns + 8 * (group + stride), c1);
+        load8(symbols + 8 * (group + stride), s1);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sum += table[s0[e]] * fetch<SHARED_X>(x, c0[e]);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sum += table[s1[e]] * fetch<SHARED_X>(x, c1[e]);
+    }
+    if (group < last) {
+        int c0[8], s0[8];
+        load8(columns + 8 * group, c0);
+        load8(symbols + 8 * group, s0);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sum += table[s0[e]] * fetch<SHARED_X>(x, c0[e]);
+    }
+    return sum;
+}
+
+// The whole block copies x (x_size floats) into shared memory at `staged`, 16 bytes at a time when aligned.
+__device__ __forceinline__ void stage_vector(float* staged, const float* __restrict__ x, int x_size) {
+    if ((reinterpret_cast<size_t>(x) & 15) == 0 && (reinterpret_cast<size_t>(staged) & 15) == 0) {
+        const int quads = x_size >> 2;
+        for (int i = threadIdx.x; i < quads; i += blockDim.x) {
+            reinterpret_cast<float4*>(staged)[i] = __ldg(reinterpret_cast<const float4*>(x) + i);
+        }
+        for (int i = (quads << 2) + threadIdx.x; i < x_size; i += blockDim.x) staged[i] = __ldg(&x[i]);
+    } else {
+        for (int i = threadIdx.x; i < x_size; i += blockDim.x) staged[i] = __ldg(&x[i]);
+    }
+    __syncthreads();
+}
+
 // Block-stride loop over groups of rows; the loop bounds are uniform across the block (barriers are safe).
-template <typename Column, typename Symbol>
+// SHARED_X: the block first stages x in shared memory after the codebook (the host checks that it fits), so
+// the gathers x[column] hit shared memory instead of the L1 cache, where a warp's 32 scattered columns cost
+// up to 32 cache-line lookups. VECTOR: row_dot_vector's 8-nonzero groups.
+template <bool SHARED_X, bool VECTOR, typename Column, typename Symbol>
 __device__ void spmv_rows(const int* __restrict__ row_pointers, const Column* __restrict__ columns,
                           const Symbol* __restrict__ symbols, const float* __restrict__ codebook,
                           int codebook_size, const float* __restrict__ x, float* __restrict__ y, int rows,
-                          int warps_per_row) {
+                          int warps_per_row, int x_size) {
     __shared__ float partial[MAX_WARPS];
     float* table = shared_codebook;
+    const float* source = x;
+    if constexpr (SHARED_X) {
+        float* staged = shared_codebook + ((codebook_size + 3) & ~3);
+        stage_vector(staged, x, x_size);
+        source = staged;
+    }
     load_codebook(table, codebook, codebook_size);
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
@@ -65,8 +165,14 @@ __device__ void spmv_rows(const int* __restrict__ row_pointers, const Column* __
         const int row = first_row + warp / warps_per_row;
         float sum = 0.0f;
         if (row < rows) {
-            sum = row_dot(row_pointers[row], row_pointers[row + 1], member * 32 + lane, warps_per_row * 32, columns,
-                          symbols, table, x);
+            const int first = member * 32 + lane, stride = warps_per_row * 32;
+            if constexpr (VECTOR) {
+                sum = row_dot_vector<SHARED_X>(row_pointers[row], row_pointers[row + 1], first, stride, columns,
+                                               symbols, table, source);
+            } else {
+                sum = row_dot<SHARED_X>(row_pointers[row], row_pointers[row + 1], first, stride, columns, symbols,
+                                        table, source);
+            }
         }
         sum = warp_sum(sum);
         if (warps_per_row == 1) {
@@ -147,13 +253,20 @@ __device__ void spmm_rows(const int* __restrict__ row_pointers, const Column* __
     }
 }
 
+#define VIDCOMPRESS_SPMV(NAME, SHARED_X, VECTOR, COLUMN, SYMBOL)                                                 \
+    extern "C" __global__ void NAME(const int* row_pointers, const COLUMN* columns, const SYMBOL* symbols,         \
+                                    const float* codebook, int codebook_size, const float* x, float* y, int rows,  \
+                                    int warps_per_row, int x_size) {                                               \
+        spmv_rows<SHARED_X, VECTOR, COLUMN, SYMBOL>(row_pointers, columns, symbols, codebook, codebook_size, x, y, \
+                                                    rows, warps_per_row, x_size);                                  \
+    }
+
+// spmv_* reads x through the cache; spmv_sx_* stages x in shared memory; spmv_sxv_* also loads the layout
+// in 8-nonzero vectors.
 #define VIDCOMPRESS_KERNELS(SUFFIX, COLUMN, SYMBOL)                                                              \
-    extern "C" __global__ void spmv_##SUFFIX(const int* row_pointers, const COLUMN* columns,                     \
-                                             const SYMBOL* symbols, const float* codebook, int codebook_size,     \
-                                             const float* x, float* y, int rows, int warps_per_row) {            \
-        spmv_rows<COLUMN, SYMBOL>(row_pointers, columns, symbols, codebook, codebook_size, x, y, rows,           \
-                                  warps_per_row);                                                                \
-    }                                                                                                             \
+    VIDCOMPRESS_SPMV(spmv_##SUFFIX, false, false, COLUMN, SYMBOL)                                                \
+    VIDCOMPRESS_SPMV(spmv_sx_##SUFFIX, true, false, COLUMN, SYMBOL)                                              \
+    VIDCOMPRESS_SPMV(spmv_sxv_##SUFFIX, true, true, COLUMN, SYMBOL)                                              \
     extern "C" __global__ void spmm_##SUFFIX(const int* row_pointers, const COLUMN* columns,                     \
                                              const SYMBOL* symbols, const float* codebook, int codebook_size,     \
                                              const float* x, float* y, int rows, int batch, int warps_per_row) { \
