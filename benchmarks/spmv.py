@@ -25,6 +25,7 @@ import torch
 from benchmarks.common import machine, machine_line, write_results
 from vidcompress.kernels import RelativeLayout, SparseLayout, csr_matrix, cuda_available, spmm_cpu
 from vidcompress.kernels.cpu_numba import numba_available
+from vidcompress.kernels.cuda import SPMV_VARIANTS, _spmm_cuda, spmv_unusable, spmv_variant, torch_stream
 from vidcompress.report import markdown_table
 
 MATRICES = {
@@ -115,7 +116,6 @@ def gpu_rows(weight: torch.Tensor, layout: SparseLayout, batch: int, replays: in
     import cupyx.scipy.sparse
 
     from vidcompress.kernels import spmm_cuda
-    from vidcompress.kernels.cuda import SPMV_VARIANTS, _spmm_cuda, spmv_variant, torch_stream
 
     rows, cols = weight.shape
     x = torch.randn(cols, batch, device="cuda")
@@ -142,9 +142,8 @@ def gpu_rows(weight: torch.Tensor, layout: SparseLayout, batch: int, replays: in
     if batch == 1:  # each batch-1 kernel; "ours_csr" is the one spmm_cuda picks by itself
         chosen = spmv_variant(csr_copies[0], x.device.index or 0)
         result["ours_csr_variant"] = chosen
-        fits = chosen != "cached"
         for variant in SPMV_VARIANTS:
-            if variant != "cached" and not fits:
+            if spmv_unusable(csr_copies[0], variant, x.device.index or 0) is not None:
                 continue
             timings[f"ours_csr_{variant}"] = gpu_time(
                 [lambda c=c, v=variant: _spmm_cuda(c, operand, variant=v) for c in csr_copies], replays
@@ -346,7 +345,9 @@ def gpu_main(quick: bool) -> None:
         f"stay in L2. Timing modes seen: {', '.join(modes)}. Mean microseconds per multiplication.",
         "Ours (CSR): 1-byte symbol + 2-byte column per nonzero; the default column is the kernel `spmm_cuda` picks",
         "by itself; at batch 1 each of its kernels is timed too: x read through the cache (cached), x staged in",
-        "shared memory by every block (staged), and staged with 8-nonzero vector loads of the layout (vector).",
+        "shared memory by every block (staged), staged with 8-nonzero vector loads of the layout (vector), and",
+        "with vector loads and the codebook replicated 32 times in shared memory against bank conflicts, x cached",
+        "(replicated) or staged (staged repl.).",
         "Ours (relative): 2-byte packed (delta, symbol) entries, fillers and 8-entry row padding included.",
         "cuSPARSE CSR fp32 through cupyx and through torch. Bandwidth: our layout's bytes + x + y over the",
         "kernel's time, as a fraction of the peak, for our default CSR kernel and the relative one.",
@@ -362,12 +363,13 @@ def gpu_main(quick: bool) -> None:
         cusparse = min((r["cusparse_csr_gpu_s"], r["torch_csr_gpu_s"]), key=lambda t: (t != t, t))  # NaN last
         cells.append([
             r["matrix"], r["sparsity"], r["batch"], micros(r, "ours_csr_gpu_s"),
-            *(micros(r, f"ours_csr_{v}_gpu_s") for v in ("cached", "staged", "staged_vector")),
+            *(micros(r, f"ours_csr_{v}_gpu_s") for v in SPMV_VARIANTS),
             micros(r, "ours_relative_gpu_s"), micros(r, "cusparse_csr_gpu_s"), micros(r, "torch_csr_gpu_s"),
             micros(r, "cublas_dense_gpu_s"), f"{cusparse / best:.2f}x", f"{r['cublas_dense_gpu_s'] / best:.2f}x",
             f"{r['ours_csr_bandwidth_fraction']:.2f} / {r['ours_relative_bandwidth_fraction']:.2f}",
         ])  # fmt: skip
-    headers = ["matrix", "sparsity", "batch", "ours CSR (default)", "cached", "staged", "vector", "ours relative",
+    headers = ["matrix", "sparsity", "batch", "ours CSR (default)", "cached", "staged", "vector", "replicated",
+               "staged repl.", "ours relative",
                "cuSPARSE (cupyx)", "cuSPARSE (torch)", "cuBLAS dense", "best ours vs cuSPARSE", "best ours vs dense",
                "bandwidth CSR / relative"]  # fmt: skip
     lines.append(markdown_table(headers, cells))

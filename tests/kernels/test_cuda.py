@@ -14,7 +14,7 @@ from vidcompress.kernels import (
     SparseLayout,
     cuda_available,
 )
-from vidcompress.kernels.cuda import SOURCE, SPMV_VARIANTS, _spmm_cuda, spmm_cuda, spmv_variant
+from vidcompress.kernels.cuda import SOURCE, SPMV_VARIANTS, _spmm_cuda, spmm_cuda, spmv_unusable, spmv_variant
 
 
 def test_cuda_path_without_a_gpu_is_a_clear_error() -> None:
@@ -33,7 +33,8 @@ def test_cuda_sources_compile_with_nvcc(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     ptx = (tmp_path / "spmv.ptx").read_text()
     names = ["spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16", "spmv_rel", "spmm_rel"]
-    names += ["spmv_sx_u16_u8", "spmv_sxv_u16_u8", "spmv_sxv_u16_u16", "spmv_sxv_i32_u8"]
+    names += ["spmv_sx_u16_u8", "spmv_sxv_u16_u8", "spmv_sxv_u16_u16", "spmv_sxv_i32_u8", "spmv_rv_u16_u8"]
+    names += ["spmv_sxrv_u16_u8", "spmv_rv_i32_u8"]
     for name in names:
         assert f".entry {name}" in ptx
 
@@ -104,10 +105,17 @@ def test_every_batch1_kernel_matches_dense(variant: str, levels: int, shape, spa
     layout = SparseLayout.from_dense(weight).to("cuda")
     x = torch.randn(shape[1], device="cuda")
     expected = weight.cuda() @ x
+    runs = 0
     for candidate in (layout, _unaligned(layout)):
-        if variant == "staged_vector" and candidate is not layout:
-            continue  # vector loads need aligned arrays; spmv_variant never picks them otherwise
+        reason = spmv_unusable(candidate, variant, 0)
+        if reason is not None:  # refused with the reason, never run on a layout it would misread
+            with pytest.raises(ConfigError, match="cannot run this layout"):
+                _spmm_cuda(candidate, x, variant=variant)
+            continue
         assert close(_spmm_cuda(candidate, x, variant=variant), expected), variant
+        runs += 1
+    if variant == "cached":
+        assert runs == 2  # the fallback runs every layout
 
 
 @pytest.mark.gpu
@@ -118,8 +126,10 @@ def test_the_default_batch1_kernel_follows_alignment_and_shared_memory() -> None
     assert spmv_variant(_unaligned(layout), 0) == "staged"
     wide = SparseLayout.from_dense(quantized_matrix((4, 70_000), sparsity=0.999)).to("cuda")
     assert spmv_variant(wide, 0) == "cached"  # x of 280 kB does not fit in any GPU's shared memory
-    with pytest.raises(ConfigError, match="shared memory"):
+    with pytest.raises(ConfigError, match="does not fit in shared memory"):
         _spmm_cuda(wide, torch.randn(70_000, device="cuda"), variant="staged")
+    with pytest.raises(ConfigError, match="16-byte aligned"):
+        _spmm_cuda(_unaligned(layout), torch.randn(4096, device="cuda"), variant="staged_vector")
     with pytest.raises(ConfigError, match="unknown SpMV variant"):
         _spmm_cuda(layout, torch.randn(4096, device="cuda"), variant="fast")
 

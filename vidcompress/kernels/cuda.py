@@ -14,7 +14,7 @@ from vidcompress.kernels.relative import RelativeLayout
 
 SOURCE = Path(__file__).with_name("spmv.cu")
 THREADS = 256  # 8 warps per block
-STAGED_THREADS = 1024  # the kernels that stage x in shared memory: one copy of x serves 32 warps
+STAGED_THREADS = 1024  # the kernels with a block-wide shared table: one copy serves 32 warps
 STATIC_SHARED = 1024  # bytes of shared memory the kernels declare themselves (with room to spare)
 TARGET_WARPS = 8192  # about what an H100 / H200 keeps resident (132 SMs x 64 warps)
 MIN_ROW_STEPS = 4  # each warp of a shared row still takes at least this many steps of 32 nonzeros
@@ -120,22 +120,52 @@ def _device_limits(device: int) -> tuple[int, int]:
     return torch.cuda.get_device_properties(device).multi_processor_count, int(optin)
 
 
-SPMV_VARIANTS = ("cached", "staged", "staged_vector")
+# The batch-1 CSR kernels: x read through the cache or staged in shared memory by every block; the layout
+# read one nonzero or 8-nonzero vectors at a time; the codebook once, or replicated 32 times so that
+# random symbols meet no shared-memory bank conflicts (one-byte symbols only).
+SPMV_KERNELS = {  # variant: (kernel name prefix, stages x, vector loads, replicated codebook)
+    "cached": ("spmv_", False, False, False),
+    "staged": ("spmv_sx_", True, False, False),
+    "staged_vector": ("spmv_sxv_", True, True, False),
+    "replicated": ("spmv_rv_", False, True, True),
+    "staged_replicated": ("spmv_sxrv_", True, True, True),
+}
+SPMV_VARIANTS = tuple(SPMV_KERNELS)
+REPLICATED_BYTES = 4 * 256 * 32
+
+
+def _aligned(layout: SparseLayout) -> bool:
+    return all(t.data_ptr() % (8 * t.element_size()) == 0 for t in (layout.columns, layout.symbols))
+
+
+def _spmv_shared_bytes(layout: SparseLayout, variant: str) -> int:
+    """Dynamic shared memory of a batch-1 kernel: the codebook (or its 32 copies), then x when staged."""
+    _, staged, _, replicated = SPMV_KERNELS[variant]
+    table = REPLICATED_BYTES if replicated else 4 * ((layout.codebook.numel() + 3) & ~3)
+    return table + (4 * layout.shape[1] if staged else 0)
+
+
+def spmv_unusable(layout: SparseLayout, variant: str, device: int) -> str | None:
+    """Why `variant` cannot run `layout` on `device` (None: it can)."""
+    _, staged, vector, replicated = SPMV_KERNELS[variant]
+    if replicated and layout.symbols.dtype != torch.uint8:
+        return "the replicated codebook needs one-byte symbols (at most 256 codebook entries)"
+    if replicated and staged and layout.columns.dtype != torch.int16:
+        return "x does not fit in shared memory beside the replicated codebook"
+    if vector and not _aligned(layout):
+        return "vector loads need the column and symbol arrays to start 16-byte aligned"
+    _, optin = _device_limits(device)
+    if _spmv_shared_bytes(layout, variant) + STATIC_SHARED > optin:
+        return f"x of {layout.shape[1]} floats does not fit in shared memory ({optin} bytes)"
+    return None
+
+
+SPMV_PREFERENCE = ("staged_vector", "staged", "cached")  # fastest first, as measured (benchmarks/results)
 
 
 def spmv_variant(layout: SparseLayout, device: int) -> str:
-    """The batch-1 CSR kernel for `layout`: x staged in shared memory when it fits there (`staged`), with
-    8-nonzero vector loads when both layout arrays start 16-byte aligned (`staged_vector`); else x read
-    through the cache (`cached`)."""
-    _, optin = _device_limits(device)
-    if _staged_bytes(layout) + STATIC_SHARED > optin:
-        return "cached"
-    aligned = all(t.data_ptr() % (8 * t.element_size()) == 0 for t in (layout.columns, layout.symbols))
-    return "staged_vector" if aligned else "staged"
-
-
-def _staged_bytes(layout: SparseLayout) -> int:
-    return 4 * (((layout.codebook.numel() + 3) & ~3) + layout.shape[1])
+    """The batch-1 CSR kernel for `layout`: the first of SPMV_PREFERENCE that can run it."""
+    return next(v for v in SPMV_PREFERENCE if spmv_unusable(layout, v, device) is None)
 
 
 def spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor) -> torch.Tensor:
@@ -176,20 +206,21 @@ def _spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor, *, varian
     else:
         assert isinstance(layout, SparseLayout)
         variant = variant or spmv_variant(layout, device)
-        if variant not in SPMV_VARIANTS:
+        if variant not in SPMV_KERNELS:
             raise ConfigError(f"unknown SpMV variant {variant!r}; one of {', '.join(SPMV_VARIANTS)}")
+        reason = spmv_unusable(layout, variant, device)
+        if reason is not None:
+            raise ConfigError(f"SpMV variant {variant!r} cannot run this layout: {reason}")
         sharing = warps_per_row(rows, layout.nonzeros)
-        name = {"cached": "spmv_", "staged": "spmv_sx_", "staged_vector": "spmv_sxv_"}[variant] + suffix
+        name = SPMV_KERNELS[variant][0] + suffix
         args += [cupy.int32(sharing), cupy.int32(layout.shape[1])]
         if variant != "cached":
-            threads, shared = STAGED_THREADS, _staged_bytes(layout)
+            threads, shared = STAGED_THREADS, _spmv_shared_bytes(layout, variant)
     rows_per_block = threads // 32 // sharing
     blocks = max(1, min((rows + rows_per_block - 1) // rows_per_block, 65535))
     kernel = _kernel(name)
     if threads == STAGED_THREADS:
-        multiprocessors, optin = _device_limits(device)
-        if shared + STATIC_SHARED > optin:
-            raise ConfigError(f"x of {layout.shape[1]} floats does not fit in shared memory ({optin} bytes)")
+        multiprocessors, _ = _device_limits(device)
         blocks = min(blocks, 2 * multiprocessors)  # every block stages x once, then strides over rows
         if shared > 48 * 1024:
             kernel.max_dynamic_shared_size_bytes = shared
