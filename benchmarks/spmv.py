@@ -345,9 +345,7 @@ def gpu_main(quick: bool) -> None:
         f"stay in L2. Timing modes seen: {', '.join(modes)}. Mean microseconds per multiplication.",
         "Ours (CSR): 1-byte symbol + 2-byte column per nonzero; the default column is the kernel `spmm_cuda` picks",
         "by itself; at batch 1 each of its kernels is timed too: x read through the cache (cached), x staged in",
-        "shared memory by every block (staged), staged with 8-nonzero vector loads of the layout (vector), and",
-        "with vector loads and the codebook replicated 32 times in shared memory against bank conflicts, x cached",
-        "(replicated) or staged (staged repl.).",
+        "shared memory by every block (staged), and staged with 8-nonzero vector loads of the layout (vector).",
         "Ours (relative): 2-byte packed (delta, symbol) entries, fillers and 8-entry row padding included.",
         "cuSPARSE CSR fp32 through cupyx and through torch. Bandwidth: our layout's bytes + x + y over the",
         "kernel's time, as a fraction of the peak, for our default CSR kernel and the relative one.",
@@ -368,8 +366,7 @@ def gpu_main(quick: bool) -> None:
             micros(r, "cublas_dense_gpu_s"), f"{cusparse / best:.2f}x", f"{r['cublas_dense_gpu_s'] / best:.2f}x",
             f"{r['ours_csr_bandwidth_fraction']:.2f} / {r['ours_relative_bandwidth_fraction']:.2f}",
         ])  # fmt: skip
-    headers = ["matrix", "sparsity", "batch", "ours CSR (default)", "cached", "staged", "vector", "replicated",
-               "staged repl.", "ours relative",
+    headers = ["matrix", "sparsity", "batch", "ours CSR (default)", "cached", "staged", "vector", "ours relative",
                "cuSPARSE (cupyx)", "cuSPARSE (torch)", "cuBLAS dense", "best ours vs cuSPARSE", "best ours vs dense",
                "bandwidth CSR / relative"]  # fmt: skip
     lines.append(markdown_table(headers, cells))

@@ -33,8 +33,7 @@ def test_cuda_sources_compile_with_nvcc(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     ptx = (tmp_path / "spmv.ptx").read_text()
     names = ["spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16", "spmv_rel", "spmm_rel"]
-    names += ["spmv_sx_u16_u8", "spmv_sxv_u16_u8", "spmv_sxv_u16_u16", "spmv_sxv_i32_u8", "spmv_rv_u16_u8"]
-    names += ["spmv_sxrv_u16_u8", "spmv_rv_i32_u8"]
+    names += ["spmv_sx_u16_u8", "spmv_sxv_u16_u8", "spmv_sxv_u16_u16", "spmv_sxv_i32_u8"]
     for name in names:
         assert f".entry {name}" in ptx
 

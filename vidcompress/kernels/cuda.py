@@ -121,17 +121,15 @@ def _device_limits(device: int) -> tuple[int, int]:
 
 
 # The batch-1 CSR kernels: x read through the cache or staged in shared memory by every block; the layout
-# read one nonzero or 8-nonzero vectors at a time; the codebook once, or replicated 32 times so that
-# random symbols meet no shared-memory bank conflicts (one-byte symbols only).
-SPMV_KERNELS = {  # variant: (kernel name prefix, stages x, vector loads, replicated codebook)
-    "cached": ("spmv_", False, False, False),
-    "staged": ("spmv_sx_", True, False, False),
-    "staged_vector": ("spmv_sxv_", True, True, False),
-    "replicated": ("spmv_rv_", False, True, True),
-    "staged_replicated": ("spmv_sxrv_", True, True, True),
+# read one nonzero or 8-nonzero vectors at a time. (A variant with the codebook replicated 32 times against
+# shared-memory bank conflicts was measured slower on every matrix and removed:
+# benchmarks/results/spmv_gpu_replicated_probe_nvidia-h200.md.)
+SPMV_KERNELS = {  # variant: (kernel name prefix, stages x, vector loads)
+    "cached": ("spmv_", False, False),
+    "staged": ("spmv_sx_", True, False),
+    "staged_vector": ("spmv_sxv_", True, True),
 }
 SPMV_VARIANTS = tuple(SPMV_KERNELS)
-REPLICATED_BYTES = 4 * 256 * 32
 
 
 def _aligned(layout: SparseLayout) -> bool:
@@ -139,19 +137,14 @@ def _aligned(layout: SparseLayout) -> bool:
 
 
 def _spmv_shared_bytes(layout: SparseLayout, variant: str) -> int:
-    """Dynamic shared memory of a batch-1 kernel: the codebook (or its 32 copies), then x when staged."""
-    _, staged, _, replicated = SPMV_KERNELS[variant]
-    table = REPLICATED_BYTES if replicated else 4 * ((layout.codebook.numel() + 3) & ~3)
-    return table + (4 * layout.shape[1] if staged else 0)
+    """Dynamic shared memory of a batch-1 kernel: the codebook, then x when staged."""
+    _, staged, _ = SPMV_KERNELS[variant]
+    return 4 * ((layout.codebook.numel() + 3) & ~3) + (4 * layout.shape[1] if staged else 0)
 
 
 def spmv_unusable(layout: SparseLayout, variant: str, device: int) -> str | None:
     """Why `variant` cannot run `layout` on `device` (None: it can)."""
-    _, staged, vector, replicated = SPMV_KERNELS[variant]
-    if replicated and layout.symbols.dtype != torch.uint8:
-        return "the replicated codebook needs one-byte symbols (at most 256 codebook entries)"
-    if replicated and staged and layout.columns.dtype != torch.int16:
-        return "x does not fit in shared memory beside the replicated codebook"
+    _, _, vector = SPMV_KERNELS[variant]
     if vector and not _aligned(layout):
         return "vector loads need the column and symbol arrays to start 16-byte aligned"
     _, optin = _device_limits(device)
@@ -160,7 +153,9 @@ def spmv_unusable(layout: SparseLayout, variant: str, device: int) -> str | None
     return None
 
 
-SPMV_PREFERENCE = ("staged_vector", "staged", "cached")  # fastest first, as measured (benchmarks/results)
+# Fastest first, as measured on an H200 (spmv_gpu_nvidia-h200.md): the vector kernel is 5-20% faster than
+# the cached one on every matrix but one; staging x alone gains almost nothing, the vector loads need it.
+SPMV_PREFERENCE = ("staged_vector", "staged", "cached")
 
 
 def spmv_variant(layout: SparseLayout, device: int) -> str:
