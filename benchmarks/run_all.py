@@ -16,7 +16,7 @@ from benchmarks.common import RESULTS
 
 SCRIPTS = (
     "kmeans", "codec", "container_costs", "cli_memory", "spmv", "inference", "lenet", "mnist_cnn", "i3d",
-    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables",
+    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard",
     "tc3d_compress",
 )  # fmt: skip
 

@@ -49,18 +49,26 @@ def main() -> None:
     publish(summary, out, info, time.perf_counter() - start)
 
 
-def publish(summary: dict[str, Any], out: Path, info: dict[str, Any], wall: float) -> None:
-    """The run's report and plots into benchmarks/results/."""
+def publish(
+    summary: dict[str, Any],
+    out: Path,
+    info: dict[str, Any],
+    wall: float,
+    *,
+    name: str = "tc3d_compress",
+    extra: str = "",
+) -> None:
+    """The run's report and plots into benchmarks/results/<name>.* (`extra`: Markdown appended)."""
     report = write_report(summary, out / "compressed", machine=machine_line(info), wall_seconds=wall)
-    text = report.read_text().replace("](", "](tc3d_compress_")
+    text = report.read_text().replace("](", f"]({name}_")
     for png in ("accuracy_vs_size.png", "layers.png", "histogram.png"):
-        shutil.copy(out / "compressed" / png, RESULTS / f"tc3d_compress_{png}")
+        shutil.copy(out / "compressed" / png, RESULTS / f"{name}_{png}")
     summary["machine"] = info
     summary["wall_seconds"] = wall
     covers = summary.get("wall_covers", "data, training, compression")
     text = text.replace("Wall time of the whole demo", f"Wall time ({covers})")
-    text += "\nCommand: `python -m benchmarks.tc3d_compress`.\n"
-    write_results("tc3d_compress", json.loads(json.dumps(summary)), text)
+    text += extra + f"\nCommand: `python -m benchmarks.{name}`.\n"
+    write_results(name, json.loads(json.dumps(summary)), text)
     print(text)
 
 

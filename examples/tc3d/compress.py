@@ -24,7 +24,7 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
-from examples.tc3d.data import ucf101_split
+from examples.tc3d.data import has_validation, ucf101_split
 from examples.tc3d.evaluate import load_trained
 from examples.tc3d.train import (
     TrainConfig,
@@ -141,9 +141,20 @@ def compress_run(
     test_items, _ = ucf101_split(train_config.data, train_config.split, train=False)
     train_set = make_dataset(train_config, train_items, train=True)
     tests = evaluation_loader(train_config, test_items)
+    # Epoch logs (DSD, fine-tuning) on the validation split where there is one; each step's row on test.
+    monitored = "validation" if has_validation(train_config.data, train_config.split) else "test"
+    monitor, validation_items = tests, []
+    if monitored == "validation":
+        validation_items, _ = ucf101_split(train_config.data, train_config.split, subset="validation")
+        monitor = evaluation_loader(train_config, validation_items)
 
     def accuracy(network: nn.Module) -> float:
+        """Test accuracy: a step's row."""
         return predict(network, tests, device=device).accuracy  # type: ignore[arg-type]
+
+    def monitored_accuracy(network: nn.Module) -> float:
+        """Accuracy for epoch logs: validation where the data set has it."""
+        return predict(network, monitor, device=device).accuracy  # type: ignore[arg-type]
 
     def one_epoch(network: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
         torch.manual_seed(train_config.seed * 7919 + epoch)
@@ -167,7 +178,7 @@ def compress_run(
         tuner = torch.optim.SGD(network.parameters(), lr=config.lr * config.finetune_lr_factor, momentum=0.9)
         for epoch in range(config.finetune_epochs):
             one_epoch(network, tuner, 100 + epoch)
-            log(f"  centroid fine-tuning ({bits}) epoch {epoch}: accuracy {100 * accuracy(network):.1f}%")
+            log(f"  centroid fine-tuning ({bits}) epoch {epoch}: {monitored} {100 * monitored_accuracy(network):.1f}%")
         finalize_(network)
         return shared
 
@@ -207,9 +218,9 @@ def compress_run(
 
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=train_config.weight_decay)
     history, _ = run_dsd(
-        model, optimizer, one_epoch, accuracy, config.dsd,
+        model, optimizer, one_epoch, monitored_accuracy, config.dsd,
         progress=lambda r: log(
-            f"  {r.phase} epoch {r.epoch}: accuracy {100 * r.metric:.1f}%, sparsity {r.overall_sparsity:.3f}"
+            f"  {r.phase} epoch {r.epoch}: {monitored} {100 * r.metric:.1f}%, sparsity {r.overall_sparsity:.3f}"
         ),
         on_phase_end=on_phase_end,
     )  # fmt: skip
@@ -252,6 +263,8 @@ def compress_run(
         "classes": classes,
         "parameters": sum(p.numel() for p in model.parameters()),
         "test_videos": len(test_items),
+        "monitored_split": monitored,
+        "validation_videos": len(validation_items),
         "steps": [r.to_dict() for r in results],
         "dsd_history": history.to_dict(),
         "quantization": report.to_dict(),
@@ -277,7 +290,16 @@ def paired_comparison(labels: np.ndarray, before: np.ndarray, after: np.ndarray,
     right_before, right_after = before == labels, after == labels
     lost = int(np.sum(right_before & ~right_after))
     gained = int(np.sum(~right_before & right_after))
-    p_value = float(binomtest(lost, lost + gained, 0.5).pvalue) if lost + gained else 1.0
+    test = binomtest(lost, lost + gained, 0.5) if lost + gained else None
+    p_value = float(test.pvalue) if test else 1.0
+    # 95% interval of the accuracy change (after - before): exact (Clopper-Pearson) on the share of the
+    # discordant videos that turned right, conditional on their number, scaled by discordant / all.
+    share = (lost + gained) / max(len(labels), 1)
+    if test:
+        interval = test.proportion_ci(0.95, method="exact")  # of the share that turned wrong
+        change_interval = [share * (1 - 2 * interval.high), share * (1 - 2 * interval.low)]
+    else:
+        change_interval = [0.0, 0.0]
     per_class = {
         name: {
             "videos": int(np.sum(labels == index)),
@@ -287,7 +309,10 @@ def paired_comparison(labels: np.ndarray, before: np.ndarray, after: np.ndarray,
         for index, name in enumerate(classes)
         if np.any(labels == index)  # a class with no test videos has no accuracy
     }
-    return {"right_to_wrong": lost, "wrong_to_right": gained, "mcnemar_p": p_value, "per_class": per_class}
+    return {
+        "right_to_wrong": lost, "wrong_to_right": gained, "mcnemar_p": p_value,
+        "change": (gained - lost) / max(len(labels), 1), "change_interval_95": change_interval, "per_class": per_class,
+    }  # fmt: skip
 
 
 def _weight_bits_per_nonzero(path: Path) -> dict[str, float]:

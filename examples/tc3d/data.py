@@ -31,20 +31,34 @@ def read_class_index(path: str | Path) -> list[str]:
     return [names[i] for i in range(len(names))]
 
 
-def ucf101_split(root: str | Path, split: int = 1, train: bool = True) -> tuple[list[VideoItem], list[str]]:
-    """Items of a UCF101 split: <root>/UCF-101/<Class>/<video> listed in <root>/ucfTrainTestlist/."""
+def ucf101_split(
+    root: str | Path, split: int = 1, train: bool = True, *, subset: str | None = None
+) -> tuple[list[VideoItem], list[str]]:
+    """Items of a UCF101 split: <root>/UCF-101/<Class>/<video> listed in <root>/ucfTrainTestlist/.
+
+    `subset` ("train", "validation" or "test") overrides `train`; UCF101 itself has no validation list,
+    the synthetic set writes vallist01.txt when asked to (`has_validation`)."""
     root = Path(root)
     lists = root / "ucfTrainTestlist"
     classes = read_class_index(lists / "classInd.txt")
     index = {name: i for i, name in enumerate(classes)}
+    subset = subset or ("train" if train else "test")
+    prefixes = {"train": "trainlist", "validation": "vallist", "test": "testlist"}
+    if subset not in prefixes:
+        raise ValueError(f"subset {subset!r}: one of {', '.join(prefixes)}")
     items = []
-    listing = lists / f"{'trainlist' if train else 'testlist'}{split:02d}.txt"
+    listing = lists / f"{prefixes[subset]}{split:02d}.txt"
     for line in listing.read_text().splitlines():
         if not line.strip():
             continue
         relative = line.split()[0]
         items.append(VideoItem(root / "UCF-101" / relative, index[relative.split("/")[0]]))
     return items, classes
+
+
+def has_validation(root: str | Path, split: int = 1) -> bool:
+    """Whether the data set under `root` has a validation list for `split`."""
+    return (Path(root) / "ucfTrainTestlist" / f"vallist{split:02d}.txt").exists()
 
 
 def hmdb51_split(

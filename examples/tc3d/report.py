@@ -60,8 +60,9 @@ def write_report(
         "",
         f"Model: T-C3D width {train['width']}, {train['size']} x {train['size']} input, {train['segments']} segments, "
         f"{train['fusion']} fusion, {summary['parameters']:,} parameters; trained {train['epochs']} epochs on the "
-        f"synthetic action set ({len(summary['classes'])} classes). Accuracy: video-level, test split "
-        f"({summary.get('test_videos', '?')} videos), {train['segments']} centred clips.",
+        f"{summary.get('data_description', 'synthetic action set')} ({len(summary['classes'])} classes). Accuracy: "
+        f"video-level, test split ({summary.get('test_videos', '?')} videos), {train['segments']} centred clips.",
+        _monitor_line(summary),
         f"Steps: sparse to {rules_text(dsd['sparse_sparsity'])} ({_schedule(dsd['schedule'])}, {dsd['sparse_epochs']} "
         f"epochs), dense {dsd['dense_epochs']} epochs at lr x {dsd['dense_lr_factor']:g}, prune to "
         f"{rules_text(dsd['final_sparsity'])} ({dsd['final_epochs']} epochs; those after the targets are reached "
@@ -92,6 +93,15 @@ def write_report(
     path = out / "report.md"
     path.write_text("\n".join(line for line in lines if line is not None) + "\n")
     return path
+
+
+def _monitor_line(summary: dict[str, Any]) -> str | None:
+    if summary.get("monitored_split") != "validation":
+        return None
+    return (
+        f"Every epoch log (training, DSD, fine-tuning) is on the validation split ({summary['validation_videos']} "
+        "videos, held out of training); each row of the table is the test split, measured once for that step's model."
+    )
 
 
 def _bits_line(summary: dict[str, Any]) -> str | None:
@@ -142,10 +152,17 @@ def _paired_sentence(paired: dict[str, Any]) -> str:
             "Video by video: every test video gets the same answer from the original and the compressed model."
             + ceiling
         )
+    interval = ""
+    if "change_interval_95" in paired:  # records written before the interval existed lack it
+        low, high = (100 * v for v in paired["change_interval_95"])
+        interval = (
+            f" The accuracy change is {signed_points(-100 * paired['change'])} points, 95% interval "
+            f"[{low:+.1f}, {high:+.1f}] (exact, conditional on the {lost + gained} videos that changed)."
+        )
     return (
         f"Video by video: {lost} test videos the original classified right are wrong after compression and "
         f"{gained} the other way round (McNemar's exact test: p = {paired['mcnemar_p']:.2f}; a small p would say "
-        "the changes lean one way more than chance)." + ceiling
+        "the changes lean one way more than chance)." + interval + ceiling
     )
 
 

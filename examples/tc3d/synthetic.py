@@ -13,9 +13,14 @@ can be downloaded:
   (the weighted fusion) can tell them apart. With average, max or attention fusion these two classes
   are at chance level whatever S is, and that is honest: those fusions are symmetric in the clips.
 Every video has its own background, object size, start position and noise; everything is seeded.
+`Difficulty` makes the set harder without changing its classes: distractor objects of random colour and
+shape that drift, rise, fall or shake beside the actor, static clutter in the background, and stronger
+pixel noise (`HARD` is the preset the hard benchmark uses; the default reproduces the demo's videos bit
+for bit).
 
 Layout: <root>/UCF-101/<Class>/v_<Class>_gXX_cYY.avi and <root>/ucfTrainTestlist/{classInd,
-trainlist01, testlist01}.txt, plus HMDB51-style split files in <root>/hmdb_splits/ on request.
+trainlist01, testlist01}.txt (and vallist01.txt when validation groups are asked for: held out of the
+training list), plus HMDB51-style split files in <root>/hmdb_splits/ on request.
 """
 
 from __future__ import annotations
@@ -39,6 +44,18 @@ class ActionClass:
 
 
 GREY = (200, 200, 200)
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """What makes a video harder to classify, beyond the class itself."""
+
+    distractors: int = 0  # extra objects of random colour and shape, each on a random class's track
+    clutter: int = 0  # static blobs of random colour painted into the background
+    noise: float = 6.0  # standard deviation of the per-pixel noise of every frame
+
+
+HARD = Difficulty(distractors=2, clutter=6, noise=16.0)
 
 
 def _drift(t: np.ndarray, rng: np.random.Generator, size: float) -> np.ndarray:
@@ -104,7 +121,9 @@ CATALOGUE = (
 )
 
 
-def render(action: ActionClass, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def render(
+    action: ActionClass, frames: int, size: int, rng: np.random.Generator, difficulty: Difficulty = Difficulty()
+) -> np.ndarray:
     """One video, (frames, size, size, 3) uint8."""
     t = np.linspace(0.0, 1.0, frames)
     radius = rng.uniform(0.07, 0.11) * size
@@ -114,15 +133,31 @@ def render(action: ActionClass, frames: int, size: int, rng: np.random.Generator
     grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     video = np.empty((frames, size, size, 3), dtype=np.uint8)
     colour = np.asarray(action.colour, dtype=np.float32) * rng.uniform(0.85, 1.0)
+    # The default difficulty draws nothing more from rng, so the demo's videos stay as they were.
+    scenery = np.broadcast_to(background + texture, (size, size, 3)).copy()
+    for _ in range(difficulty.clutter):
+        centre, blob = rng.uniform(0, size, 2), rng.uniform(0.04, 0.12) * size
+        scenery[(grid_x - centre[0]) ** 2 + (grid_y - centre[1]) ** 2 <= blob**2] = rng.uniform(30, 230, 3)
+    others = []
+    for _ in range(difficulty.distractors):
+        track = CATALOGUE[rng.integers(len(CATALOGUE))].track
+        other_radius = rng.uniform(0.04, 0.08) * size
+        path = track(t, rng, other_radius / size) * size
+        others.append((path, other_radius, rng.uniform(30, 255, 3), rng.random() < 0.5))
     for index, (x, y) in enumerate(positions):
-        if action.square:
-            inside = (np.abs(grid_x - x) <= radius * 0.9) & (np.abs(grid_y - y) <= radius * 0.9)
-        else:
-            inside = (grid_x - x) ** 2 + (grid_y - y) ** 2 <= radius**2
-        frame = background + texture + rng.normal(0, 6, (size, size, 3))
-        frame[inside] = colour
+        frame = scenery + rng.normal(0, difficulty.noise, (size, size, 3))
+        for track_positions, other_radius, other_colour, square in others:
+            frame[_shape(grid_x, grid_y, track_positions[index], other_radius, square)] = other_colour
+        frame[_shape(grid_x, grid_y, (x, y), radius, action.square)] = colour
         video[index] = np.clip(frame, 0, 255).astype(np.uint8)
     return video
+
+
+def _shape(grid_x: np.ndarray, grid_y: np.ndarray, centre, radius: float, square: bool) -> np.ndarray:
+    x, y = centre
+    if square:
+        return (np.abs(grid_x - x) <= radius * 0.9) & (np.abs(grid_y - y) <= radius * 0.9)
+    return (grid_x - x) ** 2 + (grid_y - y) ** 2 <= radius**2
 
 
 def write_video(path: Path, video: np.ndarray, fps: int = 25) -> None:
@@ -158,19 +193,24 @@ def generate(
     test_groups: int = 2,
     clips_per_group: int = 4,
     seed: int = 0,
+    validation_groups: int = 0,
+    difficulty: Difficulty = Difficulty(),
     hmdb_splits: bool = False,
     progress: bool = False,
 ) -> Path:
     """Write the data set under `root` and return it. Groups of `clips_per_group` videos share an
-    index gXX as in UCF101; the first `test_groups` groups of every class are the test split."""
+    index gXX as in UCF101; the first `test_groups` groups of every class are the test split, the next
+    `validation_groups` the validation split (vallist01.txt), the rest the training split."""
     if not 2 <= classes <= len(CATALOGUE):
         raise ValueError(f"classes {classes}: the catalogue has 2 to {len(CATALOGUE)}")
+    if (test_groups + validation_groups) * clips_per_group >= videos_per_class:
+        raise ValueError(f"{videos_per_class} videos a class leave none for training after the held-out groups")
     root = Path(root)
     chosen = CATALOGUE[:classes]
     splits = root / "ucfTrainTestlist"
     splits.mkdir(parents=True, exist_ok=True)
     (splits / "classInd.txt").write_text("".join(f"{i + 1} {c.name}\n" for i, c in enumerate(chosen)))
-    train, test = [], []
+    train, validation, test = [], [], []
     jobs = [(label, action, index) for label, action in enumerate(chosen) for index in range(videos_per_class)]
     iterator = jobs
     if progress:
@@ -182,15 +222,19 @@ def generate(
         group, clip = index // clips_per_group + 1, index % clips_per_group + 1
         name = f"v_{action.name}_g{group:02d}_c{clip:02d}.avi"
         rng = np.random.default_rng([seed, label, index])
-        write_video(root / "UCF-101" / action.name / name, render(action, frames, size, rng))
+        write_video(root / "UCF-101" / action.name / name, render(action, frames, size, rng, difficulty))
         relative = f"{action.name}/{name}"
         if group <= test_groups:
             test.append(relative)
+        elif group <= test_groups + validation_groups:
+            validation.append(f"{relative} {label + 1}")
         else:
             train.append(f"{relative} {label + 1}")
         hmdb.setdefault(action.name, []).append(f"{name} {2 if group <= test_groups else 1}")
     (splits / "trainlist01.txt").write_text("".join(f"{line}\n" for line in train))
     (splits / "testlist01.txt").write_text("".join(f"{line}\n" for line in test))
+    if validation:
+        (splits / "vallist01.txt").write_text("".join(f"{line}\n" for line in validation))
     if hmdb_splits:
         folder = root / "hmdb_splits"
         folder.mkdir(exist_ok=True)

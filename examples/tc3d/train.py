@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from examples.tc3d.data import VideoDataset, VideoItem, ucf101_split
+from examples.tc3d.data import VideoDataset, VideoItem, has_validation, ucf101_split
 from examples.tc3d.model import TC3D, build_tc3d
 from examples.tc3d.sampling import AllClipsSampler, make_sampler
 from vidcompress.io import atomic_path, save_state_dict
@@ -208,14 +208,18 @@ def run_training(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate every epoch; returns the history. `stop_after` ends the run early (tests)."""
+    """Train and evaluate every epoch; returns the history. `stop_after` ends the run early (tests).
+
+    Each epoch is evaluated on the validation split when the data set has one (the test split is then
+    left for the measurements that follow training), else on the test split."""
     device = setup_distributed()
     out = Path(config.out)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     train_items, classes = ucf101_split(config.data, config.split, train=True)
-    test_items, _ = ucf101_split(config.data, config.split, train=False)
+    monitored = "validation" if has_validation(config.data, config.split) else "test"
+    monitor_items, _ = ucf101_split(config.data, config.split, subset=monitored)
     torch.manual_seed(config.seed)
     model = build_model(config, len(classes)).to(device)
     optimizer = torch.optim.SGD(
@@ -237,7 +241,7 @@ def run_training(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     train_set = make_dataset(config, train_items, train=True)
-    tests = evaluation_loader(config, test_items, batch_size=config.batch_size)
+    monitor = evaluation_loader(config, monitor_items, batch_size=config.batch_size)
     per_process = max(1, config.batch_size // (dist.get_world_size() if dist.is_initialized() else 1))
     for epoch in range(start, config.epochs):
         torch.manual_seed(config.seed * 1000 + epoch)  # dropout and shuffling depend on the epoch only
@@ -248,8 +252,9 @@ def run_training(
         loss = train_one_epoch(network, data, optimizer, device, config.progress)
         scheduler.step()
         if is_main_process():
-            metrics = evaluate(model, tests, device)
-            record = {"epoch": epoch, "train_loss": loss, "lr": optimizer.param_groups[0]["lr"], **metrics}
+            metrics = evaluate(model, monitor, device)
+            lr = optimizer.param_groups[0]["lr"]
+            record = {"epoch": epoch, "train_loss": loss, "lr": lr, "split": monitored, **metrics}
             history.append(record)
             state = {
                 "model": model.state_dict(),

@@ -115,6 +115,37 @@ def test_synthetic_set_is_deterministic(tmp_path: Path) -> None:
     assert [p.read_bytes() for p in first] == [(b / p.relative_to(a)).read_bytes() for p in first]
 
 
+def test_validation_groups_are_held_out_of_training(tmp_path: Path) -> None:
+    from examples.tc3d.data import has_validation
+
+    root = generate(tmp_path / "v", classes=2, videos_per_class=16, frames=8, size=16, validation_groups=1)
+    train, _ = ucf101_split(root, subset="train")
+    validation, _ = ucf101_split(root, subset="validation")
+    test, _ = ucf101_split(root, subset="test")
+    assert (len(train), len(validation), len(test)) == (2 * 4, 2 * 4, 2 * 8)  # groups of 4: test 2, val 1
+    assert {i.path for i in validation}.isdisjoint({i.path for i in train} | {i.path for i in test})
+    assert all("_g03_" in i.path.name for i in validation)
+    assert has_validation(root) and not has_validation(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="subset"):
+        ucf101_split(root, subset="dev")
+    with pytest.raises(ValueError, match="none for training"):
+        generate(tmp_path / "w", classes=2, videos_per_class=12, validation_groups=1)
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+def test_difficulty_keeps_the_default_videos_and_changes_the_hard_ones() -> None:
+    from examples.tc3d.synthetic import HARD, Difficulty, render
+
+    def video(*difficulty):
+        return render(CATALOGUE[2], 12, 32, np.random.default_rng([0, 2, 3]), *difficulty)
+
+    assert np.array_equal(video(), video(Difficulty()))  # the demo's videos are what they were
+    plain, hard = video().astype(float), video(HARD).astype(float)
+    assert not np.array_equal(plain, hard)
+    # Stronger noise: frame-to-frame change of the background is larger in the hard video.
+    assert np.abs(np.diff(hard, axis=0)).mean() > 1.5 * np.abs(np.diff(plain, axis=0)).mean()
+
+
 def _config(tiny: Path, out: Path, epochs: int) -> TrainConfig:
     return TrainConfig(
         data=str(tiny), out=str(out), width=4, size=24, epochs=epochs, batch_size=4, workers=0,
@@ -205,8 +236,13 @@ def test_paired_comparison_counts_changed_videos() -> None:
         "original": pytest.approx(4 / 6),
         "compressed": pytest.approx(5 / 6),
     }
+    assert paired["change"] == pytest.approx(-0.1)
+    low, high = paired["change_interval_95"]
+    assert -0.3 <= low < -0.1 < high <= 0.3  # 3 of 10 changed: the change lies in +-0.3
     lopsided = paired_comparison(np.zeros(8, int), np.zeros(8, int), np.ones(8, int), ["a", "b"])
     assert lopsided["mcnemar_p"] == pytest.approx(2 * 0.5**8)  # eight lost, none gained
+    # All 8 changed videos went wrong: exact upper bound of the share lost is 1, lower 0.025**(1/8).
+    assert lopsided["change_interval_95"] == pytest.approx([-1.0, -(2 * 0.025 ** (1 / 8) - 1)])
     assert list(lopsided["per_class"]) == ["a"]  # no test videos of class b: no accuracy for it
 
 
@@ -223,6 +259,7 @@ def test_report_wording_of_changes() -> None:
     assert "1 test videos the original classified right" not in churn  # the original got video 0 wrong
     assert "0 test videos the original classified right are wrong after compression and 1" in churn
     assert "not a gain" not in churn
+    assert "change is +25.00 points, 95% interval [-23.8, +25.0]" in churn  # one of 4 changed, 0 or 1 lost
 
 
 @pytest.mark.slow
