@@ -24,7 +24,7 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
-from examples.tc3d.data import has_validation, ucf101_split
+from examples.tc3d.data import VideoItem, has_validation, ucf101_split
 from examples.tc3d.evaluate import load_trained
 from examples.tc3d.train import (
     TrainConfig,
@@ -143,7 +143,7 @@ def compress_run(
     tests = evaluation_loader(train_config, test_items)
     # Epoch logs (DSD, fine-tuning) on the validation split where there is one; each step's row on test.
     monitored = "validation" if has_validation(train_config.data, train_config.split) else "test"
-    monitor, validation_items = tests, []
+    monitor, validation_items = tests, list[VideoItem]()
     if monitored == "validation":
         validation_items, _ = ucf101_split(train_config.data, train_config.split, subset="validation")
         monitor = evaluation_loader(train_config, validation_items)
