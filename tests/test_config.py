@@ -27,7 +27,7 @@ CONFIGS = [
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: type(c).__name__)
 def test_tagged_round_trip(config) -> None:
     data = config.to_dict()
-    assert data["_type"] == type(config).__name__ and data["_version"] == 1
+    assert data["_type"] == type(config).__name__ and data["_version"] == type(config).VERSION
     assert json.loads(json.dumps(data)) == data  # plain JSON
     assert type(config).from_dict(data) == config
     assert type(config).from_json(config.to_json()) == config
@@ -129,3 +129,16 @@ def test_cli_bad_config_files_are_one_line_errors(weights, tmp_path, content, me
     result = run("prune", weights, "-o", out, "--config", config)
     assert result.exit_code == 2 and message in result.output, result.output
     assert result.output.count("\n") == 1 and not out.exists()
+
+
+def test_a_version_1_quantize_config_still_reads() -> None:
+    from vidcompress.quantize import QuantizeConfig
+
+    old = {"_type": "QuantizeConfig", "_version": 1, "bits": "conv=8,fc=5", "init": "linear", "max_iter": 300,
+           "gradient": "sum", "seed": 0}  # fmt: skip
+    config = QuantizeConfig.from_dict(old)
+    assert (config.method, config.lagrangian) == ("kmeans", 0.0)
+    with pytest.raises(ConfigError, match="ECSQ"):
+        QuantizeConfig(method="kmeans", lagrangian=0.1)
+    with pytest.raises(ConfigError, match="method"):
+        QuantizeConfig(method="lloyd")

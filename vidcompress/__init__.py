@@ -32,7 +32,14 @@ _EXPORTS = {
         "sensitivity_analysis",
     ),
     "vidcompress.prune.pruner": ("DEFAULT_SPARSITY", "PAPER_SPARSITY"),
-    "vidcompress.quantize": ("KMeans1D", "QuantizeConfig", "finalize_", "quantize_", "quantize_state_dict"),
+    "vidcompress.quantize": (
+        "KMeans1D",
+        "QuantizeConfig",
+        "estimate_importance",
+        "finalize_",
+        "quantize_",
+        "quantize_state_dict",
+    ),
     "vidcompress.quantize.api": ("DEFAULT_BITS", "PAPER_BITS"),
     "vidcompress.codec": ("decode", "encode", "load_compressed"),
     "vidcompress.kernels": ("load_sparse",),
@@ -65,7 +72,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
         sensitivity_analysis,
     )
     from vidcompress.prune.pruner import DEFAULT_SPARSITY, PAPER_SPARSITY
-    from vidcompress.quantize import KMeans1D, QuantizeConfig, finalize_, quantize_, quantize_state_dict
+    from vidcompress.quantize import (
+        KMeans1D,
+        QuantizeConfig,
+        estimate_importance,
+        finalize_,
+        quantize_,
+        quantize_state_dict,
+    )
     from vidcompress.quantize.api import DEFAULT_BITS, PAPER_BITS
     from vidcompress.report import inspect_state_dict
     from vidcompress.rules import BITS, INDEX_BITS, SPARSITY, LayerRules

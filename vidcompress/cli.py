@@ -214,6 +214,17 @@ def prune(input_path: Path, output_path: Path, sparsity: str | None, config_path
 )
 @click.option("--max-iter", type=click.IntRange(min=1), help="Cap on k-means iterations. [default: 300]")
 @click.option(
+    "--method",
+    type=click.Choice(["kmeans", "uniform", "ecsq"]),
+    help="Quantizer: k-means (Deep Compression's), uniform cells, or entropy-constrained (ECSQ: fewer coded "
+    "bits at a given error). [default: kmeans]",
+)
+@click.option(
+    "--lagrangian",
+    type=click.FloatRange(min=0.0),
+    help="ECSQ's lambda, relative to each layer's weight variance (0.01-0.05 is a useful range). [default: 0]",
+)
+@click.option(
     "--plots",
     "plot_dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -228,11 +239,13 @@ def quantize(
     bits: str | None,
     init: str | None,
     max_iter: int | None,
+    method: str | None,
+    lagrangian: float | None,
     plot_dir: Path | None,
     config_path: Path | None,
     force: bool,
 ) -> None:
-    """Per-layer k-means weight sharing of a weights file (zeros stay zero).
+    """Per-layer weight sharing of a weights file (zeros stay zero): k-means, uniform or ECSQ levels.
 
     Each selected layer of the output holds at most 2^b distinct values; the bits are recorded in
     the file's metadata. Fine-tuning the centroids needs data: use quantize_() in Python.
@@ -242,7 +255,9 @@ def quantize(
     from vidcompress.quantize import QuantizeConfig, quantize_state_dict
 
     _check_output(output_path, input_path, SAFETENSORS, force, "a weights file")
-    config = _stage_config(QuantizeConfig, config_path, bits=bits, init=init, max_iter=max_iter)
+    config = _stage_config(
+        QuantizeConfig, config_path, bits=bits, init=init, max_iter=max_iter, method=method, lagrangian=lagrangian
+    )
     tensors, metadata = _read_weights(input_path)
     _default_note(bits, DEFAULT_BITS, "--bits", PAPER_BITS, config_path)
     # In place unless the histograms need the weights as they were: one copy of the model in memory.

@@ -18,6 +18,7 @@ from vidcompress.errors import ConfigError
 from vidcompress.layers import LayerInfo, module_layers, state_dict_layers, weight_sites
 from vidcompress.prune.masks import remove_mask
 from vidcompress.quantize.kmeans import INITS
+from vidcompress.quantize.scalar import METHODS
 from vidcompress.quantize.sharing import SharedWeights, WeightSharing, share_weights
 from vidcompress.report import markdown_table
 from vidcompress.rules import BITS, LayerRules, RulesSource
@@ -35,13 +36,22 @@ class QuantizeConfig(Config):
     Args:
         bits: rules such as `conv=8,fc=5,fc.weight=4` (`off` leaves a layer in full precision).
             Default: `DEFAULT_BITS`, whose kind rules may name kinds a model lacks.
+        method: the quantizer: "kmeans" (Deep Compression's), "uniform" (equal-width cells, each level
+            its cell's mean) or "ecsq" (entropy-constrained: fewer coded bits at a given error; see
+            `vidcompress.quantize.scalar`). Each gives at most 2^b - 1 levels plus zero.
+        lagrangian: ECSQ's lambda, relative to each layer's weight variance (0: plain k-means; larger
+            values trade error for fewer coded bits; 0.01-0.05 is a useful range).
         init: centroid initialisation: linear (the paper's), density, random, k-means++.
         max_iter: cap on k-means iterations (it stops earlier at a fixed point).
         gradient: "sum" (the paper's: a centroid gets the sum of its members' gradients) or "mean".
         seed: for the random initialisations.
     """
 
+    VERSION = 2  # 2: method, lagrangian
+
     bits: LayerRules
+    method: str
+    lagrangian: float
     init: str
     max_iter: int
     gradient: str
@@ -51,12 +61,20 @@ class QuantizeConfig(Config):
         self,
         *,
         bits: RulesSource | None = None,
+        method: str = "kmeans",
+        lagrangian: float = 0.0,
         init: str = "linear",
         max_iter: int = 300,
         gradient: str = "sum",
         seed: int = 0,
     ) -> None:
         rules = LayerRules.parse(DEFAULT_BITS, BITS, default=True) if bits is None else LayerRules.parse(bits, BITS)
+        if method not in METHODS:
+            raise ConfigError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+        if isinstance(lagrangian, bool) or not isinstance(lagrangian, int | float) or not 0 <= lagrangian < math.inf:
+            raise ConfigError(f"lagrangian {lagrangian!r}: must be a finite number of at least 0")
+        if lagrangian and method != "ecsq":
+            raise ConfigError(f"lagrangian {lagrangian!r} is ECSQ's; method {method!r} does not take it")
         if init not in INITS:
             raise ConfigError(f"init {init!r}: expected one of {', '.join(INITS)}")
         if gradient not in ("sum", "mean"):
@@ -65,7 +83,10 @@ class QuantizeConfig(Config):
             raise ConfigError(f"max_iter {max_iter!r}: must be an integer of at least 1")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed {seed!r}: must be an integer")
-        self._set(bits=rules, init=init, max_iter=max_iter, gradient=gradient, seed=seed)
+        self._set(
+            bits=rules, method=method, lagrangian=float(lagrangian), init=init, max_iter=max_iter, gradient=gradient,
+            seed=seed,
+        )  # fmt: skip
 
 
 @dataclass
@@ -124,11 +145,18 @@ def _layer_record(layer: LayerInfo, shared: SharedWeights, weight: torch.Tensor)
     )
 
 
-def quantize_(model: nn.Module, config: QuantizeConfig | str | None = None) -> QuantizeReport:
+def quantize_(
+    model: nn.Module,
+    config: QuantizeConfig | str | None = None,
+    *,
+    importance: Mapping[str, torch.Tensor] | None = None,
+) -> QuantizeReport:
     """Replace each selected weight of `model` by shared weights, in place; returns the report.
 
     Pruning masks are baked in first (their zeros become symbol 0 and stay zero). Centroids are
     `nn.Parameter`s: train the model as usual to fine-tune them, then `finalize_(model)`.
+    `importance`: per-weight weights of the squared error by layer name (`estimate_importance`); a
+    layer it does not name gets plain squared error.
     """
     if isinstance(config, str):
         config = QuantizeConfig(bits=config)
@@ -151,10 +179,19 @@ def quantize_(model: nn.Module, config: QuantizeConfig | str | None = None) -> Q
         if own_items(first.module, first.attribute):
             raise ConfigError(f"{layer.name}: already quantized; finalize_(model) first")
         weight = getattr(first.module, first.attribute).detach()
-        shared = share_weights(weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name)
+        shared = _share(weight, plan[layer.name], config, layer.name, importance)
         attach(sites[layer.name], WeightSharing(shared, config.gradient))  # tied uses share one codebook
         records.append(_layer_record(layer, shared, weight))
     return QuantizeReport(records)
+
+
+def _share(
+    weight: torch.Tensor, bits: int, config: QuantizeConfig, name: str, importance: Mapping[str, torch.Tensor] | None
+) -> SharedWeights:
+    return share_weights(
+        weight, bits, config.init, config.max_iter, config.seed, name, method=config.method,
+        lagrangian=config.lagrangian, importance=None if importance is None else importance.get(name),
+    )  # fmt: skip
 
 
 def finalize_(model: nn.Module) -> nn.Module:
@@ -172,11 +209,13 @@ def quantize_state_dict(
     *,
     progress: bool = False,
     inplace: bool = False,
+    importance: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], QuantizeReport]:
     """Weight sharing on a state dict (no fine-tuning): each selected tensor gets <= 2^b values.
 
     `config`: a QuantizeConfig or bits rules (`conv=8,fc=5`); None: the library default, `DEFAULT_BITS`.
     `inplace=True` replaces the quantized tensors in `tensors` itself (a dict): one copy in memory.
+    `importance`: as for `quantize_`.
     """
     config = QuantizeConfig(bits=config) if isinstance(config, str) else config or QuantizeConfig()
     layers = state_dict_layers(tensors)
@@ -187,7 +226,7 @@ def quantize_state_dict(
         [layer for layer in layers if layer.name in plan], desc="quantize", unit="layer", disable=not progress
     ):
         weight = tensors[layer.name]
-        shared = share_weights(weight, plan[layer.name], config.init, config.max_iter, config.seed, layer.name)
+        shared = _share(weight, plan[layer.name], config, layer.name, importance)
         result[layer.name] = shared.weight()
         records.append(_layer_record(layer, shared, weight))
     return result, QuantizeReport(records)

@@ -21,32 +21,62 @@ INITS = ("linear", "density", "random", "k-means++")
 
 @dataclass
 class _Sorted:
-    """Sorted data with prefix sums (float64; index i holds the sum of the first i values)."""
+    """Sorted data with prefix sums (float64; index i holds the sum over the first i values) of the
+    weights, weighted values and weighted squares; unweighted data has weight 1 everywhere."""
 
     x: np.ndarray
+    w: np.ndarray | None  # per-value weights in sorted order; None: all 1
+    s0: np.ndarray
     s1: np.ndarray
     s2: np.ndarray
 
     @classmethod
-    def of(cls, values: np.ndarray) -> _Sorted:
-        x = np.sort(np.asarray(values, dtype=np.float64).ravel())
-        s1 = np.concatenate(([0.0], np.cumsum(x)))
-        s2 = np.concatenate(([0.0], np.cumsum(x * x)))
-        return cls(x, s1, s2)
+    def of(cls, values: np.ndarray, weights: np.ndarray | None = None) -> _Sorted:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if weights is None:
+            x = np.sort(values)
+            s0 = np.arange(x.size + 1, dtype=np.float64)
+            return cls(x, None, s0, _prefix(x), _prefix(x * x))
+        order = np.argsort(values, kind="stable")
+        x, w = values[order], np.asarray(weights, dtype=np.float64).ravel()[order]
+        return cls(x, w, _prefix(w), _prefix(w * x), _prefix(w * x * x))
 
     def cuts(self, centroids: np.ndarray) -> np.ndarray:
         """Cluster boundaries in the sorted data; ties at a midpoint go to the lower centroid."""
-        midpoints = _midpoints(centroids)
-        inner = np.searchsorted(self.x, midpoints, side="right")
+        return self.cuts_at(_midpoints(centroids))
+
+    def cuts_at(self, thresholds: np.ndarray) -> np.ndarray:
+        """Boundaries for increasing thresholds: a value at a threshold goes to the lower cluster."""
+        inner = np.searchsorted(self.x, thresholds, side="right")
         return np.concatenate(([0], inner, [self.x.size]))
 
     def stats(self, cuts: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per cluster: count, sum, and squared error around the given centroids."""
-        count = np.diff(cuts).astype(np.float64)
+        """Per cluster: weight (count when unweighted), weighted sum, and weighted squared error around
+        the given centroids."""
+        count = self.s0[cuts[1:]] - self.s0[cuts[:-1]]
         total = self.s1[cuts[1:]] - self.s1[cuts[:-1]]
         squares = self.s2[cuts[1:]] - self.s2[cuts[:-1]]
         error = np.maximum(squares - 2.0 * centroids * total + centroids * centroids * count, 0.0)
         return count, total, error
+
+    def mean(self, start: int, stop: int) -> float:
+        """The (weighted) mean of sorted values start..stop, computed directly (no prefix sums)."""
+        if self.w is None:
+            return float(self.x[start:stop].mean())
+        weights = self.w[start:stop]
+        total = float(weights.sum())
+        return float(np.dot(weights, self.x[start:stop]) / total) if total > 0 else float(self.x[start:stop].mean())
+
+    def residual_energy(self, cuts: np.ndarray, centroids: np.ndarray) -> float:
+        """Exact (weighted) squared error of the clustering, not from prefix sums."""
+        residual = self.x - np.repeat(centroids, np.diff(cuts))
+        if self.w is None:
+            return float(np.dot(residual, residual))
+        return float(np.dot(self.w * residual, residual))
+
+
+def _prefix(values: np.ndarray) -> np.ndarray:
+    return np.concatenate(([0.0], np.cumsum(values)))
 
 
 def initial_centroids(values: np.ndarray, k: int, init: str, seed: int = 0) -> np.ndarray:
@@ -101,8 +131,10 @@ class KMeans1D:
             (scikit-learn's rule); 0, the default, runs to the fixed point.
         random_state: seed of the random initialisations.
 
-    Learned: `cluster_centers_` (sorted), `inertia_` (sum of squared errors), `n_iter_`.
-    `predict(values)` gives each value's cluster index in `cluster_centers_`.
+    Learned: `cluster_centers_` (sorted), `inertia_` (sum of squared errors, weighted when
+    `fit` got `sample_weight`), `n_iter_`. `predict(values)` gives each value's cluster index in
+    `cluster_centers_`. With `sample_weight` (scikit-learn's name), each centroid is the weighted mean
+    of its members; the assignment (nearest centroid) does not depend on the weights.
     """
 
     def __init__(
@@ -135,7 +167,7 @@ class KMeans1D:
         changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _is_default(k, v)]
         return f"KMeans1D({', '.join(changed)})"
 
-    def fit(self, values: np.ndarray) -> KMeans1D:
+    def fit(self, values: np.ndarray, sample_weight: np.ndarray | None = None) -> KMeans1D:
         values = np.asarray(values)
         if values.size == 0:
             raise InputError("k-means: no values to cluster")
@@ -143,7 +175,7 @@ class KMeans1D:
             raise InputError("k-means: values contain NaN or inf")
         if self.n_clusters < 1:
             raise ConfigError(f"k-means n_clusters {self.n_clusters}: must be at least 1")
-        data = _Sorted.of(values)
+        data = _Sorted.of(values, check_weights(sample_weight, values.size))
         starts = np.concatenate(([True], data.x[1:] != data.x[:-1]))  # the data is sorted: no second sort
         if np.count_nonzero(starts) <= self.n_clusters:  # every value can be its own centroid
             self.cluster_centers_ = data.x[starts]
@@ -159,7 +191,7 @@ class KMeans1D:
         iteration = 0
         for iteration in range(1, self.max_iter + 1):  # noqa: B007 (n_iter_ reads it)
             count, total, _ = data.stats(cuts, centroids)
-            moved = np.where(count > 0, total / np.maximum(count, 1.0), centroids)
+            moved = np.where(count > 0, total / np.where(count > 0, count, 1.0), centroids)
             shift = float(np.sum((moved - centroids) ** 2))
             centroids = _repair(data, np.sort(moved), self.n_clusters)
             new_cuts = data.cuts(centroids)
@@ -167,9 +199,8 @@ class KMeans1D:
             cuts = new_cuts
             if converged:
                 break
-        residual = data.x - np.repeat(centroids, np.diff(cuts))  # exact, not from prefix sums
         self.cluster_centers_ = centroids
-        self.inertia_ = float(np.dot(residual, residual))
+        self.inertia_ = data.residual_energy(cuts, centroids)
         self.n_iter_ = iteration
         return self
 
@@ -187,6 +218,18 @@ _PARAMETERS = ("n_clusters", "init", "max_iter", "tol", "random_state")
 def _is_default(name: str, value: Any) -> bool:
     default = inspect.signature(KMeans1D.__init__).parameters[name].default
     return isinstance(value, type(default)) and value == default
+
+
+def check_weights(weights: np.ndarray | None, size: int) -> np.ndarray | None:
+    """Per-value weights as float64, or an InputError: one per value, finite, non-negative, not all zero."""
+    if weights is None:
+        return None
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    if weights.size != size:
+        raise InputError(f"sample weights: {weights.size} for {size} values")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
+        raise InputError("sample weights must be finite, non-negative and not all zero")
+    return weights
 
 
 def _midpoints(centroids: np.ndarray) -> np.ndarray:
@@ -217,6 +260,6 @@ def _repair(data: _Sorted, centroids: np.ndarray, k: int) -> np.ndarray:
         middle = start + int(np.searchsorted(data.x[start:stop], centroids[worst], side="right"))
         middle = min(max(middle, start + 1), stop - 1)
         # Direct means, not prefix sums: tiny values beside large ones would cancel out.
-        left, right = data.x[start:middle].mean(), data.x[middle:stop].mean()
+        left, right = data.mean(start, middle), data.mean(middle, stop)
         centroids = np.unique(np.concatenate((np.delete(centroids, worst), [left, right])))
     return centroids

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vidcompress.errors import InputError
-from vidcompress.quantize.kmeans import KMeans1D
+from vidcompress.quantize.scalar import fit_levels
 
 
 @dataclass
@@ -40,24 +40,55 @@ class SharedWeights:
 
 
 def share_weights(
-    weight: torch.Tensor, bits: int, init: str = "linear", max_iter: int = 300, seed: int = 0, name: str = ""
+    weight: torch.Tensor,
+    bits: int,
+    init: str = "linear",
+    max_iter: int = 300,
+    seed: int = 0,
+    name: str = "",
+    *,
+    method: str = "kmeans",
+    lagrangian: float = 0.0,
+    importance: torch.Tensor | None = None,
 ) -> SharedWeights:
-    """Cluster the nonzero weights of one layer into 2^bits - 1 centroids; zeros keep symbol 0."""
+    """Quantize the nonzero weights of one layer to at most 2^bits - 1 levels; zeros keep symbol 0.
+
+    `method`: "kmeans", "uniform" or "ecsq" (`vidcompress.quantize.scalar`); `lagrangian`: ECSQ's
+    lambda; `importance`: per-weight weights of the squared error (the weight's shape), e.g. squared
+    gradients from `estimate_importance`.
+    """
     values = weight.detach().to("cpu", torch.float64).reshape(-1).numpy()
     if not np.all(np.isfinite(values)):
         raise InputError(f"{name or 'layer'}: weights contain NaN or inf; refusing to quantize")
+    weights = None
+    if importance is not None:
+        if tuple(importance.shape) != tuple(weight.shape):
+            raise InputError(
+                f"{name or 'layer'}: importance has shape {tuple(importance.shape)}, the weight {tuple(weight.shape)}"
+            )
+        weights = importance.detach().to("cpu", torch.float64).reshape(-1).numpy()
     levels = (1 << bits) - 1
     nonzero = values != 0.0
     codebook = np.zeros(levels + 1, dtype=np.float64)
     symbols = np.zeros(values.shape, dtype=np.int64)
     sse = 0.0
     if nonzero.any():
-        kmeans = KMeans1D(levels, init=init, max_iter=max_iter, random_state=seed).fit(values[nonzero])
-        centers = kmeans.cluster_centers_
+        member_weights = None if weights is None else weights[nonzero]
+        if member_weights is not None and not np.any(member_weights > 0):
+            member_weights = None  # no importance anywhere on the kept weights: plain squared error
+        try:
+            fitted = fit_levels(
+                values[nonzero], levels, method, importance=member_weights, lagrangian=lagrangian, init=init,
+                max_iter=max_iter, seed=seed,
+            )  # fmt: skip
+        except InputError as error:
+            raise InputError(f"{name or 'layer'}: {error}") from None
+        centers = fitted.centroids
         codebook[1 : centers.size + 1] = centers
         codebook[centers.size + 1 :] = centers[-1]  # unused symbols: never emitted
-        symbols[nonzero] = kmeans.predict(values[nonzero]) + 1
-        sse = kmeans.inertia_
+        symbols[nonzero] = fitted.assign(values[nonzero]) + 1
+        residual = values[nonzero] - centers[symbols[nonzero] - 1]
+        sse = float(np.dot(residual, residual))  # plain squared error, whatever the importance
     table = torch.from_numpy(codebook).to(weight.dtype)
     # A centroid that rounds to zero in the weight's dtype would alias symbol 0.
     if bool((table[1:] == 0).any()):
