@@ -55,7 +55,7 @@ class Difficulty:
     noise: float = 6.0  # standard deviation of the per-pixel noise of every frame
 
 
-HARD = Difficulty(distractors=2, clutter=6, noise=16.0)
+HARD = Difficulty(distractors=1, clutter=4, noise=12.0)
 
 
 def _drift(t: np.ndarray, rng: np.random.Generator, size: float) -> np.ndarray:
