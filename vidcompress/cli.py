@@ -8,6 +8,7 @@ own usage errors included, and nothing is written.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -335,6 +336,99 @@ def encode_command(
         f"wrote {output_path}: {len(container.layers)} layers encoded, {len(container.raw)} stored as they are; "
         f"{container.file_bytes:,} bytes ({dense_bytes / container.file_bytes:.1f}x smaller than the tensors' "
         f"{dense_bytes:,} bytes)"
+    )
+
+
+def _number_list(text: str | None, what: str, convert: Callable[[str], Any]) -> tuple[Any, ...] | None:
+    """`2,4,8` or a range `2-8` (integers only) as a tuple; None stays None."""
+    if text is None:
+        return None
+    try:
+        if convert is int and re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", text):
+            low, high = (int(part) for part in text.split("-"))
+            return tuple(range(low, high + 1))
+        return tuple(convert(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise CommandError(f"--{what} {text!r}: expected a comma-separated list of numbers") from None
+
+
+@main.command("compress")
+@input_argument
+@output_option
+@click.option("--target-size", help="Largest file to write: 5MB, 800kB, 2MiB or bytes.")
+@click.option("--target-ratio", type=float, help="At least this many times smaller than the input's tensors.")
+@click.option("--target-bits-per-param", type=float, help="At most this many bits per parameter of the model.")
+@click.option(
+    "--method",
+    type=click.Choice(["kmeans", "uniform", "ecsq"]),
+    help="Quantizer of every layer. [default: kmeans]",
+)
+@click.option("--lagrangian", type=click.FloatRange(min=0.0), help="ECSQ's lambda. [default: 0]")
+@click.option(
+    "--sparsities",
+    help="Candidate magnitude-pruning sparsities per layer, comma-separated. "
+    "[default: 0,0.3,0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.93,0.95,0.97]",
+)
+@click.option("--bits", "bits_list", help="Candidate bits per layer: a range 2-8 or a list 2,4,8. [default: 2-8]")
+@click.option(
+    "--index-bits",
+    help=f"Relative-index width per layer (rules, or 'auto'). [default: {DEFAULT_INDEX_BITS}]",
+)
+@click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the allocation as Markdown.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Plot bytes and damage per layer (PNG).")
+@config_option("BudgetConfig")
+@force_option
+@user_errors
+def compress_command(
+    input_path: Path,
+    output_path: Path,
+    target_size: str | None,
+    target_ratio: float | None,
+    target_bits_per_param: float | None,
+    method: str | None,
+    lagrangian: float | None,
+    sparsities: str | None,
+    bits_list: str | None,
+    index_bits: str | None,
+    report_path: Path | None,
+    plot_path: Path | None,
+    config_path: Path | None,
+    force: bool,
+) -> None:
+    """Compress a weights file to a size budget in one step: per-layer pruning and quantization chosen
+    so that the container meets the target with the least estimated damage (data-free: each layer's
+    relative squared error). The file written never exceeds the target.
+    """
+    from vidcompress.budget import BudgetConfig, Target, compress_to_budget
+
+    given = [(kind, value) for kind, value in
+             (("size", target_size), ("ratio", target_ratio), ("bits_per_param", target_bits_per_param))
+             if value is not None]  # fmt: skip
+    if len(given) != 1:
+        raise CommandError("give exactly one of --target-size, --target-ratio, --target-bits-per-param")
+    kind, value = given[0]
+    target = Target.size(value) if kind == "size" else Target(kind, float(value))
+    _check_output(output_path, input_path, CONTAINER, force, "a container")
+    for extra, suffix in ((report_path, ".md"), (plot_path, ".png")):
+        if extra is not None and extra.suffix != suffix:
+            raise CommandError(f"{extra}: name it *{suffix}")
+    config = _stage_config(
+        BudgetConfig, config_path, method=method, lagrangian=lagrangian, index_bits=index_bits,
+        sparsities=_number_list(sparsities, "sparsities", float), bits=_number_list(bits_list, "bits", int),
+    )  # fmt: skip
+    tensors, metadata = _read_weights(input_path)
+    allocation, container = compress_to_budget(
+        tensors, output_path, target, config, metadata=metadata, progress=_progress()
+    )
+    if report_path is not None:
+        report_path.write_text(allocation.to_markdown() + "\n")
+    if plot_path is not None:
+        allocation.plot(plot_path)
+    dense_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
+    click.echo(allocation.to_markdown())
+    click.echo(
+        f"wrote {output_path}: {container.file_bytes:,} bytes for a budget of {allocation.budget_bytes:,} "
+        f"({dense_bytes / container.file_bytes:.1f}x smaller than the tensors' {dense_bytes:,} bytes)"
     )
 
 

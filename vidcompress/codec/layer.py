@@ -65,12 +65,18 @@ def layer_codebook(tensor: torch.Tensor, bits: int, name: str) -> tuple[torch.Te
 
 def coded_bytes(symbols: np.ndarray, alphabet: int) -> int:
     """What `encode_stream` would store, without building the payload (for choosing index bits)."""
-    frequencies = np.bincount(symbols, minlength=alphabet)
+    return frequency_bytes(np.bincount(symbols, minlength=alphabet), alphabet)
+
+
+def frequency_bytes(frequencies: np.ndarray, alphabet: int) -> int:
+    """What `encode_stream` stores (payload and code-length table) for a stream with these symbol
+    frequencies: the size model of budgets, exact to the byte."""
+    frequencies = np.asarray(frequencies, dtype=np.int64)
     if np.count_nonzero(frequencies) <= 1:
         return 0
     lengths = huffman_lengths(frequencies, alphabet, frequencies=True)
     huffman = (huffman_bits(frequencies, lengths) + 7) // 8 + table_bytes(alphabet)
-    return min(huffman, (symbols.size * packed_width(alphabet) + 7) // 8)
+    return min(huffman, (int(frequencies.sum()) * packed_width(alphabet) + 7) // 8)
 
 
 def choose_index_bits(flat_symbols: np.ndarray, alphabet: int) -> int:

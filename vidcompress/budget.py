@@ -1,0 +1,571 @@
+"""Compress to a size budget: per-layer sparsity and bits chosen so that the container meets a target size
+with the least estimated damage.
+
+For every compressible layer, a grid of candidates (magnitude-pruning sparsity x quantizer bits) is
+evaluated: the layer is pruned and quantized (k-means, uniform or ECSQ levels, `vidcompress.quantize`),
+its coded size is computed exactly from the symbol frequencies (the same Huffman code lengths, filler
+entries, layout choice and codebook the encoder will write), and its damage is estimated:
+
+- data-free: the relative squared error ||W - Q(W)||^2 / ||W||^2 (one over the layer's SQNR), summed
+  over layers;
+- with importance (`estimate_importance`: squared gradients on calibration batches): the importance-
+  weighted squared error, sum h (w - q)^2, a second-order estimate of the loss increase.
+
+The choice is a multiple-choice knapsack, solved by a Lagrangian sweep (each layer takes the candidate
+minimising damage + mu x bytes; mu bisected to the largest total under the budget) and a greedy pass
+that spends what is left on the upgrades with the best damage saved per byte. The container's fixed
+costs (header, manifest, tensors left uncompressed) come from encoding a cheap stand-in with the same
+names and shapes; the file is then written and, if it still overshoots, planned again with the
+overshoot taken off. The written file never exceeds the budget: `compress_to_budget` raises otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vidcompress.codec import EncodeConfig, encode
+from vidcompress.codec.config import DEFAULT_INDEX_BITS
+from vidcompress.codec.container import Container, unwrap_model
+from vidcompress.codec.layer import choose_index_bits, frequency_bytes
+from vidcompress.codec.relative_index import column_major, relative_index_encode
+from vidcompress.config import Config
+from vidcompress.errors import ConfigError, InputError
+from vidcompress.layers import LayerInfo, state_dict_layers
+from vidcompress.quantize.kmeans import INITS
+from vidcompress.quantize.scalar import METHODS, fit_levels
+from vidcompress.report import markdown_table
+from vidcompress.rules import INDEX_BITS, LayerRules, RulesSource
+
+DEFAULT_SPARSITIES = (0.0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
+DEFAULT_BUDGET_BITS = (2, 3, 4, 5, 6, 7, 8)
+COMPRESSED_KINDS = ("conv", "fc")
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+MAX_PLANS = 3  # plan, write, and plan again with the overshoot taken off, at most this many times
+
+
+def parse_size(text: str | int | float) -> int:
+    """A size in bytes from `5MB`, `4.4 MB`, `800kB`, `2MiB` or a plain number of bytes (decimal units
+    are powers of 1000, the `i` units of 1024)."""
+    if isinstance(text, bool):
+        raise ConfigError(f"size {text!r}: not a size (examples: 5MB, 800kB, 2MiB, 123456)")
+    if isinstance(text, int | float):
+        value, unit = float(text), ""
+    else:
+        match = _SIZE.match(str(text))
+        if not match or match.group(2).lower() not in _UNITS:
+            raise ConfigError(f"size {text!r}: not a size (examples: 5MB, 800kB, 2MiB, 123456)")
+        value, unit = float(match.group(1)), match.group(2).lower()
+    size = value * _UNITS[unit]
+    if not math.isfinite(size) or size < 1:
+        raise ConfigError(f"size {text!r}: must be at least 1 byte")
+    return int(size)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the user asks for: a file size, a ratio to the fp32 file, or bits per parameter."""
+
+    kind: str  # "size", "ratio" or "bits_per_param"
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("size", "ratio", "bits_per_param"):
+            raise ConfigError(f"target kind {self.kind!r}: one of size, ratio, bits_per_param")
+        if isinstance(self.value, bool) or not math.isfinite(self.value) or self.value <= 0:
+            raise ConfigError(f"target {self.kind} {self.value!r}: must be a finite number above 0")
+        if self.kind == "ratio" and self.value < 1:
+            raise ConfigError(f"target ratio {self.value:g}: must be at least 1 (the file cannot grow)")
+
+    @classmethod
+    def size(cls, size: str | int | float) -> Target:
+        return cls("size", float(parse_size(size)))
+
+    def bytes(self, dense_bytes: int, parameters: int) -> int:
+        """The budget in bytes for a model of `dense_bytes` (its tensors as stored) and `parameters`."""
+        if self.kind == "size":
+            return int(self.value)
+        if self.kind == "ratio":
+            return int(dense_bytes / self.value)
+        return int(parameters * self.value / 8)
+
+    def __str__(self) -> str:
+        if self.kind == "size":
+            return f"{int(self.value):,} bytes"
+        return f"ratio {self.value:g}x" if self.kind == "ratio" else f"{self.value:g} bits per parameter"
+
+
+@dataclass(frozen=True, init=False)
+class BudgetConfig(Config):
+    """The candidates a budget chooses from, and how each layer is quantized.
+
+    Args:
+        sparsities: magnitude-pruning sparsities to try per layer (a layer's own zeros stay zero).
+        bits: quantizer bits to try per layer (2^b - 1 levels plus zero).
+        kinds: layer kinds to compress (`conv`, `fc`, `emb`); others are stored as they are.
+        method, lagrangian, init, max_iter, seed: the quantizer (`QuantizeConfig`'s meanings).
+        index_bits: relative-index width per layer (`conv=8,fc=5`), or `auto` for the smallest at each
+            candidate sparsity.
+    """
+
+    sparsities: tuple[float, ...]
+    bits: tuple[int, ...]
+    kinds: tuple[str, ...]
+    method: str
+    lagrangian: float
+    init: str
+    max_iter: int
+    seed: int
+    index_bits: LayerRules
+
+    def __init__(
+        self,
+        *,
+        sparsities: tuple[float, ...] | list[float] = DEFAULT_SPARSITIES,
+        bits: tuple[int, ...] | list[int] = DEFAULT_BUDGET_BITS,
+        kinds: tuple[str, ...] | list[str] = COMPRESSED_KINDS,
+        method: str = "kmeans",
+        lagrangian: float = 0.0,
+        init: str = "linear",
+        max_iter: int = 300,
+        seed: int = 0,
+        index_bits: RulesSource | None = None,
+    ) -> None:
+        sparsities = tuple(float(s) for s in sparsities)
+        if not sparsities or any(not 0.0 <= s < 1.0 for s in sparsities):
+            raise ConfigError(f"sparsities {sparsities}: each must be in [0, 1)")
+        bits = tuple(bits)
+        if not bits or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 16 for b in bits):
+            raise ConfigError(f"bits {bits}: each must be an integer from 1 to 16")
+        kinds = tuple(kinds)
+        if not kinds or any(kind not in ("conv", "fc", "emb") for kind in kinds):
+            raise ConfigError(f"kinds {kinds}: each one of conv, fc, emb")
+        if method not in METHODS:
+            raise ConfigError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+        if isinstance(lagrangian, bool) or not isinstance(lagrangian, int | float) or not 0 <= lagrangian < math.inf:
+            raise ConfigError(f"lagrangian {lagrangian!r}: must be a finite number of at least 0")
+        if init not in INITS:
+            raise ConfigError(f"init {init!r}: expected one of {', '.join(INITS)}")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+            raise ConfigError(f"max_iter {max_iter!r}: must be an integer of at least 1")
+        index_rules = LayerRules.parse(DEFAULT_INDEX_BITS if index_bits is None else index_bits, INDEX_BITS,
+                                       default=index_bits is None)  # fmt: skip
+        self._set(
+            sparsities=tuple(sorted(set(sparsities))), bits=tuple(sorted(set(bits))), kinds=kinds, method=method,
+            lagrangian=float(lagrangian), init=init, max_iter=max_iter, seed=seed, index_bits=index_rules,
+        )  # fmt: skip
+
+
+@dataclass
+class Candidate:
+    """One way to store one layer: its predicted bytes (data and codebook) and estimated damage."""
+
+    sparsity: float
+    bits: int
+    index_bits: int
+    levels: int  # distinct nonzero values
+    bytes: int
+    damage: float
+
+
+@dataclass
+class LayerChoice:
+    name: str
+    kind: str
+    parameters: int
+    chosen: Candidate
+    actual_bytes: int | None = None  # the layer's bytes in the written file
+
+
+@dataclass
+class Allocation:
+    """What the budget chose, and what the file turned out to be."""
+
+    target: str
+    budget_bytes: int
+    fixed_bytes: int  # header, manifest and uncompressed tensors
+    predicted_bytes: int
+    damage_measure: str  # "relative squared error" or "importance-weighted squared error"
+    layers: list[LayerChoice]
+    actual_bytes: int | None = None
+    plans: int = 1
+    margin_bytes: int = 0  # held back from the layers in the first plan for the size model's error
+    first_plan: tuple[int, int] | None = None  # (predicted, written) bytes of the first plan
+
+    @property
+    def damage(self) -> float:
+        return sum(layer.chosen.damage for layer in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["damage"] = self.damage
+        return data
+
+    def to_markdown(self) -> str:
+        rows = [
+            [layer.name, layer.kind, f"{layer.parameters:,}", f"{layer.chosen.sparsity:.2f}", layer.chosen.bits,
+             layer.chosen.levels, f"{layer.chosen.bytes:,}", f"{8 * layer.chosen.bytes / layer.parameters:.3f}",
+             f"{layer.chosen.damage:.3g}"]
+            for layer in self.layers
+        ]  # fmt: skip
+        table = markdown_table(
+            ["layer", "kind", "parameters", "sparsity", "bits", "levels", "bytes", "bits/param", "damage"], rows
+        )
+        actual = f"{self.actual_bytes:,}" if self.actual_bytes is not None else "not written"
+        error = ""
+        if self.first_plan:
+            predicted, written = self.first_plan
+            error = f"; size model on the first plan {predicted:,} predicted, {written:,} written"
+            error += f" ({100 * (predicted - written) / written:+.3f}%)"
+        budget = f"{self.target}" + ("" if self.target.endswith(" bytes") else f" = {self.budget_bytes:,} bytes")
+        return (
+            f"Target: {budget}. Predicted {self.predicted_bytes:,} bytes, written {actual}; fixed costs "
+            f"{self.fixed_bytes:,} bytes; {self.plans} plan(s){error}.\n"
+            f"Damage ({self.damage_measure}, summed over layers): {self.damage:.4g}.\n\n{table}"
+        )
+
+    def plot(self, path: str | Path) -> Path:
+        """Bytes per layer against damage per layer (bars in network order)."""
+        from vidcompress.plots import pyplot, save_figure
+
+        plt = pyplot()
+        figure, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.18 * len(self.layers)), 5.5), sharex=True)
+        x = np.arange(len(self.layers))
+        top.bar(x, [layer.chosen.bytes / 1e3 for layer in self.layers], color="tab:blue")
+        top.set_ylabel("kB in the file")
+        top.set_title(f"Allocation for {self.target}: bytes and damage per layer")
+        bottom.bar(x, [layer.chosen.damage for layer in self.layers], color="tab:red")
+        bottom.set_ylabel(self.damage_measure)
+        bottom.set_xticks(x, [layer.name for layer in self.layers], rotation=90, fontsize=6)
+        save_figure(figure, Path(path))
+        return Path(path)
+
+
+def _select(tensors: Mapping[str, torch.Tensor], config: BudgetConfig) -> list[LayerInfo]:
+    return [layer for layer in state_dict_layers(tensors) if layer.kind.value in config.kinds]
+
+
+def layer_candidates(
+    name: str,
+    weight: torch.Tensor,
+    config: BudgetConfig,
+    index_bits: int | str,
+    importance: torch.Tensor | None = None,
+    *,
+    sparsities: tuple[float, ...] | None = None,
+    bits: tuple[int, ...] | None = None,
+) -> list[Candidate]:
+    """Every (sparsity, bits) candidate of one layer (the config's grid, or the `sparsities` and `bits`
+    given) with its exact coded bytes and estimated damage."""
+    values = weight.detach().to("cpu", torch.float64).reshape(-1).numpy()
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{name}: weights contain NaN or inf")
+    h = None if importance is None else importance.detach().to("cpu", torch.float64).reshape(-1).numpy()
+    if h is not None and h.size != values.size:
+        raise InputError(f"{name}: importance has {h.size} values for {values.size} weights")
+    energy = float(np.dot(values, values) if h is None else np.dot(h * values, values))
+    scale = 1.0 / energy if h is None and energy > 0 else 1.0
+    order = np.argsort(np.abs(values), kind="stable")  # smallest magnitudes first
+    n = values.size
+    element = weight.element_size()
+    shape = tuple(weight.shape)
+    candidates = []
+    for sparsity in sparsities or config.sparsities:
+        mask = np.zeros(n, dtype=bool)
+        mask[order[round(sparsity * n) :]] = True
+        mask &= values != 0.0
+        kept = np.flatnonzero(mask)
+        pruned_error = float(np.sum(values[~mask] ** 2 if h is None else h[~mask] * values[~mask] ** 2))
+        flat = column_major(mask.astype(np.uint8), shape)
+        width = choose_index_bits(flat, 2) if index_bits == "auto" else int(index_bits)
+        entries = relative_index_encode(flat, width)
+        index_bytes = frequency_bytes(np.bincount(entries.codes, minlength=1 << width), 1 << width)
+        for width_bits in bits or config.bits:
+            if kept.size == 0:
+                candidates.append(Candidate(sparsity, width_bits, width, 0, element, scale * pruned_error))
+                continue
+            fitted = fit_levels(
+                values[kept], (1 << width_bits) - 1, config.method, importance=None if h is None else h[kept],
+                lagrangian=config.lagrangian, init=config.init, max_iter=config.max_iter, seed=config.seed,
+            )  # fmt: skip
+            symbols = fitted.assign(values[kept])
+            counts = np.bincount(symbols, minlength=fitted.centroids.size)
+            residual = values[kept] - fitted.centroids[symbols]
+            kept_error = float(np.dot(residual, residual) if h is None else np.dot(h[kept] * residual, residual))
+            alphabet = fitted.centroids.size + 1
+            sparse = frequency_bytes(np.concatenate(([entries.fillers], counts)), alphabet) + index_bytes
+            dense = frequency_bytes(np.concatenate(([n - kept.size], counts)), alphabet)
+            data = min(sparse, dense)
+            candidates.append(
+                Candidate(sparsity, width_bits, width, fitted.centroids.size, data + alphabet * element,
+                          scale * (pruned_error + kept_error))
+            )  # fmt: skip
+    return candidates
+
+
+def compressed_weight(
+    weight: torch.Tensor, candidate: Candidate, config: BudgetConfig, importance: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The layer as `candidate` stores it: pruned by magnitude, then quantized (as `layer_candidates` did)."""
+    values = weight.detach().to("cpu", torch.float64).reshape(-1).numpy()
+    h = None if importance is None else importance.detach().to("cpu", torch.float64).reshape(-1).numpy()
+    order = np.argsort(np.abs(values), kind="stable")
+    mask = np.zeros(values.size, dtype=bool)
+    mask[order[round(candidate.sparsity * values.size) :]] = True
+    mask &= values != 0.0
+    kept = np.flatnonzero(mask)
+    result = np.zeros(values.size)
+    if kept.size:
+        fitted = fit_levels(
+            values[kept], (1 << candidate.bits) - 1, config.method, importance=None if h is None else h[kept],
+            lagrangian=config.lagrangian, init=config.init, max_iter=config.max_iter, seed=config.seed,
+        )  # fmt: skip
+        result[kept] = fitted.centroids[fitted.assign(values[kept])]
+    return torch.from_numpy(result).to(weight.dtype).reshape(weight.shape)
+
+
+def choose(candidates: Mapping[str, list[Candidate]], budget: int) -> dict[str, Candidate] | None:
+    """The candidate per layer with the least total damage whose bytes sum to at most `budget`
+    (Lagrangian sweep, then greedy upgrades); None when even the smallest choice is over."""
+    smallest = {name: min(options, key=lambda c: (c.bytes, c.damage)) for name, options in candidates.items()}
+    if sum(c.bytes for c in smallest.values()) > budget:
+        return None
+
+    def pick(mu: float) -> dict[str, Candidate]:
+        return {
+            name: min(options, key=lambda c: (c.damage + mu * c.bytes, c.bytes)) for name, options in candidates.items()
+        }
+
+    low, high = 0.0, 1.0
+    if sum(c.bytes for c in pick(0.0).values()) <= budget:
+        chosen = pick(0.0)
+    else:
+        while sum(c.bytes for c in pick(high).values()) > budget:
+            high *= 4.0
+            if high > 1e30:
+                return smallest
+        for _ in range(100):
+            middle = math.sqrt(low * high) if low > 0 else high / 1024.0
+            if sum(c.bytes for c in pick(middle).values()) > budget:
+                low = middle
+            else:
+                high = middle
+            if low > 0 and high / low < 1.0 + 1e-9:
+                break
+        chosen = pick(high)
+    # Greedy: spend what is left on the upgrade that saves the most damage per extra byte.
+    spent = sum(c.bytes for c in chosen.values())
+    while True:
+        best, best_gain = None, 0.0
+        for name, options in candidates.items():
+            current = chosen[name]
+            for option in options:
+                extra = option.bytes - current.bytes
+                saved = current.damage - option.damage
+                if saved <= 0 or spent + extra > budget:
+                    continue
+                gain = saved / extra if extra > 0 else math.inf
+                if gain > best_gain:
+                    best, best_gain = (name, option), gain
+        if best is None:
+            return chosen
+        name, option = best
+        spent += option.bytes - chosen[name].bytes
+        chosen[name] = option
+
+
+REFINED_LAYERS = 3  # the largest layers whose sparsity is refined between grid points
+REFINE_STEPS = 8  # bisection steps of each
+
+
+def _refine(
+    chosen: dict[str, Candidate],
+    budget: int,
+    tensors: Mapping[str, torch.Tensor],
+    config: BudgetConfig,
+    index: Mapping[str, int | str],
+    importance: Mapping[str, torch.Tensor] | None,
+) -> None:
+    """Spend the slack the grid leaves: for the largest layers, bisect their sparsity between the grid
+    point below the chosen one and the chosen one (same bits), keeping the lowest that fits and saves
+    damage. A coarse grid otherwise leaves a file several percent under its budget."""
+    for name in sorted(chosen, key=lambda n: -chosen[n].bytes)[:REFINED_LAYERS]:
+        current = chosen[name]
+        lower = [s for s in config.sparsities if s < current.sparsity]
+        if not lower:
+            continue
+        low, high = lower[-1], current.sparsity  # low: known over budget (else the grid would have it)
+        for _ in range(REFINE_STEPS):
+            middle = (low + high) / 2
+            (option,) = layer_candidates(
+                name, tensors[name], config, index[name], None if importance is None else importance.get(name),
+                sparsities=(middle,), bits=(current.bits,),
+            )  # fmt: skip
+            spent = sum(c.bytes for c in chosen.values()) - chosen[name].bytes + option.bytes
+            if spent <= budget and option.damage < chosen[name].damage:
+                chosen[name], high = option, middle
+            else:
+                low = middle
+
+
+def _fixed_bytes(tensors: Mapping[str, torch.Tensor], layers: list[LayerInfo], index: dict[str, int | str]) -> int:
+    """Bytes of a container besides its compressed layers' data and codebooks: encode a stand-in whose
+    compressed layers hold a single nonzero value, and take their bytes off."""
+    stand_in = dict(tensors)
+    for layer in layers:
+        tensor = torch.zeros_like(tensors[layer.name])
+        tensor.view(-1)[0] = 1.0
+        stand_in[layer.name] = tensor
+    bits = {layer.name: 1 for layer in layers}
+    widths = {name: 8 if width == "auto" else width for name, width in index.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        container = encode(stand_in, Path(folder) / "stand_in.vcz", EncodeConfig(bits=bits, index_bits=widths))
+    layer_bytes = sum(entry.data_bytes + 2 * tensors[entry.name].element_size() for entry in container.layers)
+    return container.file_bytes - layer_bytes
+
+
+def plan_budget(
+    tensors: Mapping[str, torch.Tensor],
+    target: Target,
+    config: BudgetConfig | None = None,
+    *,
+    importance: Mapping[str, torch.Tensor] | None = None,
+    progress: bool = False,
+    fixed_bytes: int | None = None,
+    candidates: dict[str, list[Candidate]] | None = None,
+) -> tuple[Allocation, dict[str, list[Candidate]]]:
+    """Choose each layer's sparsity and bits for `target`; returns the allocation and the candidates.
+
+    `fixed_bytes`: the container's costs besides its layers, as measured on a written file (None:
+    estimated from a stand-in, and a small margin held back)."""
+    calibrated = fixed_bytes is not None
+    config = config or BudgetConfig()
+    layers = _select(tensors, config)
+    if not layers:
+        raise InputError(f"no compressible layer of kinds {', '.join(config.kinds)}: nothing to budget")
+    index = config.index_bits.resolve(layers)
+    missing = [layer.name for layer in layers if layer.name not in index]
+    if missing:
+        raise ConfigError(f"{missing[0]}: index bits are off for a layer the budget compresses")
+    dense = sum(t.numel() * t.element_size() for t in tensors.values())
+    parameters = sum(t.numel() for t in tensors.values())
+    budget = target.bytes(dense, parameters)
+    if fixed_bytes is None:
+        fixed_bytes = _fixed_bytes(tensors, layers, index)
+    if candidates is None:
+        candidates = {}
+        for layer in tqdm(layers, desc="candidates", unit="layer", disable=not progress):
+            candidates[layer.name] = layer_candidates(
+                layer.name, tensors[layer.name], config, index[layer.name],
+                None if importance is None else importance.get(layer.name),
+            )  # fmt: skip
+    # The first plan holds a little back: the stand-in's manifest numbers have other digits than the file's.
+    margin = 0 if calibrated else min(8 * len(layers) + budget // 1000, max(0, budget - fixed_bytes) // 10)
+    available = budget - fixed_bytes - margin
+    chosen = choose(candidates, available) if available > 0 else None
+    if chosen is None:
+        floor = fixed_bytes + sum(min(c.bytes for c in options) for options in candidates.values())
+        asked = f"target {target}" + ("" if target.kind == "size" else f" ({budget:,} bytes)")
+        raise ConfigError(
+            f"{asked} is below the smallest file these candidates give "
+            f"({floor:,} bytes: {fixed_bytes:,} of fixed costs); allow higher sparsities or fewer bits"
+        )
+    _refine(chosen, available, tensors, config, index, importance)
+    measure = "relative squared error" if importance is None else "importance-weighted squared error"
+    allocation = Allocation(
+        target=str(target), budget_bytes=budget, fixed_bytes=fixed_bytes,
+        predicted_bytes=fixed_bytes + sum(c.bytes for c in chosen.values()), damage_measure=measure,
+        layers=[LayerChoice(layer.name, layer.kind.value, layer.numel, chosen[layer.name]) for layer in layers],
+        margin_bytes=margin,
+    )  # fmt: skip
+    return allocation, candidates
+
+
+def compress_to_budget(
+    source: nn.Module | Mapping[str, torch.Tensor],
+    path: str | Path,
+    target: Target | str | int,
+    config: BudgetConfig | None = None,
+    *,
+    importance: Mapping[str, torch.Tensor] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    progress: bool = False,
+) -> tuple[Allocation, Container]:
+    """Write `source` as a container of at most the target's bytes, with the least estimated damage.
+
+    `target`: a Target, or a size (`"5MB"`, bytes as an int). Returns the allocation (per layer:
+    sparsity, bits, bytes, damage; predicted and written size) and the written container.
+    """
+    config = config or BudgetConfig()
+    if not isinstance(target, Target):
+        target = Target.size(target)
+    if isinstance(source, nn.Module):
+        source = unwrap_model(source).state_dict()
+    tensors = {name: tensor.detach() for name, tensor in source.items()}
+    allocation, candidates = plan_budget(tensors, target, config, importance=importance, progress=progress)
+    fixed = allocation.fixed_bytes
+    path = Path(path)
+    trial = path.with_name(f".{path.name}.budget-trial")  # the output is replaced only by a file within budget
+    try:
+        return _write_within_budget(
+            tensors, path, trial, target, config, importance, metadata, allocation, candidates, fixed
+        )
+    finally:
+        trial.unlink(missing_ok=True)
+
+
+def _write_within_budget(
+    tensors: dict[str, torch.Tensor],
+    path: Path,
+    trial: Path,
+    target: Target,
+    config: BudgetConfig,
+    importance: Mapping[str, torch.Tensor] | None,
+    metadata: Mapping[str, str] | None,
+    allocation: Allocation,
+    candidates: dict[str, list[Candidate]],
+    fixed: int,
+) -> tuple[Allocation, Container]:
+    first_plan = None
+    for attempt in range(1, MAX_PLANS + 1):
+        chosen = {layer.name: layer.chosen for layer in allocation.layers}
+        compressed = dict(tensors)
+        for name, candidate in chosen.items():
+            compressed[name] = compressed_weight(
+                tensors[name], candidate, config, None if importance is None else importance.get(name)
+            )
+        encoding = EncodeConfig(
+            bits={name: c.bits for name, c in chosen.items()},
+            index_bits={name: c.index_bits for name, c in chosen.items()},
+        )
+        container = encode(compressed, trial, encoding, metadata=metadata)
+        allocation.actual_bytes = container.file_bytes
+        allocation.plans = attempt
+        first_plan = first_plan or (allocation.predicted_bytes, container.file_bytes)
+        allocation.first_plan = first_plan
+        for layer in allocation.layers:
+            entry = next(e for e in container.layers if e.name == layer.name)
+            layer.actual_bytes = entry.data_bytes + entry.codebook_size * tensors[layer.name].element_size()
+        if container.file_bytes <= allocation.budget_bytes:
+            os.replace(trial, path)
+            return allocation, replace(container, path=path)
+        # The size model missed: take the overshoot off the layers' share and plan again.
+        fixed += container.file_bytes - allocation.predicted_bytes
+        allocation, _ = plan_budget(
+            tensors, target, config, importance=importance, fixed_bytes=fixed, candidates=candidates
+        )
+    raise ConfigError(
+        f"could not meet {target}: the file came out at {allocation.actual_bytes:,} bytes after {MAX_PLANS} plans"
+    )
