@@ -398,26 +398,47 @@ def _refine(
     index: Mapping[str, int | str],
     importance: Mapping[str, torch.Tensor] | None,
 ) -> None:
-    """Spend the slack the grid leaves: for the largest layers, bisect their sparsity between the grid
-    point below the chosen one and the chosen one (same bits), keeping the lowest that fits and saves
-    damage. A coarse grid otherwise leaves a file several percent under its budget."""
+    """Spend the slack the grid leaves on the largest layers: bisect a layer's sparsity, at its bits,
+    down toward the grid point below; and at one bit more, up from its sparsity; keep whichever fits
+    the budget with the least damage. A coarse grid otherwise leaves a file several percent under."""
     for name in sorted(chosen, key=lambda n: -chosen[n].bytes)[:REFINED_LAYERS]:
         current = chosen[name]
-        lower = [s for s in config.sparsities if s < current.sparsity]
-        if not lower:
-            continue
-        low, high = lower[-1], current.sparsity  # low: known over budget (else the grid would have it)
-        for _ in range(REFINE_STEPS):
-            middle = (low + high) / 2
+
+        def evaluate(sparsity: float, bits: int, layer: str = name) -> Candidate:
             (option,) = layer_candidates(
-                name, tensors[name], config, index[name], None if importance is None else importance.get(name),
-                sparsities=(middle,), bits=(current.bits,),
+                layer, tensors[layer], config, index[layer], None if importance is None else importance.get(layer),
+                sparsities=(sparsity,), bits=(bits,),
             )  # fmt: skip
-            spent = sum(c.bytes for c in chosen.values()) - chosen[name].bytes + option.bytes
-            if spent <= budget and option.damage < chosen[name].damage:
-                chosen[name], high = option, middle
-            else:
-                low = middle
+            return option
+
+        def fits(option: Candidate, layer: str = name) -> bool:
+            return sum(c.bytes for c in chosen.values()) - chosen[layer].bytes + option.bytes <= budget
+
+        lower = [s for s in config.sparsities if s < current.sparsity]
+        searches = []
+        if lower:  # same bits, fewer weights pruned: from over budget (low) toward the chosen point
+            searches.append((lower[-1], current.sparsity, current.bits))
+        if current.bits < 16:  # one bit more, more weights pruned: from the chosen point up
+            searches.append((current.sparsity, 0.99, current.bits + 1))
+        best = current
+        for start, stop, bits in searches:
+            over, under = start, stop  # bisect between a point over budget and one under it
+            found = None
+            if bits != current.bits:
+                edge = evaluate(stop, bits)
+                if not fits(edge):
+                    continue
+                found = edge
+            for _ in range(REFINE_STEPS):
+                middle = (over + under) / 2
+                option = evaluate(middle, bits)
+                if fits(option):
+                    found, under = option, middle
+                else:
+                    over = middle
+            if found is not None and found.damage < best.damage:
+                best = found
+        chosen[name] = best
 
 
 def _fixed_bytes(tensors: Mapping[str, torch.Tensor], layers: list[LayerInfo], index: dict[str, int | str]) -> int:

@@ -203,7 +203,7 @@ def generate(
     `validation_groups` the validation split (vallist01.txt), the rest the training split."""
     if not 2 <= classes <= len(CATALOGUE):
         raise ValueError(f"classes {classes}: the catalogue has 2 to {len(CATALOGUE)}")
-    if (test_groups + validation_groups) * clips_per_group >= videos_per_class:
+    if validation_groups and (test_groups + validation_groups) * clips_per_group >= videos_per_class:
         raise ValueError(f"{videos_per_class} videos a class leave none for training after the held-out groups")
     root = Path(root)
     chosen = CATALOGUE[:classes]
