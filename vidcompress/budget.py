@@ -523,11 +523,14 @@ def compress_to_budget(
     importance: Mapping[str, torch.Tensor] | None = None,
     metadata: Mapping[str, str] | None = None,
     progress: bool = False,
+    cache: dict[str, list[Candidate]] | None = None,
 ) -> tuple[Allocation, Container]:
     """Write `source` as a container of at most the target's bytes, with the least estimated damage.
 
     `target`: a Target, or a size (`"5MB"`, bytes as an int). Returns the allocation (per layer:
     sparsity, bits, bytes, damage; predicted and written size) and the written container.
+    `cache`: a dict that keeps the evaluated candidates between calls on the same weights, config and
+    importance (several targets for one model): filled when empty, reused when not.
     """
     config = config or BudgetConfig()
     if not isinstance(target, Target):
@@ -535,7 +538,11 @@ def compress_to_budget(
     if isinstance(source, nn.Module):
         source = unwrap_model(source).state_dict()
     tensors = {name: tensor.detach() for name, tensor in source.items()}
-    allocation, candidates = plan_budget(tensors, target, config, importance=importance, progress=progress)
+    allocation, candidates = plan_budget(
+        tensors, target, config, importance=importance, progress=progress, candidates=cache or None
+    )
+    if cache is not None and not cache:
+        cache.update(candidates)
     fixed = allocation.fixed_bytes
     path = Path(path)
     trial = path.with_name(f".{path.name}.budget-trial")  # the output is replaced only by a file within budget

@@ -1,0 +1,80 @@
+"""The I3D part of `benchmarks.budget`: budgets at the sizes of two rows of `i3d.md`.
+
+The targets are the file sizes of i3d.md's 'dense weights, 4 bits' (60% agreement) and 'conv 0.5, 4 bits'
+(10%) rows, so each budget row sits beside a one-setting row of the same size. Agreement and KL with the
+dense model on the same 20 views (centre and start crops of the 10 clips); importance from the 10 end
+crops, with the dense model's top-1 as the label (a view the evaluation never sees). ECSQ's lambda is
+fixed at 0.02 (no validation split here).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from examples.i3d.clips import CROPS, load_clips
+from examples.i3d.convert import pretrained_i3d
+from examples.i3d.evaluate import compare, make_views, predict
+from vidcompress import load_compressed
+from vidcompress.budget import BudgetConfig, Candidate, compress_to_budget
+from vidcompress.quantize import estimate_importance
+from vidcompress.report import markdown_table
+
+# (label of the i3d.md row of the same size, its bytes, its agreement)
+TARGETS = (("dense weights, 4 bits", 5_727_737, 0.60), ("conv 0.5, 4 bits", 4_434_901, 0.10))
+CALIBRATION_VIEWS = 5
+
+
+def i3d_budget(folder: Path) -> dict[str, Any]:
+    clips = load_clips()
+    views, inputs = make_views(clips, CROPS[:2])
+    _, calibration_inputs = make_views(clips[:CALIBRATION_VIEWS], ("end",))
+    dense_model = pretrained_i3d()
+    dense = predict(dense_model, inputs)
+    tensors = {name: t.detach() for name, t in dense_model.state_dict().items()}
+    dense_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
+    with torch.no_grad():
+        pseudo = [int(dense_model.eval()(x[None]).argmax(1)) for x in calibration_inputs]
+    began = time.perf_counter()
+    importance = estimate_importance(
+        dense_model, list(zip(calibration_inputs, pseudo, strict=True)),
+        lambda model, batch: F.cross_entropy(model(batch[0][None]), torch.tensor([batch[1]])),
+    )  # fmt: skip
+    importance_seconds = time.perf_counter() - began
+    methods: dict[str, tuple[BudgetConfig, dict[str, torch.Tensor] | None]] = {
+        "budget, k-means": (BudgetConfig(), None),
+        "budget, ECSQ (lambda 0.02)": (BudgetConfig(method="ecsq", lagrangian=0.02), None),
+        "budget, k-means + importance": (BudgetConfig(), importance),
+    }
+    caches: dict[str, dict[str, list[Candidate]]] = {name: {} for name in methods}
+    rows = []
+    for label, size, agreement in TARGETS:
+        for method, (config, weights) in methods.items():
+            began = time.perf_counter()
+            path = folder / "i3d_budget.vcz"
+            allocation, _ = compress_to_budget(tensors, path, size, config, importance=weights, cache=caches[method])
+            decoded = load_compressed(path, pretrained_i3d())
+            row = {
+                "target": label, "target_bytes": size, "one_setting_agreement": agreement, "method": method,
+                "bytes": path.stat().st_size, "ratio": dense_bytes / path.stat().st_size,
+                **compare(dense, predict(decoded, inputs), views), "seconds": time.perf_counter() - began,
+                "allocation": allocation.to_dict(),
+            }  # fmt: skip
+            rows.append(row)
+            print({k: v for k, v in row.items() if k != "allocation"}, flush=True)
+    return {"dense_bytes": dense_bytes, "importance_seconds": importance_seconds, "rows": rows}
+
+
+def i3d_table(result: dict[str, Any]) -> str:
+    cells = []
+    for label, size, agreement in TARGETS:
+        cells.append([f"{size:,} B", f"one setting: {label} (i3d.md)", f"{size:,}", f"{result['dense_bytes'] / size:.1f}x",
+                      f"{100 * agreement:.0f}%", "see i3d.md"])  # fmt: skip
+        for row in (r for r in result["rows"] if r["target_bytes"] == size):
+            cells.append([f"{size:,} B", row["method"], f"{row['bytes']:,}", f"{row['ratio']:.1f}x",
+                          f"{100 * row['agreement']:.0f}%", f"{row['kl']:.3f} ({row['kl_max']:.2f})"])  # fmt: skip
+    return markdown_table(["target", "method", "bytes", "ratio", "agreement", "KL mean (max)"], cells)
