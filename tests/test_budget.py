@@ -32,9 +32,9 @@ def laplace_model(seed: int = 0) -> dict[str, torch.Tensor]:
     return {
         "conv.weight": laplace(16, 3, 3, 3, scale=0.2),
         "conv.bias": torch.zeros(16),
-        "fc1.weight": laplace(128, 400, scale=0.05),
-        "fc1.bias": torch.zeros(128),
-        "fc2.weight": laplace(10, 128, scale=0.1),
+        "fc1.weight": laplace(64, 256, scale=0.05),
+        "fc1.bias": torch.zeros(64),
+        "fc2.weight": laplace(10, 64, scale=0.1),
     }
 
 
@@ -81,7 +81,7 @@ def _tmp() -> Path:
     return Path(tempfile.mkdtemp()) / "layer.vcz"
 
 
-@pytest.mark.parametrize("budget", [9_000, 14_000, 30_000])
+@pytest.mark.parametrize("budget", [5_000, 7_000, 14_000])
 def test_budgets_are_met_and_nearly_filled(tmp_path: Path, budget: int) -> None:
     tensors = laplace_model()
     allocation, container = compress_to_budget(tensors, tmp_path / "m.vcz", budget, SMALL)
@@ -101,17 +101,17 @@ def test_budgets_are_met_and_nearly_filled(tmp_path: Path, budget: int) -> None:
 
 def test_a_tighter_budget_costs_more_damage(tmp_path: Path) -> None:
     tensors = laplace_model()
-    loose, _ = compress_to_budget(tensors, tmp_path / "a.vcz", 30_000, SMALL)
-    tight, _ = compress_to_budget(tensors, tmp_path / "b.vcz", 8_000, SMALL)
+    loose, _ = compress_to_budget(tensors, tmp_path / "a.vcz", 14_000, SMALL)
+    tight, _ = compress_to_budget(tensors, tmp_path / "b.vcz", 6_000, SMALL)
     assert tight.damage > loose.damage
 
 
 def test_importance_moves_bytes_to_the_layer_that_matters(tmp_path: Path) -> None:
     tensors = laplace_model()
     flat = {name: torch.ones_like(t) for name, t in tensors.items() if name.endswith("weight")}
-    plain, _ = compress_to_budget(tensors, tmp_path / "a.vcz", 10_000, SMALL, importance=flat)
+    plain, _ = compress_to_budget(tensors, tmp_path / "a.vcz", 7_000, SMALL, importance=flat)
     heavy = dict(flat, **{"fc2.weight": torch.full_like(tensors["fc2.weight"], 1e4)})
-    weighted, _ = compress_to_budget(tensors, tmp_path / "b.vcz", 10_000, SMALL, importance=heavy)
+    weighted, _ = compress_to_budget(tensors, tmp_path / "b.vcz", 7_000, SMALL, importance=heavy)
     bytes_of = lambda allocation: {layer.name: layer.chosen.bytes for layer in allocation.layers}  # noqa: E731
     assert bytes_of(weighted)["fc2.weight"] > bytes_of(plain)["fc2.weight"]
     assert weighted.damage_measure == "importance-weighted squared error"
@@ -131,11 +131,11 @@ def test_the_cli_meets_the_budget_and_reports_bad_ones(tmp_path: Path) -> None:
     runner = CliRunner()
     common = ["compress", str(tmp_path / "in.safetensors"), "-o", str(tmp_path / "out.vcz"),
               "--sparsities", "0,0.5,0.8,0.9", "--bits", "2-6"]  # fmt: skip
-    result = runner.invoke(main, [*common, "--target-ratio", "20", "--report", str(tmp_path / "a.md"),
+    result = runner.invoke(main, [*common, "--target-ratio", "12", "--report", str(tmp_path / "a.md"),
                                   "--plot", str(tmp_path / "a.png")])  # fmt: skip
     assert result.exit_code == 0, result.output
     dense = sum(t.numel() * 4 for t in laplace_model().values())
-    assert (tmp_path / "out.vcz").stat().st_size <= dense / 20
+    assert (tmp_path / "out.vcz").stat().st_size <= dense / 12
     assert "| fc1.weight |" in (tmp_path / "a.md").read_text() and (tmp_path / "a.png").stat().st_size > 0
     for args, message in (
         (["--target-size", "0"], "must be at least 1 byte"),
