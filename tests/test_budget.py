@@ -153,3 +153,31 @@ def test_the_cli_meets_the_budget_and_reports_bad_ones(tmp_path: Path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and result.output.count("error:") == 1, result.output
         assert not (tmp_path / "bad.vcz").exists()
+
+
+def test_a_tied_weight_stays_one_weight(tmp_path: Path) -> None:
+    from torch import nn
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(100, 32)
+            self.body = nn.Linear(32, 32)
+            self.head = nn.Linear(32, 100, bias=False)
+            self.head.weight = self.embed.weight
+
+    torch.manual_seed(0)
+    model = Tied()
+    # Default kinds (conv, fc): the tied pair is an embedding, left whole; only body is compressed.
+    allocation, container = compress_to_budget(model, tmp_path / "a.vcz", 16_000, SMALL)
+    assert [layer.name for layer in allocation.layers] == ["body.weight"]
+    assert container.aliases == {"head.weight": "embed.weight"}
+    decoded = decode(tmp_path / "a.vcz")
+    assert torch.equal(decoded["head.weight"], model.embed.weight.detach())
+    # With embeddings selected, the pair is compressed once and stays tied.
+    config = BudgetConfig(sparsities=(0.0, 0.5, 0.8), bits=(2, 4, 6), kinds=("conv", "fc", "emb"))
+    allocation, container = compress_to_budget(model, tmp_path / "b.vcz", 8_000, config)
+    assert {layer.name for layer in allocation.layers} == {"embed.weight", "body.weight"}
+    decoded = decode(tmp_path / "b.vcz")
+    assert container.aliases == {"head.weight": "embed.weight"}
+    assert torch.equal(decoded["head.weight"], decoded["embed.weight"])

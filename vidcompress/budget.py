@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from vidcompress.codec import EncodeConfig, encode
 from vidcompress.codec.config import DEFAULT_INDEX_BITS
-from vidcompress.codec.container import Container, unwrap_model
+from vidcompress.codec.container import Container, tied_names, unwrap_model
 from vidcompress.codec.layer import choose_index_bits, frequency_bytes
 from vidcompress.codec.relative_index import column_major, relative_index_encode
 from vidcompress.config import Config
@@ -254,7 +254,11 @@ class Allocation:
 
 
 def _select(tensors: Mapping[str, torch.Tensor], config: BudgetConfig) -> list[LayerInfo]:
-    return [layer for layer in state_dict_layers(tensors) if layer.kind.value in config.kinds]
+    """The layers a budget compresses: of the selected kinds, tied weights once, under the name the
+    container stores them by (an embedding tied to an output layer is an embedding)."""
+    aliases = tied_names(tensors)
+    stored = {name: tensor for name, tensor in tensors.items() if name not in aliases}
+    return [layer for layer in state_dict_layers(stored) if layer.kind.value in config.kinds]
 
 
 def layer_candidates(
@@ -449,6 +453,8 @@ def _fixed_bytes(tensors: Mapping[str, torch.Tensor], layers: list[LayerInfo], i
         tensor = torch.zeros_like(tensors[layer.name])
         tensor.view(-1)[0] = 1.0
         stand_in[layer.name] = tensor
+    for alias, stored in tied_names(tensors).items():
+        stand_in[alias] = stand_in[stored]
     bits = {layer.name: 1 for layer in layers}
     widths = {name: 8 if width == "auto" else width for name, width in index.items()}
     with tempfile.TemporaryDirectory() as folder:
@@ -574,6 +580,8 @@ def _write_within_budget(
             compressed[name] = compressed_weight(
                 tensors[name], candidate, config, None if importance is None else importance.get(name)
             )
+        for alias, stored in tied_names(tensors).items():  # a tied weight stays one tensor, stored once
+            compressed[alias] = compressed[stored]
         encoding = EncodeConfig(
             bits={name: c.bits for name, c in chosen.items()},
             index_bits={name: c.index_bits for name, c in chosen.items()},

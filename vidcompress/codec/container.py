@@ -94,7 +94,7 @@ def infer_bits(tensor: torch.Tensor) -> int | str | None:
     return "raw" if nonzero.numel() < patterns.numel() else None
 
 
-def _aliases(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
+def tied_names(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
     """Names whose tensor is the very same view as an earlier name's (tied weights): name -> earlier."""
     seen: dict[tuple[Any, ...], str] = {}
     aliases = {}
@@ -138,7 +138,7 @@ def encode(
                 "the model still has pruning masks or weight sharing attached: call finalize_(model) first"
             )
     tensors = source.state_dict(keep_vars=False) if isinstance(source, nn.Module) else dict(source)
-    aliases = _aliases(tensors)
+    aliases = tied_names(tensors)
     stored = {name: tensor for name, tensor in tensors.items() if name not in aliases}
     metadata = dict(metadata or {})
     layers = state_dict_layers(stored)
