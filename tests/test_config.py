@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from models import R3D18Like
 
 from vidcompress import DSDConfig, PruneConfig, QuantizeConfig, StepSchedule
+from vidcompress.budget import BudgetConfig
 from vidcompress.cli import main
 from vidcompress.codec import EncodeConfig, read_container
 from vidcompress.errors import ConfigError
@@ -21,6 +22,8 @@ CONFIGS = [
     DSDConfig(sparse_sparsity="fc=0.5", final_sparsity="fc=0.8", schedule="agp:4", dense_epochs=2),
     EncodeConfig(bits="conv=8,fc=raw", index_bits="conv=auto,fc=5", huffman=False),
     EncodeConfig(),
+    QuantizeConfig(bits="conv=6,fc=5", method="ecsq", lagrangian=0.02),
+    BudgetConfig(sparsities=(0.5, 0.9), bits=(3, 4), method="ecsq", lagrangian=0.02, index_bits="auto"),
 ]
 
 

@@ -38,7 +38,9 @@ class Config:
         data: dict[str, Any] = {TYPE_KEY: type(self).__name__, VERSION_KEY: self.VERSION}
         for spec in fields(self):  # type: ignore[arg-type]
             value = getattr(self, spec.name)
-            data[spec.name] = value.to_dict() if hasattr(value, "to_dict") else value
+            if hasattr(value, "to_dict"):
+                value = value.to_dict()
+            data[spec.name] = list(value) if isinstance(value, tuple) else value  # plain JSON: lists
         return data
 
     @classmethod
