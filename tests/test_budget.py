@@ -57,7 +57,9 @@ def test_targets_refuse_what_cannot_be_met() -> None:
     assert Target("bits_per_param", 2.0).bytes(1_000_000, 250_000) == 62_500
 
 
-@pytest.mark.parametrize("method", ["kmeans", "uniform", "ecsq"])
+@pytest.mark.parametrize(
+    "method", ["kmeans", pytest.param("uniform", marks=pytest.mark.slow), pytest.param("ecsq", marks=pytest.mark.slow)]
+)
 def test_the_size_model_is_exact_for_every_candidate(method: str) -> None:
     weight = laplace_model()["fc1.weight"]
     config = BudgetConfig(sparsities=(0.0, 0.7, 0.95), bits=(3, 5), method=method,
@@ -81,7 +83,9 @@ def _tmp() -> Path:
     return Path(tempfile.mkdtemp()) / "layer.vcz"
 
 
-@pytest.mark.parametrize("budget", [5_000, 7_000, 14_000])
+@pytest.mark.parametrize(
+    "budget", [pytest.param(5_000, marks=pytest.mark.slow), 7_000, pytest.param(14_000, marks=pytest.mark.slow)]
+)
 def test_budgets_are_met_and_nearly_filled(tmp_path: Path, budget: int) -> None:
     tensors = laplace_model()
     allocation, container = compress_to_budget(tensors, tmp_path / "m.vcz", budget, SMALL)
@@ -99,6 +103,7 @@ def test_budgets_are_met_and_nearly_filled(tmp_path: Path, budget: int) -> None:
     assert torch.equal(decoded["conv.bias"], tensors["conv.bias"])  # tensors outside the budget kept
 
 
+@pytest.mark.slow
 def test_a_tighter_budget_costs_more_damage(tmp_path: Path) -> None:
     tensors = laplace_model()
     loose, _ = compress_to_budget(tensors, tmp_path / "a.vcz", 14_000, SMALL)
@@ -106,6 +111,7 @@ def test_a_tighter_budget_costs_more_damage(tmp_path: Path) -> None:
     assert tight.damage > loose.damage
 
 
+@pytest.mark.slow
 def test_importance_moves_bytes_to_the_layer_that_matters(tmp_path: Path) -> None:
     tensors = laplace_model()
     flat = {name: torch.ones_like(t) for name, t in tensors.items() if name.endswith("weight")}
