@@ -187,3 +187,20 @@ def test_a_tied_weight_stays_one_weight(tmp_path: Path) -> None:
     decoded = decode(tmp_path / "b.vcz")
     assert container.aliases == {"head.weight": "embed.weight"}
     assert torch.equal(decoded["head.weight"], decoded["embed.weight"])
+
+
+@pytest.mark.slow
+def test_a_measured_sensitivity_steers_the_allocation(tmp_path: Path) -> None:
+    tensors = laplace_model()
+    reference = {name: t.clone() for name, t in tensors.items()}
+
+    def evaluate(state: dict[str, torch.Tensor]) -> float:  # a "loss" that only fc2 moves
+        return float((state["fc2.weight"] - reference["fc2.weight"]).square().sum())
+
+    plain, _ = compress_to_budget(tensors, tmp_path / "a.vcz", 5_000, SMALL)
+    steered, _ = compress_to_budget(tensors, tmp_path / "b.vcz", 5_000, SMALL, evaluate=evaluate)
+    chosen = lambda allocation: {layer.name: layer.chosen for layer in allocation.layers}  # noqa: E731
+    assert chosen(steered)["fc2.weight"].bytes > chosen(plain)["fc2.weight"].bytes  # the layer that matters
+    assert chosen(steered)["fc1.weight"].bytes < chosen(plain)["fc1.weight"].bytes  # paid for by fc1
+    assert "measured sensitivity" in steered.damage_measure
+    assert (tmp_path / "b.vcz").stat().st_size <= 5_000

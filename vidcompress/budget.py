@@ -25,7 +25,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -401,6 +401,7 @@ def _refine(
     config: BudgetConfig,
     index: Mapping[str, int | str],
     importance: Mapping[str, torch.Tensor] | None,
+    scales: Mapping[str, float],
 ) -> None:
     """Spend the slack the grid leaves on the largest layers: bisect a layer's sparsity, at its bits,
     down toward the grid point below; and at one bit more, up from its sparsity; keep whichever fits
@@ -413,7 +414,7 @@ def _refine(
                 layer, tensors[layer], config, index[layer], None if importance is None else importance.get(layer),
                 sparsities=(sparsity,), bits=(bits,),
             )  # fmt: skip
-            return option
+            return replace(option, damage=option.damage * scales.get(layer, 1.0))
 
         def fits(option: Candidate, layer: str = name) -> bool:
             return sum(c.bytes for c in chosen.values()) - chosen[layer].bytes + option.bytes <= budget
@@ -445,6 +446,41 @@ def _refine(
         chosen[name] = best
 
 
+def _scaled(options: list[Candidate], scale: float) -> list[Candidate]:
+    return options if scale == 1.0 else [replace(c, damage=c.damage * scale) for c in options]
+
+
+REFERENCE = (0.5, 4)  # the candidate (sparsity, bits) whose measured damage calibrates a layer's proxy
+
+
+def measured_scales(
+    tensors: Mapping[str, torch.Tensor],
+    candidates: Mapping[str, list[Candidate]],
+    evaluate: Callable[[dict[str, torch.Tensor]], float],
+    config: BudgetConfig,
+    importance: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """Per layer, the measured damage of one reference candidate (that layer alone compressed; the
+    user's `evaluate(state_dict)`, lower is better, e.g. a validation loss) over its proxy damage:
+    sensitivity-driven allocation at one evaluation a layer. A layer whose measured damage is not
+    above zero gets a hundredth of the smallest positive scale of the others (measured as harmless,
+    it is compressed hardest)."""
+    baseline = float(evaluate(dict(tensors)))
+    raw: dict[str, float] = {}
+    for name, options in candidates.items():
+        reference = min(options, key=lambda c: (abs(c.sparsity - REFERENCE[0]), abs(c.bits - REFERENCE[1])))
+        trial = dict(tensors)
+        trial[name] = compressed_weight(tensors[name], reference, config, (importance or {}).get(name))
+        for alias, stored in tied_names(tensors).items():
+            if stored == name:
+                trial[alias] = trial[name]
+        measured = float(evaluate(trial)) - baseline
+        raw[name] = measured / reference.damage if measured > 0 and reference.damage > 0 else 0.0
+    positive = [v for v in raw.values() if v > 0]
+    floor = min(positive) / 100 if positive else 1.0
+    return {name: value if value > 0 else floor for name, value in raw.items()}
+
+
 def _fixed_bytes(tensors: Mapping[str, torch.Tensor], layers: list[LayerInfo], index: dict[str, int | str]) -> int:
     """Bytes of a container besides its compressed layers' data and codebooks: encode a stand-in whose
     compressed layers hold a single nonzero value, and take their bytes off."""
@@ -472,11 +508,14 @@ def plan_budget(
     progress: bool = False,
     fixed_bytes: int | None = None,
     candidates: dict[str, list[Candidate]] | None = None,
+    scales: Mapping[str, float] | None = None,
 ) -> tuple[Allocation, dict[str, list[Candidate]]]:
-    """Choose each layer's sparsity and bits for `target`; returns the allocation and the candidates.
+    """Choose each layer's sparsity and bits for `target`; returns the allocation and the candidates
+    (their damage unscaled).
 
     `fixed_bytes`: the container's costs besides its layers, as measured on a written file (None:
-    estimated from a stand-in, and a small margin held back)."""
+    estimated from a stand-in, and a small margin held back). `scales`: per-layer factors on the
+    damage (`measured_scales`: the proxy calibrated on the user's evaluation)."""
     calibrated = fixed_bytes is not None
     config = config or BudgetConfig()
     layers = _select(tensors, config)
@@ -501,7 +540,8 @@ def plan_budget(
     # The first plan holds a little back: the stand-in's manifest numbers have other digits than the file's.
     margin = 0 if calibrated else min(8 * len(layers) + budget // 1000, max(0, budget - fixed_bytes) // 10)
     available = budget - fixed_bytes - margin
-    chosen = choose(candidates, available) if available > 0 else None
+    scaled = {name: _scaled(options, (scales or {}).get(name, 1.0)) for name, options in candidates.items()}
+    chosen = choose(scaled, available) if available > 0 else None
     if chosen is None:
         floor = fixed_bytes + sum(min(c.bytes for c in options) for options in candidates.values())
         asked = f"target {target}" + ("" if target.kind == "size" else f" ({budget:,} bytes)")
@@ -509,8 +549,10 @@ def plan_budget(
             f"{asked} is below the smallest file these candidates give "
             f"({floor:,} bytes: {fixed_bytes:,} of fixed costs); allow higher sparsities or fewer bits"
         )
-    _refine(chosen, available, tensors, config, index, importance)
+    _refine(chosen, available, tensors, config, index, importance, scales or {})
     measure = "relative squared error" if importance is None else "importance-weighted squared error"
+    if scales:
+        measure += ", scaled to the measured sensitivity"
     allocation = Allocation(
         target=str(target), budget_bytes=budget, fixed_bytes=fixed_bytes,
         predicted_bytes=fixed_bytes + sum(c.bytes for c in chosen.values()), damage_measure=measure,
@@ -530,6 +572,7 @@ def compress_to_budget(
     metadata: Mapping[str, str] | None = None,
     progress: bool = False,
     cache: dict[str, list[Candidate]] | None = None,
+    evaluate: Callable[[dict[str, torch.Tensor]], float] | None = None,
 ) -> tuple[Allocation, Container]:
     """Write `source` as a container of at most the target's bytes, with the least estimated damage.
 
@@ -537,6 +580,9 @@ def compress_to_budget(
     sparsity, bits, bytes, damage; predicted and written size) and the written container.
     `cache`: a dict that keeps the evaluated candidates between calls on the same weights, config and
     importance (several targets for one model): filled when empty, reused when not.
+    `evaluate`: the user's score of a state dict, lower is better (a validation loss on calibration
+    data): each layer's damage proxy is scaled to its measured effect (`measured_scales`, one
+    evaluation a layer).
     """
     config = config or BudgetConfig()
     if not isinstance(target, Target):
@@ -544,8 +590,15 @@ def compress_to_budget(
     if isinstance(source, nn.Module):
         source = unwrap_model(source).state_dict()
     tensors = {name: tensor.detach() for name, tensor in source.items()}
+    scales = None
+    if evaluate is not None:
+        _, candidates = plan_budget(tensors, Target("ratio", 1.0), config, importance=importance,
+                                    progress=progress, candidates=cache or None)  # fmt: skip
+        cache = candidates if cache is None else cache
+        cache.update(candidates)
+        scales = measured_scales(tensors, candidates, evaluate, config, importance)
     allocation, candidates = plan_budget(
-        tensors, target, config, importance=importance, progress=progress, candidates=cache or None
+        tensors, target, config, importance=importance, progress=progress, candidates=cache or None, scales=scales
     )
     if cache is not None and not cache:
         cache.update(candidates)
@@ -554,7 +607,7 @@ def compress_to_budget(
     trial = path.with_name(f".{path.name}.budget-trial")  # the output is replaced only by a file within budget
     try:
         return _write_within_budget(
-            tensors, path, trial, target, config, importance, metadata, allocation, candidates, fixed
+            tensors, path, trial, target, config, importance, metadata, allocation, candidates, fixed, scales
         )
     finally:
         trial.unlink(missing_ok=True)
@@ -571,6 +624,7 @@ def _write_within_budget(
     allocation: Allocation,
     candidates: dict[str, list[Candidate]],
     fixed: int,
+    scales: Mapping[str, float] | None,
 ) -> tuple[Allocation, Container]:
     first_plan = None
     for attempt in range(1, MAX_PLANS + 1):
@@ -600,7 +654,7 @@ def _write_within_budget(
         # The size model missed: take the overshoot off the layers' share and plan again.
         fixed += container.file_bytes - allocation.predicted_bytes
         allocation, _ = plan_budget(
-            tensors, target, config, importance=importance, fixed_bytes=fixed, candidates=candidates
+            tensors, target, config, importance=importance, fixed_bytes=fixed, candidates=candidates, scales=scales
         )
     raise ConfigError(
         f"could not meet {target}: the file came out at {allocation.actual_bytes:,} bytes after {MAX_PLANS} plans"
