@@ -16,7 +16,7 @@ from benchmarks.common import RESULTS
 
 SCRIPTS = (
     "kmeans", "codec", "container_costs", "cli_memory", "spmv", "inference", "lenet", "mnist_cnn", "i3d",
-    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard",
+    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding",
     "tc3d_compress",
 )  # fmt: skip
 
@@ -156,6 +156,52 @@ def write_summary() -> Path:
             else:
                 lines.append("No GPU rows: no GPU was available to the run.")
             lines.append("")
+    for path in sorted(RESULTS.glob("spmv_gpu_*.json")):
+        if "probe" in path.name:
+            continue
+        gpu = json.loads(path.read_text())
+        ratios = []
+        for r in gpu["rows"]:
+            if r["batch"] != 1 or r["matrix"].startswith("T-C3D"):
+                continue
+            best = min(r["ours_csr_gpu_s"], r["ours_relative_gpu_s"])
+            peers = [t for t in (r["cusparse_csr_gpu_s"], r["torch_csr_gpu_s"]) if t == t]
+            ratios.append((min(peers) / best, r["ours_csr_bandwidth_fraction"]))
+        lines += [
+            f"## GPU kernels (`{path.stem}.md`, {gpu['machine'].get('gpu', 'a GPU')})",
+            "",
+            f"Batch-1 SpMV on the Deep Compression matrices: {min(x for x, _ in ratios):.2f}x to "
+            f"{max(x for x, _ in ratios):.2f}x cuSPARSE CSR fp32; {min(b for _, b in ratios):.2f} to "
+            f"{max(b for _, b in ratios):.2f} of the peak memory bandwidth on the bytes moved.",
+            "",
+        ]
+    hard = _load("tc3d_hard")
+    if hard:
+        first, last = hard["steps"][0], hard["steps"][-1]
+        paired = hard["paired"]
+        low, high = (100 * v for v in paired["change_interval_95"])
+        lines += [
+            "## T-C3D on the hard synthetic set (`tc3d_hard.md`)",
+            "",
+            f"{first['bytes']:,} -> {last['bytes']:,} bytes: **{hard['ratio']:.1f}x**, test accuracy "
+            f"{100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% "
+            f"({signed_points(hard['accuracy_drop_points'])} points, 95% interval [{low:+.1f}, {high:+.1f}]; "
+            f"{paired['right_to_wrong']} videos right to wrong, {paired['wrong_to_right']} wrong to right).",
+            "",
+        ]
+    budget = _load("budget")
+    if budget:
+        mnist = budget["mnist_cnn"]
+        lines += ["## Size budgets (`budget.md`)", "",
+                  f"MNIST CNN, dense test accuracy {mnist['baseline']['test']:.2f}%:"]  # fmt: skip
+        for row in mnist["rows"]:
+            single, allocated = row["one setting"], row["budget, k-means"]
+            lines.append(
+                f"- {row['ratio_target']:g}x: one setting for all layers {single['test']:.2f}%, the budget's "
+                f"allocation {allocated['test']:.2f}% (ECSQ {row['budget, ECSQ']['test']:.2f}%, with importance "
+                f"{row['budget, k-means + importance']['test']:.2f}%)"
+            )
+        lines.append("")
     fuzz = _load("fuzz")
     if fuzz:
         outcomes = ", ".join(f"{k}: {v:,}" for k, v in sorted(fuzz["outcomes"].items()))
