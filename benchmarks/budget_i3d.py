@@ -2,9 +2,10 @@
 
 The target is the file size of i3d.md's 'dense weights, 4 bits' row (60% agreement), so each budget row
 sits beside a one-setting row of the same size (one target: each row takes minutes on 2 cores). Agreement and KL with the
-dense model on the same 20 views (centre and start crops of the 10 clips); importance from the 10 end
-crops, with the dense model's top-1 as the label (a view the evaluation never sees). ECSQ's lambda is
-fixed at 0.02 (no validation split here).
+dense model on the same 20 views (centre and start crops of the 10 clips). ECSQ's lambda is fixed at
+0.02 (no validation split here). `importance=True` adds a row with importance from 5 end crops (views
+the evaluation never sees), the dense model's top-1 as the label: five backward passes through I3D, so
+it is off by default on a CPU.
 """
 
 from __future__ import annotations
@@ -29,27 +30,29 @@ TARGETS = (("dense weights, 4 bits", 5_727_737, 0.60),)
 CALIBRATION_VIEWS = 5
 
 
-def i3d_budget(folder: Path) -> dict[str, Any]:
+def i3d_budget(folder: Path, importance: bool = False) -> dict[str, Any]:
     clips = load_clips()
     views, inputs = make_views(clips, CROPS[:2])
-    _, calibration_inputs = make_views(clips[:CALIBRATION_VIEWS], ("end",))
     dense_model = pretrained_i3d()
     dense = predict(dense_model, inputs)
     tensors = {name: t.detach() for name, t in dense_model.state_dict().items()}
     dense_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
-    with torch.no_grad():
-        pseudo = [int(dense_model.eval()(x[None]).argmax(1)) for x in calibration_inputs]
-    began = time.perf_counter()
-    importance = estimate_importance(
-        dense_model, list(zip(calibration_inputs, pseudo, strict=True)),
-        lambda model, batch: F.cross_entropy(model(batch[0][None]), torch.tensor([batch[1]])),
-    )  # fmt: skip
-    importance_seconds = time.perf_counter() - began
     methods: dict[str, tuple[BudgetConfig, dict[str, torch.Tensor] | None]] = {
         "budget, k-means": (BudgetConfig(), None),
         "budget, ECSQ (lambda 0.02)": (BudgetConfig(method="ecsq", lagrangian=0.02), None),
-        "budget, k-means + importance": (BudgetConfig(), importance),
     }
+    importance_seconds = None
+    if importance:
+        _, calibration_inputs = make_views(clips[:CALIBRATION_VIEWS], ("end",))
+        with torch.no_grad():
+            pseudo = [int(dense_model.eval()(x[None]).argmax(1)) for x in calibration_inputs]
+        began = time.perf_counter()
+        weights = estimate_importance(
+            dense_model, list(zip(calibration_inputs, pseudo, strict=True)),
+            lambda model, batch: F.cross_entropy(model(batch[0][None]), torch.tensor([batch[1]])),
+        )  # fmt: skip
+        importance_seconds = time.perf_counter() - began
+        methods["budget, k-means + importance"] = (BudgetConfig(), weights)
     caches: dict[str, dict[str, list[Candidate]]] = {name: {} for name in methods}
     rows = []
     for label, size, agreement in TARGETS:
