@@ -56,10 +56,12 @@ def i3d_budget(folder: Path, importance: bool = False) -> dict[str, Any]:
     caches: dict[str, dict[str, list[Candidate]]] = {name: {} for name in methods}
     rows = []
     for label, size, agreement in TARGETS:
-        for method, (config, weights) in methods.items():
+        for method, (config, layer_importance) in methods.items():
             began = time.perf_counter()
             path = folder / "i3d_budget.vcz"
-            allocation, _ = compress_to_budget(tensors, path, size, config, importance=weights, cache=caches[method])
+            allocation, _ = compress_to_budget(
+                tensors, path, size, config, importance=layer_importance, cache=caches[method]
+            )
             decoded = load_compressed(path, pretrained_i3d())
             row = {
                 "target": label, "target_bytes": size, "one_setting_agreement": agreement, "method": method,
