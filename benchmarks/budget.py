@@ -152,7 +152,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--i3d", action="store_true", help="also I3D (slow: minutes a setting)")
     parser.add_argument("--i3d-only", action="store_true", help="only I3D; the MNIST rows kept from budget.json")
+    parser.add_argument("--report-only", action="store_true", help="rewrite budget.md from budget.json")
     args = parser.parse_args()
+    if args.report_only:
+        result = json.loads((RESULTS / "budget.json").read_text())
+        write_results("budget", result, report(result))
+        return
     info = machine()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -165,13 +170,21 @@ def main() -> None:
             from benchmarks.budget_i3d import i3d_budget
 
             result["i3d"] = i3d_budget(Path(folder))
+    command = "python -m benchmarks.budget" + (" --i3d" if args.i3d else "") + (" --i3d-only" if args.i3d_only else "")
+    result.update(machine=info, command=command, wall_seconds=time.perf_counter() - start)
+    write_results("budget", result, report(result))
+    print(report(result))
+
+
+def report(result: dict[str, Any]) -> str:
     base = result["mnist_cnn"]["baseline"]
+    command = result.get("command", "python -m benchmarks.budget --i3d-only")
+    wall = f" Wall time {result['wall_seconds'] / 60:.1f} minutes." if "wall_seconds" in result else ""
+    reused = " The MNIST rows are from the run before it, on the same machine." if "--i3d-only" in command else ""
     lines = [
         "# Size budgets on real trained networks",
         "",
-        f"Machine: {machine_line(info)}. Command: `python -m benchmarks.budget{' --i3d' if args.i3d else ''}"
-        f"{' --i3d-only' if args.i3d_only else ''}`. Wall time {(time.perf_counter() - start) / 60:.1f} minutes"
-        + (" (the MNIST rows are from the run before, on the same machine)." if args.i3d_only else "."),
+        f"Machine: {machine_line(result['machine'])}. Command: `{command}`.{wall}{reused}",
         "",
         "No retraining anywhere: pruning by magnitude and quantization after training, each file within its",
         "target. 'One setting' is the pipeline before budgets: the same sparsity and bits for every layer, the",
@@ -190,9 +203,7 @@ def main() -> None:
         from benchmarks.budget_i3d import i3d_table
 
         lines += ["", "## I3D (Kinetics-400)", "", i3d_table(result["i3d"])]
-    result["machine"] = info
-    write_results("budget", result, "\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
