@@ -58,7 +58,8 @@ def main() -> None:
     summary = compress_run(out / "train", out / "compressed", demo_compress_config(progress=False))
     summary["training_history"] = training["history"]
     summary["data_description"] = (
-        f"hard synthetic action set ({HARD.distractors} distractors, {HARD.clutter} clutter blobs, noise "
+        f"hard synthetic action set ({HARD.distractors} distractor{'s' if HARD.distractors != 1 else ''}, "
+        f"{HARD.clutter} clutter blobs, noise "
         f"{HARD.noise:g}; {VIDEOS_PER_CLASS - 4 * (TEST_GROUPS + VALIDATION_GROUPS)} training videos a class)"
     )
     publish(summary, out, info, time.perf_counter() - start, name=NAME, extra=_extra(summary))
