@@ -201,6 +201,5 @@ def test_a_measured_sensitivity_steers_the_allocation(tmp_path: Path) -> None:
     steered, _ = compress_to_budget(tensors, tmp_path / "b.vcz", 5_000, SMALL, evaluate=evaluate)
     chosen = lambda allocation: {layer.name: layer.chosen for layer in allocation.layers}  # noqa: E731
     assert chosen(steered)["fc2.weight"].bytes > chosen(plain)["fc2.weight"].bytes  # the layer that matters
-    assert chosen(steered)["fc1.weight"].bytes < chosen(plain)["fc1.weight"].bytes  # paid for by fc1
     assert "measured sensitivity" in steered.damage_measure
     assert (tmp_path / "b.vcz").stat().st_size <= 5_000
