@@ -537,8 +537,10 @@ def plan_budget(
                 layer.name, tensors[layer.name], config, index[layer.name],
                 None if importance is None else importance.get(layer.name),
             )  # fmt: skip
-    # The first plan holds a little back: the stand-in's manifest numbers have other digits than the file's.
-    margin = 0 if calibrated else min(8 * len(layers) + budget // 1000, max(0, budget - fixed_bytes) // 10)
+    # The first plan holds a little back: the stand-in's manifest numbers have fewer digits than the
+    # file's (about 10 bytes a layer), and the header's length moves with the digits of the manifest's
+    # CRC (which covers the time of writing), padded to 8 bytes: up to 8 bytes from one write to the next.
+    margin = 0 if calibrated else min(16 * len(layers) + 16 + budget // 1000, max(0, budget - fixed_bytes) // 10)
     available = budget - fixed_bytes - margin
     scaled = {name: _scaled(options, (scales or {}).get(name, 1.0)) for name, options in candidates.items()}
     chosen = choose(scaled, available) if available > 0 else None
