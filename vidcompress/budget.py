@@ -43,8 +43,9 @@ from vidcompress.codec.relative_index import column_major, relative_index_encode
 from vidcompress.config import Config
 from vidcompress.errors import ConfigError, InputError
 from vidcompress.layers import LayerInfo, state_dict_layers
+from vidcompress.prune.magnitude import magnitude_mask
 from vidcompress.quantize.kmeans import INITS
-from vidcompress.quantize.scalar import METHODS, fit_levels
+from vidcompress.quantize.scalar import METHODS, Levels, fit_levels
 from vidcompress.report import markdown_table
 from vidcompress.rules import INDEX_BITS, LayerRules, RulesSource
 
@@ -281,15 +282,12 @@ def layer_candidates(
         raise InputError(f"{name}: importance has {h.size} values for {values.size} weights")
     energy = float(np.dot(values, values) if h is None else np.dot(h * values, values))
     scale = 1.0 / energy if h is None and energy > 0 else 1.0
-    order = np.argsort(np.abs(values), kind="stable")  # smallest magnitudes first
     n = values.size
     element = weight.element_size()
     shape = tuple(weight.shape)
     candidates = []
     for sparsity in sparsities or config.sparsities:
-        mask = np.zeros(n, dtype=bool)
-        mask[order[round(sparsity * n) :]] = True
-        mask &= values != 0.0
+        mask = _kept(weight, values, sparsity)
         kept = np.flatnonzero(mask)
         pruned_error = float(np.sum(values[~mask] ** 2 if h is None else h[~mask] * values[~mask] ** 2))
         flat = column_major(mask.astype(np.uint8), shape)
@@ -300,10 +298,7 @@ def layer_candidates(
             if kept.size == 0:
                 candidates.append(Candidate(sparsity, width_bits, width, 0, element, scale * pruned_error))
                 continue
-            fitted = fit_levels(
-                values[kept], (1 << width_bits) - 1, config.method, importance=None if h is None else h[kept],
-                lagrangian=config.lagrangian, init=config.init, max_iter=config.max_iter, seed=config.seed,
-            )  # fmt: skip
+            fitted = _fit(values, h, kept, width_bits, config)
             symbols = fitted.assign(values[kept])
             counts = np.bincount(symbols, minlength=fitted.centroids.size)
             residual = values[kept] - fitted.centroids[symbols]
@@ -325,19 +320,25 @@ def compressed_weight(
     """The layer as `candidate` stores it: pruned by magnitude, then quantized (as `layer_candidates` did)."""
     values = weight.detach().to("cpu", torch.float64).reshape(-1).numpy()
     h = None if importance is None else importance.detach().to("cpu", torch.float64).reshape(-1).numpy()
-    order = np.argsort(np.abs(values), kind="stable")
-    mask = np.zeros(values.size, dtype=bool)
-    mask[order[round(candidate.sparsity * values.size) :]] = True
-    mask &= values != 0.0
-    kept = np.flatnonzero(mask)
+    kept = np.flatnonzero(_kept(weight, values, candidate.sparsity))
     result = np.zeros(values.size)
     if kept.size:
-        fitted = fit_levels(
-            values[kept], (1 << candidate.bits) - 1, config.method, importance=None if h is None else h[kept],
-            lagrangian=config.lagrangian, init=config.init, max_iter=config.max_iter, seed=config.seed,
-        )  # fmt: skip
+        fitted = _fit(values, h, kept, candidate.bits, config)
         result[kept] = fitted.centroids[fitted.assign(values[kept])]
     return torch.from_numpy(result).to(weight.dtype).reshape(weight.shape)
+
+
+def _kept(weight: torch.Tensor, values: np.ndarray, sparsity: float) -> np.ndarray:
+    """The weights a candidate keeps (flat, bool): `prune`'s magnitude criterion, less those already zero."""
+    return magnitude_mask(weight, sparsity).cpu().reshape(-1).numpy() & (values != 0.0)
+
+
+def _fit(values: np.ndarray, h: np.ndarray | None, kept: np.ndarray, bits: int, config: BudgetConfig) -> Levels:
+    """The config's quantizer fitted to the kept weights."""
+    return fit_levels(
+        values[kept], (1 << bits) - 1, config.method, importance=None if h is None else h[kept],
+        lagrangian=config.lagrangian, init=config.init, max_iter=config.max_iter, seed=config.seed,
+    )  # fmt: skip
 
 
 def choose(candidates: Mapping[str, list[Candidate]], budget: int) -> dict[str, Candidate] | None:
@@ -499,6 +500,37 @@ def _fixed_bytes(tensors: Mapping[str, torch.Tensor], layers: list[LayerInfo], i
     return container.file_bytes - layer_bytes
 
 
+def _plan_layers(
+    tensors: Mapping[str, torch.Tensor], config: BudgetConfig
+) -> tuple[list[LayerInfo], dict[str, int | str]]:
+    """The layers a budget compresses and each one's index bits (`auto` or a width)."""
+    layers = _select(tensors, config)
+    if not layers:
+        raise InputError(f"no compressible layer of kinds {', '.join(config.kinds)}: nothing to budget")
+    index = config.index_bits.resolve(layers)
+    missing = [layer.name for layer in layers if layer.name not in index]
+    if missing:
+        raise ConfigError(f"{missing[0]}: index bits are off for a layer the budget compresses")
+    return layers, index
+
+
+def all_candidates(
+    tensors: Mapping[str, torch.Tensor],
+    config: BudgetConfig,
+    *,
+    importance: Mapping[str, torch.Tensor] | None = None,
+    progress: bool = False,
+) -> dict[str, list[Candidate]]:
+    """`layer_candidates` of every layer a budget compresses, by name."""
+    layers, index = _plan_layers(tensors, config)
+    return {
+        layer.name: layer_candidates(
+            layer.name, tensors[layer.name], config, index[layer.name], (importance or {}).get(layer.name)
+        )
+        for layer in tqdm(layers, desc="candidates", unit="layer", disable=not progress)
+    }
+
+
 def plan_budget(
     tensors: Mapping[str, torch.Tensor],
     target: Target,
@@ -518,25 +550,14 @@ def plan_budget(
     damage (`measured_scales`: the proxy calibrated on the user's evaluation)."""
     calibrated = fixed_bytes is not None
     config = config or BudgetConfig()
-    layers = _select(tensors, config)
-    if not layers:
-        raise InputError(f"no compressible layer of kinds {', '.join(config.kinds)}: nothing to budget")
-    index = config.index_bits.resolve(layers)
-    missing = [layer.name for layer in layers if layer.name not in index]
-    if missing:
-        raise ConfigError(f"{missing[0]}: index bits are off for a layer the budget compresses")
+    layers, index = _plan_layers(tensors, config)
     dense = sum(t.numel() * t.element_size() for t in tensors.values())
     parameters = sum(t.numel() for t in tensors.values())
     budget = target.bytes(dense, parameters)
     if fixed_bytes is None:
         fixed_bytes = _fixed_bytes(tensors, layers, index)
     if candidates is None:
-        candidates = {}
-        for layer in tqdm(layers, desc="candidates", unit="layer", disable=not progress):
-            candidates[layer.name] = layer_candidates(
-                layer.name, tensors[layer.name], config, index[layer.name],
-                None if importance is None else importance.get(layer.name),
-            )  # fmt: skip
+        candidates = all_candidates(tensors, config, importance=importance, progress=progress)
     # The first plan holds a little back: the stand-in's manifest numbers have fewer digits than the
     # file's (about 10 bytes a layer), and the header's length moves with the digits of the manifest's
     # CRC (which covers the time of writing), padded to 8 bytes: up to 8 bytes from one write to the next.
@@ -594,11 +615,11 @@ def compress_to_budget(
     tensors = {name: tensor.detach() for name, tensor in source.items()}
     scales = None
     if evaluate is not None:
-        _, candidates = plan_budget(tensors, Target("ratio", 1.0), config, importance=importance,
-                                    progress=progress, candidates=cache or None)  # fmt: skip
-        cache = candidates if cache is None else cache
-        cache.update(candidates)
-        scales = measured_scales(tensors, candidates, evaluate, config, importance)
+        if not cache:
+            computed = all_candidates(tensors, config, importance=importance, progress=progress)
+            cache = computed if cache is None else cache
+            cache.update(computed)
+        scales = measured_scales(tensors, cache, evaluate, config, importance)
     allocation, candidates = plan_budget(
         tensors, target, config, importance=importance, progress=progress, candidates=cache or None, scales=scales
     )
