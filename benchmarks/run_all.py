@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,7 @@ def write_summary() -> Path:
                 f"- {name}: **{row['ratio']:.1f}x** (paper {paper['ratio']}x), test error "
                 f"{row['test_error_dense']:.2f}% -> {row['test_error_compressed']:.2f}% (paper "
                 f"{paper['error_before']:.2f}% -> {paper['error_after']:.2f}%), {100 * row['weights_kept']:.1f}% of the "
-                f"weights kept; largest layer's rate {row['chosen_rate']:g}, chosen on the validation split"
+                f"weights kept; largest layer's rate {row['chosen_rate']:g} and bits {row['bits']}, chosen on the validation split"
             )
         lines.append("")
     i3d = _load("i3d")
@@ -135,9 +136,19 @@ def write_summary() -> Path:
     tables = _load("tc3d_tables")
     if tables:
         families = ("all", "appearance", "motion", "composition", "order")
-        rows = [[name, *(f"{100 * row[k]:.1f}" for k in families)] for name, row in tables["rows"].items()]
-        lines += ["## T-C3D Tables I and II on the synthetic set (`tc3d_tables.md`)", "",
+        rows = [
+            [name, *(f"{100 * statistics.fmean(row[k]):.1f}" for k in families)] for name, row in tables["rows"].items()
+        ]
+        lines += [f"## T-C3D Tables I and II on the synthetic set (`tc3d_tables.md`, mean of {tables['seeds']} seeds)", "",
                   markdown_table(["configuration", *families], rows), ""]  # fmt: skip
+        fps = tables["table_iv"]
+        lines += [
+            "Table IV analogue (FPS at batch 1 on this CPU): "
+            + "; ".join(
+                f"{key} {row['fps']:.0f} FPS, {100 * row['all']:.1f}%" for key, row in fps.items() if ", " in key
+            ),
+            "",
+        ]
     for name in ("spmv_cpu", "spmv_gpu"):
         spmv = _load(name)
         if spmv:

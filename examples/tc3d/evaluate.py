@@ -39,8 +39,11 @@ def clip_flops(model: TC3D, frames: int, size: int) -> int:
     return int(counter.get_total_flops())
 
 
-def measure_fps(model: TC3D, config: TrainConfig, paths: list[Path], repeat: int = 1) -> float:
-    """Frames of video classified per second at batch 1 (see the module docstring)."""
+def measure_fps(
+    model: TC3D, config: TrainConfig, paths: list[Path], repeat: int = 1, *, every_clip: bool = False
+) -> float:
+    """Frames of video classified per second at batch 1 (see the module docstring). `every_clip`:
+    all-clips testing (every consecutive clip, scores averaged) instead of the model's S clips."""
     sampler = make_sampler(config.sampler, config.frames, config.stride)
     videos = [read_frames(p) for p in paths]
     model.eval()
@@ -49,8 +52,12 @@ def measure_fps(model: TC3D, config: TrainConfig, paths: list[Path], repeat: int
         for _ in range(repeat):
             for frames in videos:
                 start = time.perf_counter()
-                indices = sampler(len(frames), config.segments, None).frames
-                model(video_transform(frames[indices], config.size, None)[None])
+                if every_clip:
+                    indices = all_clips(len(frames), config.frames, config.stride).frames
+                    model.clip_scores(video_transform(frames[indices], config.size, None)[None]).mean(1)
+                else:
+                    indices = sampler(len(frames), config.segments, None).frames
+                    model(video_transform(frames[indices], config.size, None)[None])
                 elapsed += time.perf_counter() - start
                 seen += len(frames)
     return seen / elapsed
