@@ -334,8 +334,9 @@ def main() -> None:
         "",
     ]
     for name, r in rows.items():
+        scanned = "and bits " if "bits" in r["scan"][0] else ""  # rows measured before the bits were scanned
         lines += [
-            f"{name}: rate of `{r['scan_layer']}` and bits scanned from the paper's setting towards smaller "
+            f"{name}: rate of `{r['scan_layer']}` {scanned}scanned from the paper's setting towards smaller "
             f"files, to keep the last whose validation error is at most {ALLOWED_RISE} points above the dense "
             f"model's ({r['validation_error_dense']:.2f}%): **{r['chosen_rate']:g}, {r['bits']}**"
             + (" (none passed: the paper's own setting is kept)" if r["scan"][0]["rise"] > ALLOWED_RISE + 1e-9 else "")
@@ -349,7 +350,7 @@ def main() -> None:
                 [
                     [
                         f"{s['rate']:g}",
-                        s["bits"],
+                        s.get("bits", r["bits"]),
                         f"{s['validation_error']:.2f}",
                         f"{s['rise']:+.2f}",
                         f"{s['ratio']:.1f}x",

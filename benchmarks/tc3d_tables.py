@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,10 +30,12 @@ from benchmarks.common import machine, machine_line, write_results
 from examples.tc3d.compress import CompressConfig, compress_run
 from examples.tc3d.data import ucf101_split
 from examples.tc3d.evaluate import load_trained, measure_fps
+from examples.tc3d.model import TC3D
 from examples.tc3d.synthetic import CATALOGUE, generate
 from examples.tc3d.train import TrainConfig, evaluation_loader, predict, run_training
 from vidcompress import DSDConfig, QuantizeConfig, StepSchedule, load_sparse
 from vidcompress.codec import EncodeConfig
+from vidcompress.kernels.modules import SparseReport
 from vidcompress.report import markdown_table
 
 FAMILIES = ("appearance", "motion", "composition", "order")
@@ -54,9 +56,7 @@ TABLE_I = ["S=3, average", "S=3, max", "S=3, weighted", "S=3, attention"]
 FPS_ROW = "S=3, average"  # Table IV's model: average fusion scores any number of clips
 
 
-def family_accuracy(
-    config: TrainConfig, model: torch.nn.Module | None = None, *, every_clip: bool = False
-) -> dict[str, float]:
+def family_accuracy(config: TrainConfig, model: TC3D | None = None, *, every_clip: bool = False) -> dict[str, float]:
     """Video accuracy on the test split, overall and per class family: S centred clips fused by the
     model, or (`every_clip`) every clip with the scores averaged."""
     items, classes = ucf101_split(config.data, train=False)
@@ -107,14 +107,15 @@ def table_iv(config: TrainConfig, folder: Path, epochs: int) -> dict[str, Any]:
     items, _ = ucf101_split(config.data, train=False)
     paths = [item.path for item in items[:16]]
     dense = load_trained(config.out)[0]
-    example = torch.zeros(1, config.segments, 3, config.frames, config.size, config.size)
-    sparse = load_sparse(container, load_trained(config.out)[0], example_inputs=example)
+    example = torch.randn(1, config.segments, 3, config.frames, config.size, config.size)
+    sparse = cast(TC3D, load_sparse(container, load_trained(config.out)[0], example_inputs=example))
+    report = cast(SparseReport, sparse.sparse_report_)
     rows: dict[str, Any] = {
         "container_bytes": container.stat().st_size,
         "dense_bytes": 4 * sum(p.numel() for p in dense.parameters()),
     }
-    rows["layers_sparse"] = sum(choice.mode == "sparse" for choice in sparse.sparse_report_)
-    rows["layers"] = len(sparse.sparse_report_)
+    rows["layers_sparse"] = sum(choice.mode == "sparse" for choice in report)
+    rows["layers"] = len(report)
     for name, model in (("dense", dense), ("compressed", sparse)):
         for clips, every in (("S clips", False), ("all clips", True)):
             measure_fps(model, config, paths[:2], every_clip=every)  # warm-up

@@ -105,6 +105,7 @@ def evaluate_run(
         "clip_gmacs": flops / 2e9,
         "video_gflops": flops * config.segments / 1e9,
         "fps": measure_fps(model, config, [item.path for item in items[:fps_videos]]),
+        "fps_all_clips": measure_fps(model, config, [item.path for item in items[:fps_videos]], every_clip=True),
         "fps_threads": torch.get_num_threads(),
         "per_class_accuracy": {name: float(matrix[i, i] / max(matrix[i].sum(), 1)) for i, name in enumerate(classes)},
         "confusion": matrix.tolist(),

@@ -94,6 +94,21 @@ def tiny(tmp_path_factory) -> Path:
     return generate(root, classes=4, videos_per_class=12, frames=24, size=32, hmdb_splits=True)
 
 
+def test_fps_counts_s_clips_or_every_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """measure_fps runs the model's S clips, or (every_clip) all of them averaged; FPS counts every frame."""
+    import examples.tc3d.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "read_frames", lambda path: np.zeros((96, 16, 16, 3), dtype=np.uint8))
+    config = TrainConfig(size=16, frames=8, stride=2, segments=3)
+    model = build_tc3d(num_classes=4, width=4, segments=3, fusion="weighted")
+    seen: list[int] = []
+    original = model.clip_scores
+    monkeypatch.setattr(model, "clip_scores", lambda videos: (seen.append(videos.shape[1]), original(videos))[1])
+    assert evaluate.measure_fps(model, config, [Path("a"), Path("b")]) > 0
+    assert evaluate.measure_fps(model, config, [Path("a")], every_clip=True) > 0
+    assert seen == [3, 3, all_clips(96, 8, 2).frames.shape[0]] == [3, 3, 6]
+
+
 def test_generated_videos_read_back_through_the_ucf101_loader(tiny: Path) -> None:
     train, classes = ucf101_split(tiny, train=True)
     test, _ = ucf101_split(tiny, train=False)
@@ -319,6 +334,7 @@ def test_evaluation_features_and_anomaly_runs(tiny: Path, tmp_path: Path) -> Non
     numbers = evaluate_run(tmp_path / "run", fps_videos=2)
     assert numbers["test_videos"] == 32 and 0.0 <= numbers["video_accuracy_all_clips"] <= 1.0
     assert np.array(numbers["confusion"]).sum() == 32 and numbers["all_clips_per_video"] >= 1
+    assert numbers["fps"] > 0 and numbers["fps_all_clips"] > 0
     features = features_run(tmp_path / "run", tmp_path / "features.npz")
     assert features["videos"] == 32 and features["dimensions"] == 32 and 0.0 <= features["pair_auc"] <= 1.0
     anomaly = anomaly_run(config, [CATALOGUE[0].name], epochs=1)
