@@ -18,7 +18,7 @@ from benchmarks.common import RESULTS
 SCRIPTS = (
     "kmeans", "codec", "container_costs", "cli_memory", "spmv", "inference", "lenet", "mnist_cnn", "i3d",
     "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding",
-    "tc3d_compress",
+    "nncodec", "tc3d_compress",
 )  # fmt: skip
 
 
@@ -200,6 +200,15 @@ def write_summary() -> Path:
             f"{paired['right_to_wrong']} videos right to wrong, {paired['wrong_to_right']} wrong to right).",
             "",
         ]
+    nncodec = _load("nncodec")
+    if nncodec:
+        lines += ["## Side by side with NNCodec (`nncodec.md`, MNIST CNN, data-free)", ""]
+        for row in nncodec["chosen"].values():
+            lines.append(
+                f"- within {row['margin']} points of the dense validation accuracy, {row['method']}: "
+                f"{row['bytes']:,} bytes ({nncodec['dense_bytes'] / row['bytes']:.1f}x), test {row['test']:.2f}%"
+            )
+        lines.append("")
     budget = _load("budget")
     if budget:
         mnist = budget["mnist_cnn"]
