@@ -22,6 +22,12 @@ class _Placeholder:
 
 
 class _Anything(types.ModuleType):
+    """A module whose every attribute is a placeholder, besides those given."""
+
+    def __init__(self, name, **attributes):
+        super().__init__(name)
+        self.__dict__.update(attributes)
+
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
@@ -33,7 +39,6 @@ class ImageFolder:
         _unavailable()
 
 
-datasets = _Anything("torchvision.datasets")
-datasets.ImageFolder = ImageFolder
+datasets = _Anything("torchvision.datasets", ImageFolder=ImageFolder)
 transforms = _Anything("torchvision.transforms")
 models = _Anything("torchvision.models")
