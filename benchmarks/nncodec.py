@@ -149,13 +149,14 @@ def main() -> None:
         dense_path = folder / "dense.safetensors"
         save_state_dict(tensors, dense_path)
         models: dict[tuple[str, int], nn.Module] = {}
+        label = f"NNCodec {NNCODEC['version']} (uniform + DQ, DeepCABAC)"
         rows = run_nncodec(python, dense_path, folder, qps)
         for index, row in enumerate(rows):
             model = MNISTNet()
             model.load_state_dict(load_state_dict(row["decoded"])[0])
-            models["NNCodec", index] = model
+            models[label, index] = model
             row.update(setting=f"QP {row['qp']}", validation=accuracy(model, "validation"))
-        methods["NNCodec 2.1.3 (uniform + DQ, DeepCABAC)"] = rows
+        methods[label] = rows
         for label, config in (
             ("ours: budget, k-means", BudgetConfig()),
             (f"ours: budget, ECSQ (lambda {ECSQ_LAMBDA})", BudgetConfig(method="ecsq", lagrangian=ECSQ_LAMBDA)),
@@ -179,12 +180,11 @@ def main() -> None:
         chosen: dict[str, dict[str, Any]] = {}
         for margin in MARGINS:
             for label, rows in methods.items():
-                key = "NNCodec" if label.startswith("NNCodec") else label
                 passing = [i for i, r in enumerate(rows) if r["validation"] >= baseline["validation"] - margin - 1e-9]
                 if not passing:
                     continue
                 index = min(passing, key=lambda i: rows[i]["bytes"])
-                best = models[key, index]
+                best = models[label, index]
                 chosen[f"{margin}|{label}"] = {
                     **rows[index],
                     "test": accuracy(best, "test"),
