@@ -39,11 +39,13 @@ def spmm_cpu(
     """
     if isinstance(layout, RelativeLayout):
         layout = layout.to_csr()
-    dense = x.detach().to(torch.float32).reshape(layout.shape[1], -1).numpy()
     if csr is None and numba_available():
-        operand = np.ascontiguousarray(dense[:, 0] if x.ndim == 1 else dense)
-        out = torch.from_numpy(spmm_numba(layout, operand))
-        return out.reshape(-1) if x.ndim == 1 else out
+        # The common case (fp32, contiguous) converts without a copy; the per-call cost matters at batch 1.
+        vector = x.detach()
+        operand = vector.numpy() if vector.dtype == torch.float32 else vector.float().numpy()
+        operand = np.ascontiguousarray(operand.reshape(layout.shape[1], -1) if x.ndim > 1 else operand)
+        return torch.from_numpy(spmm_numba(layout, operand))
+    dense = x.detach().to(torch.float32).reshape(layout.shape[1], -1).numpy()
     result = (csr if csr is not None else csr_matrix(layout)) @ dense
     out = torch.from_numpy(np.ascontiguousarray(result, dtype=np.float32))
     return out.reshape(-1) if x.ndim == 1 else out
