@@ -7,12 +7,18 @@ frames long, so that all-clips testing (every consecutive 15-frame span: 6 clips
 Epoch logs use the validation split; every accuracy here is on the test split, measured once per model.
 Rows run two at a time (`--jobs`), one thread each.
 
-    python -m benchmarks.tc3d_tables [--seeds 3] [--epochs 15] [--quick]
+    python -m benchmarks.tc3d_tables [--seeds 3] [--epochs 30] [--work DIR] [--quick]
+
+`--work DIR` keeps the videos, every run's checkpoints and each finished row's result there: a run
+that was stopped resumes where it stopped (finished rows are read back, an unfinished training goes on
+from its last epoch's checkpoint). Without it, everything lives in a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import statistics
 import tempfile
@@ -53,6 +59,7 @@ RUNS = {  # name: (S, fusion)
 }
 TABLE_II = ["S=1, average", "S=3, average", "S=6, average", "S=3, weighted", "S=6, weighted"]
 TABLE_I = ["S=3, average", "S=3, max", "S=3, weighted", "S=3, attention"]
+ROW_FILE = "row.json"  # a finished row's result, in its run's folder
 FPS_ROW = "S=3, average"  # Table IV's model: average fusion scores any number of clips
 
 
@@ -73,16 +80,19 @@ def family_accuracy(config: TrainConfig, model: TC3D | None = None, *, every_cli
 
 
 def train_row(config: TrainConfig) -> dict[str, Any]:
-    """One row, one seed (in a worker process, one thread)."""
+    """One row, one seed (in a worker process, one thread); its result also written to `row.json` in
+    the run's folder. A training that was stopped goes on from its last checkpoint."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    history = run_training(config)["history"]
-    return {
+    history = run_training(config, resume=True)["history"]
+    result = {
         "seconds": time.perf_counter() - start,
         "validation_accuracy": history[-1]["video_accuracy"],
         "train_loss": history[-1]["train_loss"],
         **family_accuracy(config),
     }
+    (Path(config.out) / ROW_FILE).write_text(json.dumps(result))
+    return result
 
 
 def summary(values: list[float]) -> str:
@@ -116,11 +126,23 @@ def table_iv(config: TrainConfig, folder: Path, epochs: int) -> dict[str, Any]:
     }
     rows["layers_sparse"] = sum(choice.mode == "sparse" for choice in report)
     rows["layers"] = len(report)
-    for name, model in (("dense", dense), ("compressed", sparse)):
-        for clips, every in (("S clips", False), ("all clips", True)):
+    models = {"dense": dense, "compressed": sparse}
+    modes = {"S clips": False, "all clips": True}
+    for model in models.values():
+        for every in modes.values():
             measure_fps(model, config, paths[:2], every_clip=every)  # warm-up
+    # Rounds that alternate which form goes first, so a slow spell of the machine hits both; best of 4.
+    fps: dict[str, list[float]] = {}
+    for round_ in range(4):
+        for name in ("dense", "compressed") if round_ % 2 == 0 else ("compressed", "dense"):
+            for clips, every in modes.items():
+                fps.setdefault(f"{name}, {clips}", []).append(
+                    measure_fps(models[name], config, paths, every_clip=every)
+                )
+    for name, model in models.items():
+        for clips, every in modes.items():
             rows[f"{name}, {clips}"] = {
-                "fps": max(measure_fps(model, config, paths, every_clip=every) for _ in range(3)),
+                "fps": max(fps[f"{name}, {clips}"]),
                 **family_accuracy(config, model, every_clip=every),
             }
     return rows
@@ -128,19 +150,31 @@ def table_iv(config: TrainConfig, folder: Path, epochs: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=15)
+    # 30, not 15: at 15 epochs the appearance pair (red disk, blue square) was never split on some
+    # seeds (a failing model never predicted the red disk, not even on its training videos); the same
+    # seed at 30 epochs split it on every test video (its validation accuracy rose from epoch 17 on).
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2, help="rows trained at once (one thread each)")
+    parser.add_argument("--work", help="keep runs here and resume from them (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs, small data, one seed")
     args = parser.parse_args()
     epochs, seeds = (2, 1) if args.quick else (args.epochs, args.seeds)
     info = machine()
-    with tempfile.TemporaryDirectory() as temporary:
-        folder = Path(temporary)
-        root = generate(
-            folder / "synthetic", classes=8, frames=FRAMES, videos_per_class=24 if args.quick else VIDEOS_PER_CLASS,
-            test_groups=2 if args.quick else TEST_GROUPS, validation_groups=VALIDATION_GROUPS,
-        )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        folder = Path(args.work) if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        folder.mkdir(parents=True, exist_ok=True)
+        data_spec = {"frames": FRAMES, "videos_per_class": 24 if args.quick else VIDEOS_PER_CLASS,
+                     "test_groups": 2 if args.quick else TEST_GROUPS, "validation_groups": VALIDATION_GROUPS}  # fmt: skip
+        marker = folder / "synthetic.json"  # written once the videos are complete (they are seeded)
+        if marker.exists() and json.loads(marker.read_text()) == data_spec:
+            root = folder / "synthetic"
+        else:
+            root = generate(
+                folder / "synthetic", classes=8, frames=FRAMES, videos_per_class=data_spec["videos_per_class"],
+                test_groups=data_spec["test_groups"], validation_groups=VALIDATION_GROUPS,
+            )  # fmt: skip
+            marker.write_text(json.dumps(data_spec))
         base = TrainConfig(
             data=str(root), width=8, size=48, frames=8, stride=2, epochs=epochs, batch_size=8, lr=0.01,
             lr_steps=[int(epochs * 0.67), int(epochs * 0.87)], dropout=0.5, workers=0, progress=False,
@@ -157,9 +191,13 @@ def main() -> None:
             for name, (segments, fusion) in RUNS.items()
         }
         began = time.perf_counter()
+        runs = {}
+        for key, config in configs.items():  # rows a stopped run finished already
+            finished = Path(config.out) / ROW_FILE
+            if finished.exists() and json.loads((Path(config.out) / "config.json").read_text())["epochs"] == epochs:
+                runs[key] = json.loads(finished.read_text())
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = {key: pool.submit(train_row, config) for key, config in configs.items()}
-            runs = {}
+            futures = {key: pool.submit(train_row, c) for key, c in configs.items() if key not in runs}
             for key, future in futures.items():
                 runs[key] = future.result()
                 print(*key, {k: round(v, 3) for k, v in runs[key].items()}, flush=True)
