@@ -193,8 +193,14 @@ class KMeans1D:
             count, total, _ = data.stats(cuts, centroids)
             moved = np.where(count > 0, total / np.where(count > 0, count, 1.0), centroids)
             shift = float(np.sum((moved - centroids) ** 2))
-            centroids = _repair(data, np.sort(moved), self.n_clusters)
+            centroids = np.sort(moved)
             new_cuts = data.cuts(centroids)
+            # Repair only when a cluster came out empty or two centroids met (it is a no-op otherwise,
+            # and this loop's per-iteration cost is mostly numpy call overhead on small layers).
+            weight = data.s0[new_cuts[1:]] - data.s0[new_cuts[:-1]]  # per cluster, as `_repair` counts it
+            if not (np.all(weight > 0) and np.all(np.diff(centroids) > 0)):
+                centroids = _repair(data, centroids, self.n_clusters)
+                new_cuts = data.cuts(centroids)
             converged = np.array_equal(new_cuts, cuts) or shift <= tolerance
             cuts = new_cuts
             if converged:
