@@ -35,6 +35,26 @@ def test_sparse_conv_matches_dense(dims: int) -> None:
     assert close(SparseConv.from_conv(conv)(x), conv(x))
 
 
+@pytest.mark.parametrize("rows", [1, 2, None])  # output rows (first spatial axis) a slab; None: whole
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_sparse_conv_in_slabs_matches_dense(dims: int, rows: int | None, monkeypatch) -> None:
+    import vidcompress.kernels.modules as modules
+
+    conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    conv = conv_type(3, 5, 3, stride=2, padding=2, dilation=2)
+    prune_(conv, "conv=0.6")
+    x = torch.randn(2, 3, *[11, 8, 7][:dims])  # 6 output rows: slabs of 2 leave none short, of 4 one
+    # Patch bytes of one output row: 4 bytes x (3 channels x 3^dims taps) x batch 2 x the other axes' outputs.
+    row_bytes = 4 * 3 * 3**dims * 2 * [1, 4, 16][dims - 1]
+    monkeypatch.setattr(modules, "PATCH_BYTES", 1 << 30 if rows is None else rows * row_bytes)
+    sparse = SparseConv.from_conv(conv)
+    slabs = []
+    original = sparse._slab
+    monkeypatch.setattr(sparse, "_slab", lambda piece: slabs.append(piece.shape) or original(piece))
+    assert close(sparse(x), conv(x))
+    assert len(slabs) == (1 if rows is None else -(-6 // rows))
+
+
 def test_sparse_linear_matches_dense_on_any_leading_shape() -> None:
     linear = nn.Linear(20, 7)
     prune_(linear, "fc=0.8")

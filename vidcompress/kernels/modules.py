@@ -100,6 +100,9 @@ class SparseLinear(_SparseBase):
         return out.reshape(*x.shape[:-1], self.out_features)
 
 
+PATCH_BYTES = 64 << 20  # the most im2col memory a SparseConv call builds at once
+
+
 class SparseConv(_SparseBase):
     """A Conv1d/2d/3d (groups 1; any stride, padding, dilation) with W.reshape(out, -1) as a SparseLayout."""
 
@@ -143,6 +146,27 @@ class SparseConv(_SparseBase):
             pad = [p for p in reversed(self.padding) for _ in range(2)]
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, pad, mode=mode)
+        # The patch matrix (C * prod(kernel) rows, a column per output position) is built a slab of
+        # the first spatial axis at a time, each at most PATCH_BYTES: whole, I3D's 7x7x7 stem on a
+        # 64-frame clip would need 1.7 GB of patches.
+        spans = [(size - 1) * gap + 1 for size, gap in zip(self.kernel_size, self.dilation, strict=True)]
+        outputs = [(x.shape[2 + axis] - spans[axis]) // self.stride[axis] + 1 for axis in range(dims)]
+        column_bytes = 4 * self.layout.shape[1] * x.shape[0] * math.prod(outputs[1:])
+        rows = max(1, PATCH_BYTES // max(column_bytes, 1))
+        slabs = [
+            self._slab(
+                x.narrow(2, start * self.stride[0], (min(rows, outputs[0] - start) - 1) * self.stride[0] + spans[0])
+            )
+            for start in range(0, outputs[0], rows)
+        ]
+        out = slabs[0] if len(slabs) == 1 else torch.cat(slabs, dim=2)
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, *([1] * dims))
+        return out.contiguous()
+
+    def _slab(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution (no bias) of an already padded input: im2col, then Y = W X on the layout."""
+        dims = len(self.kernel_size)
         patches = x
         for axis, (size, step, gap) in enumerate(zip(self.kernel_size, self.stride, self.dilation, strict=True)):
             # A dilated window: unfold its full span, then keep every `gap`-th element of it.
@@ -155,10 +179,7 @@ class SparseConv(_SparseBase):
         order = [1, *range(2 + dims, 2 + 2 * dims), 0, *range(2, 2 + dims)]
         columns = patches.permute(order).reshape(self.layout.shape[1], -1)
         out = self._matmul(columns.contiguous()).to(x.dtype)
-        out = out.reshape(self.out_channels, batch, *spatial).transpose(0, 1)
-        if self.bias is not None:
-            out = out + self.bias.view(1, -1, *([1] * dims))
-        return out.contiguous()
+        return out.reshape(self.out_channels, batch, *spatial).transpose(0, 1)
 
 
 def unsupported_reason(module: nn.Module) -> str | None:
@@ -289,14 +310,14 @@ def load_sparse(
         target.to(device)
     owners = dict(target.named_modules())
     parents = {id(child): parent for parent in target.modules() for child in parent.children()}
-    seen = _layer_inputs(model, owners, example_inputs) if mode == "auto" and example_inputs is not None else {}
-    report = SparseReport()
+    choices: list[SparseChoice | None] = []  # in container order; None: a candidate, decided below
+    candidates: dict[str, _Candidate] = {}  # by module name
     for entry, data, codebook in read_layers(coded):  # one layer's streams in memory at a time
         name = entry.name
         module_name, _, attribute = name.rpartition(".")
         module = owners.get(module_name)
         if module is None or attribute != "weight":
-            report.append(SparseChoice(name, "dense", "not the weight of a layer module"))
+            choices.append(SparseChoice(name, "dense", "not the weight of a layer module"))
             continue
         reason = unsupported_reason(module)
         if reason is None and isinstance(parents.get(id(module)), nn.MultiheadAttention):
@@ -304,24 +325,32 @@ def load_sparse(
         if reason is None and not module_name:
             reason = "the model is a bare layer: nothing to swap it in"
         if reason is not None:
-            report.append(SparseChoice(name, "dense", reason))
+            choices.append(SparseChoice(name, "dense", reason))
             continue
         if mode == "dense":
-            report.append(SparseChoice(name, "dense", "mode='dense'"))
+            choices.append(SparseChoice(name, "dense", "mode='dense'"))
             continue
         is_conv = isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d)
-        if mode == "auto" and is_conv and module_name not in seen:
-            why_not = (
-                "not reached by the example input" if example_inputs is not None else "no example_inputs to probe it"
-            )
-            report.append(SparseChoice(name, "dense", f"a convolution with {why_not}: runs dense"))
+        if mode == "auto" and is_conv and example_inputs is None:
+            choices.append(SparseChoice(name, "dense", "a convolution with no example_inputs to probe it: runs dense"))
             continue
         layout = SparseLayout.from_container(entry, data, codebook, transpose=is_hf_conv1d(module))
         replacement = _sparse_module(module, layout, cache).to(module.weight.device)
+        candidates[module_name] = _Candidate(len(choices), name, module, replacement)
+        choices.append(None)
+    times = (
+        _probe_in_forward(model, candidates, example_inputs) if mode == "auto" and example_inputs is not None else {}
+    )
+    for module_name, candidate in candidates.items():
+        name, module, replacement = candidate.weight_name, candidate.module, candidate.replacement
         dense_ms = sparse_ms = None
         if mode == "auto":
-            if module_name in seen:
-                dense_ms, sparse_ms = _probe_modules(module, replacement, seen[module_name])
+            if module_name in times:
+                dense_ms, sparse_ms = times[module_name]
+            elif isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+                why_not = "a convolution not reached by the example input: runs dense"
+                choices[candidate.slot] = SparseChoice(name, "dense", why_not)
+                continue
             else:
                 dense_ms, sparse_ms = _probe(module, replacement)
             if sparse_ms > (1 - PROBE_MARGIN) * dense_ms:
@@ -330,36 +359,55 @@ def load_sparse(
                     if sparse_ms >= dense_ms
                     else f"sparse under {PROBE_MARGIN:.0%} faster"
                 )
-                report.append(SparseChoice(name, "dense", f"{why}: runs dense", dense_ms, sparse_ms))
+                choices[candidate.slot] = SparseChoice(name, "dense", f"{why}: runs dense", dense_ms, sparse_ms)
                 continue
         why = f"the probe measured sparse at least {PROBE_MARGIN:.0%} faster" if mode == "auto" else "mode='sparse'"
         parent_name, _, child = module_name.rpartition(".")
         setattr(target.get_submodule(parent_name) if parent_name else target, child, replacement)
-        report.append(SparseChoice(name, "sparse", why, dense_ms, sparse_ms))
-    model.sparse_report_ = report  # type: ignore[assignment]
+        choices[candidate.slot] = SparseChoice(name, "sparse", why, dense_ms, sparse_ms)
+    model.sparse_report_ = SparseReport(c for c in choices if c is not None)  # type: ignore[assignment]
     return model
 
 
-def _layer_inputs(model: nn.Module, owners: dict[str, nn.Module], example_inputs: Any) -> dict[str, torch.Tensor]:
-    """The input each candidate layer receives when the model runs once on `example_inputs`."""
+@dataclass(frozen=True)
+class _Candidate:
+    """A layer `load_sparse` may swap: its place in the report, weight name, module and stand-in."""
+
+    slot: int
+    weight_name: str
+    module: nn.Module
+    replacement: _SparseBase
+
+
+def _probe_in_forward(
+    model: nn.Module, candidates: dict[str, _Candidate], example_inputs: Any
+) -> dict[str, tuple[float, float]]:
+    """(dense ms, sparse ms) per candidate layer, each timed whole on the input it receives when the
+    model runs once on `example_inputs`. Each layer is probed inside that forward pass, when it is
+    reached, so only one layer's input is held at a time (keeping every layer's input to probe them
+    afterwards held all of a video model's activations at once: gigabytes for I3D)."""
     inputs = example_inputs if isinstance(example_inputs, tuple | list) else (example_inputs,)
-    seen: dict[str, torch.Tensor] = {}
+    times: dict[str, tuple[float, float]] = {}
     hooks = []
-    for name, module in owners.items():
-        if name and unsupported_reason(module) is None:
+    for module_name, candidate in candidates.items():
 
-            def capture(_: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
-                if name not in seen and args and isinstance(args[0], torch.Tensor):
-                    seen[name] = args[0].detach()
+        def probe(
+            layer: nn.Module,
+            args: tuple[Any, ...],
+            name: str = module_name,
+            stand_in: _SparseBase = candidate.replacement,
+        ) -> None:
+            if name not in times and args and isinstance(args[0], torch.Tensor):  # its first call only
+                times[name] = _probe_modules(layer, stand_in, args[0].detach())
 
-            hooks.append(module.register_forward_pre_hook(capture))
+        hooks.append(candidate.module.register_forward_pre_hook(probe))
     try:
         with torch.no_grad():
             model.eval()(*inputs)
     finally:
         for hook in hooks:
             hook.remove()
-    return seen
+    return times
 
 
 def _probe_modules(module: nn.Module, replacement: _SparseBase, x: torch.Tensor) -> tuple[float, float]:
@@ -368,7 +416,7 @@ def _probe_modules(module: nn.Module, replacement: _SparseBase, x: torch.Tensor)
 
     def run(layer: nn.Module) -> Callable[[], None]:
         def call() -> None:
-            layer(x)
+            layer.forward(x)  # not layer(x): the dense layer's probing hook would run again
             synchronize()
 
         return call
