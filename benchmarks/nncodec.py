@@ -71,10 +71,14 @@ ENVIRONMENT = [
 HERE = Path(__file__).resolve().parent / "nncodec_env"
 QPS = tuple(range(-28, 1, 2))  # NNC: the step size doubles every 4 QP (qp_density 2)
 RATIOS = (8.0, 12.0, 16.0, 20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 60.0, 70.0)
-ECSQ_LAMBDA = 0.02
+ECSQ_LAMBDA = 0.02  # MNIST CNN; I3D: I3D_ECSQ_LAMBDA
 MARGINS = (0.1, 0.5)  # points of validation accuracy below the dense model's
-I3D_QPS = tuple(range(-36, -13, 2))
-I3D_RATIOS = (4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0)
+# I3D: a first sweep (QP -36 to -14, ratios 4 to 12, ECSQ lambda 0.02) put every method's smallest
+# file at full agreement between 5 and 8 MB; these grids cover that range. Lambda 0.02 could not
+# spend a budget above 5.5 MB on I3D (every level it allows is coarse), hence the smaller one.
+I3D_QPS = tuple(range(-32, -19, 2))
+I3D_RATIOS = (6.0, 7.0, 8.0, 9.0, 10.0)
+I3D_ECSQ_LAMBDA = 0.002
 AGREEMENTS = (1.0, 0.9)  # I3D: top-1 agreement with the dense model on the clips' views
 
 
@@ -143,6 +147,7 @@ class Subject:
     qps: tuple[int, ...]
     ratios: tuple[float, ...]
     final: Callable[[nn.Module], dict[str, float]] | None = None  # held-out data, measured once
+    ecsq_lambda: float = ECSQ_LAMBDA
     notes: str = ""
 
 
@@ -204,10 +209,11 @@ def i3d_subject() -> Subject:
         measure=measure,
         baseline=measure(dense),
         levels=AGREEMENTS,
-        passes=lambda metrics, level: metrics["agreement"] >= level - 1e-9,
+        passes=lambda metrics, level: metrics["agreement"] >= level - 1e-6,  # a float32 mean: 9/10 is 0.8999...
         level_name=lambda level: f"agreement at least {level:.0%}",
         qps=I3D_QPS,
         ratios=I3D_RATIOS,
+        ecsq_lambda=I3D_ECSQ_LAMBDA,
         notes=(
             f"DeepMind's I3D (12.7 M parameters): fidelity is top-1 agreement with the dense model and "
             f"KL(dense || compressed) on the centre views of the ten real clips ({len(views)} views, 64 "
@@ -249,7 +255,10 @@ def main() -> None:
         methods[label] = rows
         for label, config in (
             ("ours: budget, k-means", BudgetConfig()),
-            (f"ours: budget, ECSQ (lambda {ECSQ_LAMBDA})", BudgetConfig(method="ecsq", lagrangian=ECSQ_LAMBDA)),
+            (
+                f"ours: budget, ECSQ (lambda {subject.ecsq_lambda})",
+                BudgetConfig(method="ecsq", lagrangian=subject.ecsq_lambda),
+            ),
         ):
             rows = []
             candidates: dict[str, Any] = {}  # the evaluated candidates, shared by this method's targets
