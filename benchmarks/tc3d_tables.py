@@ -177,7 +177,8 @@ def main() -> None:
             marker.write_text(json.dumps(data_spec))
         base = TrainConfig(
             data=str(root), width=8, size=48, frames=8, stride=2, epochs=epochs, batch_size=8, lr=0.01,
-            lr_steps=[int(epochs * 0.67), int(epochs * 0.87)], dropout=0.5, workers=0, progress=False,
+            lr_steps=[int(epochs * 0.67), int(epochs * 0.87)], dropout=0.5, workers=0, cache_frames=True,
+            progress=False,
         )  # fmt: skip
         configs = {
             (name, seed): replace(

@@ -69,6 +69,7 @@ def train_options(command):
         click.option("--lr-steps", default="20,25", show_default=True, help="epochs where lr x 0.1"),
         click.option("--dropout", type=float, default=defaults.dropout, show_default=True),
         click.option("--workers", type=int, default=defaults.workers, show_default=True),
+        click.option("--cache-frames", is_flag=True, help="decode each video once and keep it in memory (small sets)"),
         click.option("--seed", type=int, default=defaults.seed, show_default=True),
     ]
     for option in reversed(options):

@@ -48,6 +48,7 @@ class TrainConfig:
     lr_steps: list[int] = field(default_factory=lambda: [20, 25])
     lr_gamma: float = 0.1
     workers: int = 2
+    cache_frames: bool = False  # keep decoded videos in memory (small data sets, workers=0): decode once
     seed: int = 0
     split: int = 1
     progress: bool = True
@@ -93,7 +94,10 @@ def make_dataset(config: TrainConfig, items: list[VideoItem], *, train: bool, al
         if all_clips
         else make_sampler(config.sampler, config.frames, config.stride)
     )
-    return VideoDataset(items, sampler, segments=config.segments, size=config.size, train=train, seed=config.seed)
+    return VideoDataset(
+        items, sampler, segments=config.segments, size=config.size, train=train, seed=config.seed,
+        cache_frames=config.cache_frames,
+    )  # fmt: skip
 
 
 def loader(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from examples.tc3d import data as data_module
 from examples.tc3d.data import VideoDataset, hmdb51_split, read_frames, ucf101_split
 from examples.tc3d.model import FUSIONS, build_tc3d, r3d18
 from examples.tc3d.sampling import ConsecutiveSampler, SegmentRandomSampler, all_clips
@@ -121,6 +122,20 @@ def test_generated_videos_read_back_through_the_ucf101_loader(tiny: Path) -> Non
     assert videos.shape == (3, 3, 8, 24, 24) and label == train[0].label
     hmdb_test, hmdb_classes = hmdb51_split(tiny / "UCF-101", tiny / "hmdb_splits", train=False)
     assert sorted(hmdb_classes) == hmdb_classes and len(hmdb_test) == len(test)
+
+
+def test_frame_cache_decodes_once_and_gives_the_same_samples(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train, _ = ucf101_split(tiny, train=True)
+    plain = VideoDataset(train, ConsecutiveSampler(8, 2), segments=3, size=24, seed=5)
+    cached = VideoDataset(train, ConsecutiveSampler(8, 2), segments=3, size=24, seed=5, cache_frames=True)
+    decoded: list[str] = []
+    monkeypatch.setattr(data_module, "read_frames", lambda path: decoded.append(str(path)) or read_frames(path))
+    for epoch in range(2):  # augmentation differs between epochs; the cache must not freeze it
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for index in (0, 3):
+            assert torch.equal(plain[index][0], cached[index][0])
+    assert len(decoded) == 4 + 2  # the plain set decodes every time, the cached one once a video
 
 
 def test_synthetic_set_is_deterministic(tmp_path: Path) -> None:
