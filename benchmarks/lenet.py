@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import RESULTS, machine, machine_line, write_results
-from examples.real import load_mnist
+from examples.real import cache_dir, load_mnist
 from vidcompress import PruneConfig, Pruner, QuantizeConfig, StepSchedule, finalize_, quantize_
 from vidcompress.codec import EncodeConfig, encode, inspect_container, load_compressed, read_container
-from vidcompress.io import save_state_dict
+from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.report import markdown_table
 
 ALLOWED_RISE = 0.1  # points of validation error the compressed model may add
@@ -220,11 +220,34 @@ def container_figures(path: Path, dense_bytes: int) -> dict[str, Any]:
     }
 
 
-def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: Path, quick: bool) -> dict[str, Any]:
+def dense_lenet(name: str, data: dict[str, Any] | None = None) -> nn.Module:
+    """The network trained from scratch on MNIST's training split (seeded), kept in the fixture cache
+    (`work/lenet/NAME.safetensors`, with its recipe) so that other benchmarks compress the same model."""
+    spec = NETWORKS[name]
+    recipe = {"epochs": str(spec["epochs"]), "lr": str(spec["lr"]), "seed": "1"}
+    path = cache_dir() / "work" / "lenet" / f"{name}.safetensors"
+    model = spec["build"]()
+    if path.exists():
+        state, metadata = load_state_dict(path)
+        if {k: metadata.get(k) for k in recipe} == recipe:
+            model.load_state_dict(state)
+            return model
     torch.manual_seed(0)
-    dense = spec["build"]()
+    data = data if data is not None else mnist_tensors(quick=False)
+    train(model, data["train"], spec["epochs"], spec["lr"], seed=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_state_dict(model.state_dict(), path, metadata=recipe)
+    return model
+
+
+def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: Path, quick: bool) -> dict[str, Any]:
     start = time.perf_counter()
-    train(dense, data["train"], 2 if quick else spec["epochs"], spec["lr"], seed=1)
+    if quick:
+        torch.manual_seed(0)
+        dense = spec["build"]()
+        train(dense, data["train"], 2, spec["lr"], seed=1)
+    else:
+        dense = dense_lenet(name, data)
     dense_path = folder / f"{name}.safetensors"
     save_state_dict(dense.state_dict(), dense_path)
     dense_validation = error(dense, data["validation"])
