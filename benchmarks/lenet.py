@@ -321,8 +321,6 @@ def main() -> None:
     name_of_results = "lenet_quick" if args.quick else "lenet"
     previous = RESULTS / f"{name_of_results}.json"
     rows: dict[str, Any] = {}
-    if args.network and previous.exists():
-        rows = {k: v for k, v in json.loads(previous.read_text())["rows"].items() if k in NETWORKS}
     command = "python -m benchmarks.lenet" + (" --quick" if args.quick else "")
     with tempfile.TemporaryDirectory() as folder:
         for name, spec in NETWORKS.items():
@@ -333,6 +331,8 @@ def main() -> None:
                 machine=machine_line(info), command=command + (f" --network {name}" if args.network else "")
             )
             print(name, {k: v for k, v in rows[name].items() if k not in ("breakdown", "layers", "scan")}, flush=True)
+    if args.network and previous.exists():  # read now, not at the start: another network's run may have ended
+        rows = {**json.loads(previous.read_text())["rows"], **rows}
     rows = {name: rows[name] for name in NETWORKS if name in rows}
     lines = [
         "# Deep Compression's Table 1 on real MNIST",
