@@ -1,8 +1,9 @@
 """Side by side with NNCodec, the reference implementation of the MPEG neural-network coding standard
 (ISO/IEC 15938-17), on real trained networks: file bytes at matched fidelity, encode and decode time.
 
-Subjects (`--model`): the trained MNIST CNN (`ccexam`, 99.05%; fidelity = accuracy, chosen on the
-validation split, the test split measured once on the chosen files) and DeepMind's Kinetics-400 I3D
+Subjects (`--model`): the trained MNIST CNN (`ccexam`, 99.05%) and the two LeNets that
+`benchmarks.lenet` trains from scratch (fidelity = accuracy, chosen on the validation split, the test
+split measured once on the chosen files), and DeepMind's Kinetics-400 I3D
 (fidelity = top-1 agreement with the dense model and KL divergence on the ten real clips' centre
 views; there is no held-out split of clips, so the same views choose and report: say so).
 
@@ -20,7 +21,7 @@ sha256, its C++ extension compiled); torchvision, which NNCodec imports but this
 is a stand-in that raises on use (`benchmarks/nncodec_env/torchvision`). Tensors cross between the two
 environments as .safetensors files, never pickles.
 
-    python -m benchmarks.nncodec [--model mnist-cnn|i3d] [--quick]
+    python -m benchmarks.nncodec [--model mnist-cnn|lenet-300-100|lenet-5|i3d] [--quick]
 """
 
 from __future__ import annotations
@@ -151,12 +152,26 @@ class Subject:
     notes: str = ""
 
 
-def mnist_subject() -> Subject:
+def mnist_subject(key: str = "mnist-cnn") -> Subject:
+    """A trained MNIST network: the `ccexam` CNN, or one of the LeNets `benchmarks.lenet` trains (cached)."""
     data = load_mnist()
+    if key == "mnist-cnn":
+        dense: nn.Module = MNISTNet()
+        dense.load_state_dict(load_ccexam_state_dict())
+        build: Callable[[], nn.Module] = MNISTNet
+        mean, std = 0.1307, 0.3081  # the CNN was trained on standardised images
+        title, origin = "the trained MNIST CNN", "The `ccexam` MNIST CNN"
+    else:
+        from benchmarks.lenet import NETWORKS, dense_lenet
+
+        name = {"lenet-300-100": "LeNet-300-100", "lenet-5": "LeNet-5"}[key]
+        dense, build = dense_lenet(name), NETWORKS[name]["build"]
+        mean, std = 0.0, 1.0
+        title, origin = f"{name} (trained here)", f"{name} as `benchmarks.lenet` trains it (dense, cached)"
 
     def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = data[name]
-        return (torch.from_numpy(images).view(-1, 1, 28, 28) - 0.1307) / 0.3081, torch.from_numpy(labels)
+        return (torch.from_numpy(images).view(-1, 1, 28, 28) - mean) / std, torch.from_numpy(labels)
 
     splits = {"validation": split("validation"), "test": split("test")}
 
@@ -165,14 +180,12 @@ def mnist_subject() -> Subject:
         with torch.no_grad():
             return 100.0 * float((model.eval()(images).argmax(1) == labels).float().mean())
 
-    dense = MNISTNet()
-    dense.load_state_dict(load_ccexam_state_dict())
     baseline = {"validation": accuracy(dense, "validation"), "test": accuracy(dense, "test")}
     return Subject(
-        key="mnist-cnn",
-        title="the trained MNIST CNN",
+        key=key,
+        title=title,
         state={name: t.detach().contiguous() for name, t in dense.state_dict().items()},
-        build=MNISTNet,
+        build=build,
         measure=lambda model: {"validation": accuracy(model, "validation")},
         baseline=baseline,
         levels=MARGINS,
@@ -182,7 +195,7 @@ def mnist_subject() -> Subject:
         ratios=RATIOS,
         final=lambda model: {"test": accuracy(model, "test")},
         notes=(
-            f"The `ccexam` MNIST CNN: validation {baseline['validation']:.2f}%, test {baseline['test']:.2f}%; "
+            f"{origin}: validation {baseline['validation']:.2f}%, test {baseline['test']:.2f}%; "
             "each method's file is chosen on the validation split and the test split measured once on it."
         ),
     )
@@ -226,12 +239,12 @@ def i3d_subject() -> Subject:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("mnist-cnn", "i3d"), default="mnist-cnn")
+    parser.add_argument("--model", choices=("mnist-cnn", "lenet-300-100", "lenet-5", "i3d"), default="mnist-cnn")
     parser.add_argument("--quick", action="store_true", help="three points a method (not a result)")
     args = parser.parse_args()
     info = machine()
     python = environment()
-    subject = mnist_subject() if args.model == "mnist-cnn" else i3d_subject()
+    subject = i3d_subject() if args.model == "i3d" else mnist_subject(args.model)
     qps, ratios = (subject.qps[::3], subject.ratios[::3]) if args.quick else (subject.qps, subject.ratios)
     floats = {name: t for name, t in subject.state.items() if t.is_floating_point()}
     raw_extra = sum(t.numel() * t.element_size() for name, t in subject.state.items() if name not in floats)

@@ -18,7 +18,7 @@ from benchmarks.common import RESULTS
 SCRIPTS = (
     "kmeans", "codec", "container_costs", "cli_memory", "spmv", "inference", "lenet", "mnist_cnn", "i3d",
     "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding",
-    "nncodec", "nncodec --model i3d", "tc3d_compress",
+    "nncodec", "nncodec --model lenet-300-100", "nncodec --model lenet-5", "nncodec --model i3d", "tc3d_compress",
 )  # fmt: skip
 
 
@@ -201,7 +201,13 @@ def write_summary() -> Path:
             f"{paired['right_to_wrong']} videos right to wrong, {paired['wrong_to_right']} wrong to right).",
             "",
         ]
-    for name, subject in (("nncodec", "MNIST CNN"), ("nncodec_i3d", "I3D")):
+    subjects = (
+        ("nncodec", "MNIST CNN"),
+        ("nncodec_lenet_300_100", "LeNet-300-100"),
+        ("nncodec_lenet_5", "LeNet-5"),
+        ("nncodec_i3d", "I3D"),
+    )
+    for name, subject in subjects:
         nncodec = _load(name)
         if not nncodec:
             continue
