@@ -10,8 +10,9 @@ per-layer rates), quantized with centroid fine-tuning (LeNet-300-100 at 6 bits, 
 Chosen on the validation split, never the test split: the pruning rate of each network's largest
 layer (LeNet-300-100's first FC, LeNet-5's FC 500) and the FC bits, scanned from the paper's
 setting towards smaller files and kept at the last setting whose compressed model's validation
-error is at most ALLOWED_RISE points above the dense model's (the scan stops at the first that is
-not). The test split is measured once, for the dense model and the chosen compressed one.
+error, plus one standard error of its paired difference from the dense model's, is at most
+ALLOWED_RISE points above the dense model's (the scan stops at the first that is not). The test split
+is measured once, for the dense model and the chosen compressed one.
 
     python -m benchmarks.lenet [--quick] [--network NAME]
 """
@@ -40,6 +41,11 @@ from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.report import markdown_table
 
 ALLOWED_RISE = 0.1  # points of validation error the compressed model may add
+# A setting passes when its validation rise plus one standard error of the paired difference fits the
+# allowance. Without the margin the scan took the largest setting within the full allowance, and twice
+# the test split said more than validation had (+0.11 for +0.06, +0.18 for +0.09: among settings near
+# the limit, the one picked is the one whose rise validation underestimates most).
+MARGIN_STANDARD_ERRORS = 1.0
 PRUNE_STEP = 0.2  # sparsity added per pruning step, then `step_epochs` of retraining
 # Retraining after pruning and centroid fine-tuning learn from the labels and from the dense model (Hinton
 # et al.'s distillation: half cross-entropy, half T^2 KL divergence to the dense model's softened output).
@@ -77,7 +83,7 @@ NETWORKS: dict[str, dict[str, Any]] = {
     "LeNet-5": {
         "build": lenet_5,
         "rates": {"0.weight": 0.34, "2.weight": 0.88, "5.weight": 0.92, "7.weight": 0.81},
-        "scan": ("5.weight", ((0.92, "conv=8,fc=5"), (0.92, "conv=8,fc=4"), (0.94, "conv=8,fc=4"))),
+        "scan": ("5.weight", ((0.92, "conv=8,fc=5"), (0.92, "conv=8,fc=4"), (0.93, "conv=8,fc=4"), (0.94, "conv=8,fc=4"))),
         "paper": {"error_before": 0.80, "error_after": 0.74, "ratio": 39, "kept": 8, "weight_bits": "8 / 5", "index_bits": "8 / 5"},
         "lr": 0.02,
         "epochs": 12,
@@ -143,14 +149,27 @@ def logits_of(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def error(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """Top-1 error in percent."""
+def wrong(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Which images the model gets wrong."""
     model.eval()
     images, labels = data
-    wrong = sum(
-        int((model(x).argmax(1) != y).sum()) for x, y in zip(images.split(2000), labels.split(2000), strict=True)
-    )
-    return 100.0 * wrong / len(labels)
+    return torch.cat([model(x).argmax(1) != y for x, y in zip(images.split(2000), labels.split(2000), strict=True)])
+
+
+def error(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Top-1 error in percent."""
+    return 100.0 * float(wrong(model, data).float().mean())
+
+
+def paired_rise(dense_wrong: torch.Tensor, compressed_wrong: torch.Tensor) -> tuple[float, float]:
+    """The rise in error (points) from the dense to the compressed model on the same images, and its
+    standard error (from the images only one of them gets wrong)."""
+    n = dense_wrong.numel()
+    broke = int((compressed_wrong & ~dense_wrong).sum())
+    fixed = int((dense_wrong & ~compressed_wrong).sum())
+    rise = (broke - fixed) / n
+    variance = ((broke + fixed) / n - rise**2) / n
+    return 100.0 * rise, 100.0 * math.sqrt(max(variance, 0.0))
 
 
 def prune(
@@ -240,6 +259,11 @@ def dense_lenet(name: str, data: dict[str, Any] | None = None) -> nn.Module:
     return model
 
 
+def passes(entry: dict[str, Any]) -> bool:
+    """The scan's rule (MARGIN_STANDARD_ERRORS); rows measured before the margin have no standard error."""
+    return entry["rise"] + MARGIN_STANDARD_ERRORS * entry.get("standard_error", 0.0) <= ALLOWED_RISE + 1e-9
+
+
 def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: Path, quick: bool) -> dict[str, Any]:
     start = time.perf_counter()
     if quick:
@@ -250,7 +274,8 @@ def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: P
         dense = dense_lenet(name, data)
     dense_path = folder / f"{name}.safetensors"
     save_state_dict(dense.state_dict(), dense_path)
-    dense_validation = error(dense, data["validation"])
+    dense_wrong = wrong(dense, data["validation"])
+    dense_validation = 100.0 * float(dense_wrong.float().mean())
     print(name, f"dense: validation error {dense_validation:.2f}%", flush=True)
     teacher = logits_of(dense, data["train"][0])
     layer, candidates = spec["scan"]
@@ -266,20 +291,23 @@ def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: P
         )
         rules = ",".join(f"{n}={r:g}" for n, r in rates.items())
         runs[rate, bits] = decoded, path, {"rules": rules, "bits": bits}
+        decoded_wrong = wrong(decoded, data["validation"])
+        rise, standard_error = paired_rise(dense_wrong, decoded_wrong)
         entry = {
             "rate": rate,
             "bits": bits,
-            "validation_error": error(decoded, data["validation"]),
+            "validation_error": 100.0 * float(decoded_wrong.float().mean()),
+            "rise": rise,
+            "standard_error": standard_error,
             **{
                 k: v
                 for k, v in container_figures(path, dense_path.stat().st_size).items()
                 if k in ("ratio", "weights_kept")
             },
         }
-        entry["rise"] = entry["validation_error"] - dense_validation
         scan.append(entry)
         print(name, "scan", entry, flush=True)
-        if entry["rise"] > ALLOWED_RISE + 1e-9:
+        if not passes(entry):
             break
         chosen = rate, bits
     chosen = chosen if chosen is not None else candidates[0]
@@ -298,6 +326,7 @@ def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: P
         "schedule": spec["schedule"],
         "dense_epochs": spec["epochs"],
         "distillation": {"temperature": DISTILL_TEMPERATURE, "weight": DISTILL_WEIGHT},
+        "margin_standard_errors": MARGIN_STANDARD_ERRORS,
         "seconds": time.perf_counter() - start,
         **extra,
         **container_figures(path, dense_path.stat().st_size),
@@ -389,9 +418,11 @@ def main() -> None:
         scanned = "and bits " if "bits" in r["scan"][0] else ""  # rows measured before the bits were scanned
         lines += [
             f"{name}: rate of `{r['scan_layer']}` {scanned}scanned from the paper's setting towards smaller "
-            f"files, to keep the last whose validation error is at most {ALLOWED_RISE} points above the dense "
+            f"files, to keep the last whose validation error"
+            + (" plus one standard error of the paired difference" if "margin_standard_errors" in r else "")
+            + f" is at most {ALLOWED_RISE} points above the dense "
             f"model's ({r['validation_error_dense']:.2f}%): **{r['chosen_rate']:g}, {r['bits']}**"
-            + (" (none passed: the paper's own setting is kept)" if r["scan"][0]["rise"] > ALLOWED_RISE + 1e-9 else "")
+            + (" (none passed: the paper's own setting is kept)" if not passes(r["scan"][0]) else "")
             + f". Rules: `{r['rules']}`. Epochs: "
             f"{r['dense_epochs']} dense, {r['schedule']['step_epochs']} a pruning step, "
             f"{r['schedule']['retrain_epochs']} at the targets, {r['schedule']['finetune_epochs']} of centroid "
@@ -404,13 +435,14 @@ def main() -> None:
             ),
             "",
             markdown_table(
-                ["rate", "bits", "validation error (%)", "rise (points)", "ratio", "weights kept"],
+                ["rate", "bits", "validation error (%)", "rise (points)", "standard error", "ratio", "weights kept"],
                 [
                     [
                         f"{s['rate']:g}",
                         s.get("bits", r["bits"]),
                         f"{s['validation_error']:.2f}",
                         f"{s['rise']:+.2f}",
+                        f"{s['standard_error']:.2f}" if "standard_error" in s else "-",
                         f"{s['ratio']:.1f}x",
                         f"{100 * s['weights_kept']:.1f}%",
                     ]
@@ -419,21 +451,46 @@ def main() -> None:
             ),
             "",
         ]
-    earlier = RESULTS / "lenet_before_distillation.json"  # the rows measured before distillation was added
-    if not args.quick and earlier.exists():
+    history = [
+        (
+            "lenet_before_distillation",
+            "The first run, with the recipe's retraining from the labels only and the rule without the margin "
+            "(LeNet-5 with a shorter recipe):",
+        ),
+        (
+            "lenet_full_allowance",
+            "Distillation added after that run missed LeNet-300-100's test goal by one image; the rule still "
+            "without the margin. Validation chose a larger rate, and the test miss grew:",
+        ),
+    ]
+    if not args.quick and all((RESULTS / f"{name}.json").exists() for name, _ in history):
         lines += [
-            "## Before distillation (`lenet_before_distillation.md`)",
+            "## Earlier runs, kept as they were",
             "",
-            "Distillation was added after the run below missed LeNet-300-100's goal on the test split by one "
-            "image (+0.11 points); the scan and its rule are unchanged.",
-            "",
-            *(
-                f"- {name}: test error {r['test_error_dense']:.2f} -> {r['test_error_compressed']:.2f}, "
-                f"{r['ratio']:.1f}x at {r['chosen_rate']:g}, {r['bits']}"
-                for name, r in json.loads(earlier.read_text())["rows"].items()
-            ),
+            "Each change below was made after seeing the test error of the setting chosen before it; the "
+            "test split was measured once a run, on its chosen setting only.",
             "",
         ]
+        seen: set[str] = set()  # a network not rerun keeps its earlier row: listed once
+        for name, text in history:
+            earlier = json.loads((RESULTS / f"{name}.json").read_text())["rows"]
+            listed = []
+            for network, r in earlier.items():
+                key = json.dumps([network, r["test_error_compressed"], r["ratio"]])
+                if key in seen:
+                    continue
+                seen.add(key)
+                said = next(
+                    e["rise"]
+                    for e in r["scan"]
+                    if e["rate"] == r["chosen_rate"] and e.get("bits", r["bits"]) == r["bits"]
+                )
+                listed.append(
+                    f"- {network}: test error {r['test_error_dense']:.2f} -> {r['test_error_compressed']:.2f} "
+                    f"({r['test_error_compressed'] - r['test_error_dense']:+.2f}; validation said {said:+.2f}), "
+                    f"{r['ratio']:.1f}x at {r['chosen_rate']:g}, {r['bits']}"
+                )
+            lines += [f"`{name}.md`: {text}", "", *listed, ""]
     write_results(name_of_results, {"rows": rows}, "\n".join(lines))
     print("\n".join(lines))
 
