@@ -243,15 +243,15 @@ def dense_lenet(name: str, data: dict[str, Any] | None = None) -> nn.Module:
     """The network trained from scratch on MNIST's training split (seeded), kept in the fixture cache
     (`work/lenet/NAME.safetensors`, with its recipe) so that other benchmarks compress the same model."""
     spec = NETWORKS[name]
-    recipe = {"epochs": str(spec["epochs"]), "lr": str(spec["lr"]), "seed": "1"}
+    recipe = {"epochs": str(spec["epochs"]), "lr": str(spec["lr"]), "init_seed": "0", "seed": "1"}
     path = cache_dir() / "work" / "lenet" / f"{name}.safetensors"
+    torch.manual_seed(0)  # the initialisation
     model = spec["build"]()
     if path.exists():
         state, metadata = load_state_dict(path)
         if {k: metadata.get(k) for k in recipe} == recipe:
             model.load_state_dict(state)
             return model
-    torch.manual_seed(0)
     data = data if data is not None else mnist_tensors(quick=False)
     train(model, data["train"], spec["epochs"], spec["lr"], seed=1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -461,6 +461,12 @@ def main() -> None:
             "lenet_full_allowance",
             "Distillation added after that run missed LeNet-300-100's test goal by one image; the rule still "
             "without the margin. Validation chose a larger rate, and the test miss grew:",
+        ),
+        (
+            "lenet_other_init",
+            "The margin added, but the dense model built before the seed was set (a bug, since fixed): another "
+            "initialisation, trained by the same recipe. Not even the paper's setting passed; on the test split "
+            "it lost 0.17 points:",
         ),
     ]
     if not args.quick and all((RESULTS / f"{name}.json").exists() for name, _ in history):
