@@ -344,6 +344,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run on a subset (not a result)")
     parser.add_argument("--network", choices=list(NETWORKS), help="run one network; the other's row is kept")
+    parser.add_argument("--report-only", action="store_true", help="rewrite lenet.md from lenet.json, no run")
     args = parser.parse_args()
     info = machine()
     data = mnist_tensors(args.quick)
@@ -353,14 +354,16 @@ def main() -> None:
     command = "python -m benchmarks.lenet" + (" --quick" if args.quick else "")
     with tempfile.TemporaryDirectory() as folder:
         for name, spec in NETWORKS.items():
-            if args.network and name != args.network:
+            if args.report_only or (args.network and name != args.network):
                 continue
             rows[name] = run_network(name, spec, data, Path(folder), args.quick)
             rows[name].update(
                 machine=machine_line(info), command=command + (f" --network {name}" if args.network else "")
             )
             print(name, {k: v for k, v in rows[name].items() if k not in ("breakdown", "layers", "scan")}, flush=True)
-    if args.network and previous.exists():  # read now, not at the start: another network's run may have ended
+    if (
+        args.network or args.report_only
+    ) and previous.exists():  # read now, not at the start: another network's run may have ended
         rows = {**json.loads(previous.read_text())["rows"], **rows}
     rows = {name: rows[name] for name in NETWORKS if name in rows}
     lines = [
@@ -423,6 +426,11 @@ def main() -> None:
             + f" is at most {ALLOWED_RISE} points above the dense "
             f"model's ({r['validation_error_dense']:.2f}%): **{r['chosen_rate']:g}, {r['bits']}**"
             + (" (none passed: the paper's own setting is kept)" if not passes(r["scan"][0]) else "")
+            + (
+                ". This row predates distillation and the margin (`lenet_before_distillation.md`); not rerun"
+                if "margin_standard_errors" not in r
+                else ""
+            )
             + f". Rules: `{r['rules']}`. Epochs: "
             f"{r['dense_epochs']} dense, {r['schedule']['step_epochs']} a pruning step, "
             f"{r['schedule']['retrain_epochs']} at the targets, {r['schedule']['finetune_epochs']} of centroid "
