@@ -137,10 +137,11 @@ class VideoDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         item = self.items[index]
-        if self.cache is None:
+        frames = None if self.cache is None else self.cache.get(index)
+        if frames is None:
             frames = read_frames(item.path)
-        elif (frames := self.cache.get(index)) is None:
-            frames = self.cache[index] = read_frames(item.path)
+            if self.cache is not None:
+                self.cache[index] = frames
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         indices = self.sampler(len(frames), self.segments, rng).frames
         return video_transform(frames[indices], self.size, rng), item.label
