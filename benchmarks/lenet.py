@@ -178,9 +178,10 @@ def prune(
     lr: float,
     train_data: tuple[torch.Tensor, torch.Tensor],
     epochs: dict[str, int],
-    teacher: torch.Tensor,
+    teacher: torch.Tensor | None,
 ) -> nn.Module:
-    """Prune progressively with retraining after each step and at the targets; masks made permanent."""
+    """Prune progressively with retraining (at lr / 2) after each step and at the targets; masks made
+    permanent."""
     model = copy.deepcopy(dense)
     rules = ",".join(f"{name}={rate:g}" for name, rate in rates.items())
     schedule = StepSchedule(PRUNE_STEP)

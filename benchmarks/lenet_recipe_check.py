@@ -11,7 +11,6 @@ paired standard error (the rule `benchmarks.lenet` applies).
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 
 from benchmarks import lenet
 from benchmarks.common import machine, machine_line, write_results
-from vidcompress import PruneConfig, Pruner, QuantizeConfig, StepSchedule, finalize_, quantize_
+from vidcompress import QuantizeConfig, finalize_, quantize_
 from vidcompress.report import markdown_table
 
 NAME = "LeNet-300-100"
@@ -38,15 +37,8 @@ def run(recipe: tuple[float, int, int, bool], dense: torch.nn.Module, data: dict
     fraction, step_epochs, retrain_epochs, distil = recipe
     lr = lenet.NETWORKS[NAME]["lr"]
     teacher = lenet.logits_of(dense, data["train"][0]) if distil else None
-    model = copy.deepcopy(dense)
-    rules = ",".join(f"{name}={rate:g}" for name, rate in RATES.items())
-    schedule = StepSchedule(lenet.PRUNE_STEP)
-    pruner = Pruner(PruneConfig(sparsity=rules, schedule=schedule)).attach(model)
-    for step in range(max(schedule.steps_to_reach(rate) for rate in RATES.values())):
-        pruner.step()
-        lenet.train(model, data["train"], step_epochs, lr * fraction, seed=10 + step, cosine=True, teacher=teacher)
-    lenet.train(model, data["train"], retrain_epochs, lr * fraction, seed=40, cosine=True, teacher=teacher)
-    pruner.finalize()
+    epochs = {"step_epochs": step_epochs, "retrain_epochs": retrain_epochs}
+    model = lenet.prune(dense, RATES, 2 * lr * fraction, data["train"], epochs, teacher)  # retrains at lr / 2
     dense_wrong = lenet.wrong(dense, data["validation"])
     pruned = lenet.paired_rise(dense_wrong, lenet.wrong(model, data["validation"]))
     quantize_(model, QuantizeConfig(bits=BITS))
