@@ -9,9 +9,11 @@ from click.testing import CliRunner
 from vidcompress.budget import (
     BudgetConfig,
     Target,
+    codebook_bits,
     compress_to_budget,
     compressed_weight,
     layer_candidates,
+    levels_for,
     parse_size,
 )
 from vidcompress.cli import main
@@ -62,19 +64,32 @@ def test_targets_refuse_what_cannot_be_met() -> None:
 )
 def test_the_size_model_is_exact_for_every_candidate(method: str) -> None:
     weight = laplace_model()["fc1.weight"]
-    config = BudgetConfig(sparsities=(0.0, 0.7, 0.95), bits=(3, 5), method=method,
+    config = BudgetConfig(sparsities=(0.0, 0.7, 0.95), bits=(3, 4.5) if method == "uniform" else (3, 5), method=method,
                           lagrangian=0.02 if method == "ecsq" else 0.0)  # fmt: skip
     for index_bits in (5, "auto"):
         for candidate in layer_candidates("fc1.weight", weight, config, index_bits):
             stored = compressed_weight(weight, candidate, config)
             container = encode(
                 {"fc1.weight": stored}, _tmp(), EncodeConfig(
-                    bits={"fc1.weight": candidate.bits}, index_bits={"fc1.weight": candidate.index_bits}
+                    bits={"fc1.weight": codebook_bits(candidate.bits)}, index_bits={"fc1.weight": candidate.index_bits}
                 ),
             )  # fmt: skip
             (entry,) = container.layers
             assert entry.data_bytes + 4 * entry.codebook_size == candidate.bytes, candidate
             assert entry.nonzeros == int((stored != 0).sum())
+
+
+def test_fractional_bits_sit_between_whole_bits() -> None:
+    assert [levels_for(b) for b in (2, 2.5, 3, 3.5, 4, 4.5, 7.5, 8)] == [3, 5, 7, 11, 15, 21, 181, 255]
+    assert [codebook_bits(b) for b in (2, 2.5, 3, 7.5)] == [2, 3, 3, 8]
+    weight = laplace_model()["fc1.weight"]
+    config = BudgetConfig(sparsities=(0.0,), bits=(3, 3.5, 4), method="uniform")
+    assert BudgetConfig(method="uniform").bits[:3] == (2, 2.5, 3) and BudgetConfig().bits[:2] == (2, 3)
+    whole, half, more = layer_candidates("fc1.weight", weight, config, 5)
+    assert whole.bytes < half.bytes < more.bytes and whole.damage > half.damage > more.damage
+    assert half.levels <= 11 < more.levels
+    with pytest.raises(ConfigError, match="bits"):
+        BudgetConfig(bits=(0.5, 3))
 
 
 def _tmp() -> Path:
@@ -97,7 +112,7 @@ def test_budgets_are_met_and_nearly_filled(tmp_path: Path, budget: int) -> None:
     decoded = decode(tmp_path / "m.vcz")
     for layer in allocation.layers:
         stored = decoded[layer.name]
-        assert torch.unique(stored[stored != 0]).numel() <= (1 << layer.chosen.bits) - 1
+        assert torch.unique(stored[stored != 0]).numel() <= levels_for(layer.chosen.bits)
         zeros = float((stored == 0).float().mean())
         assert zeros == pytest.approx(layer.chosen.sparsity, abs=0.02)
     assert torch.equal(decoded["conv.bias"], tensors["conv.bias"])  # tensors outside the budget kept

@@ -51,10 +51,28 @@ from vidcompress.rules import INDEX_BITS, LayerRules, RulesSource
 
 DEFAULT_SPARSITIES = (0.0, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
 DEFAULT_BUDGET_BITS = (2, 3, 4, 5, 6, 7, 8)
+# Uniform and ECSQ fit any level count cheaply; half-bit steps let each layer sit between two widths
+# instead of the whole model time-sharing between them (benchmarks/results/budget_half_bits.md).
+DEFAULT_FINE_BITS = tuple(b / 2 for b in range(4, 17))
 COMPRESSED_KINDS = ("conv", "fc")
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 MAX_PLANS = 3  # plan, write, and plan again with the overshoot taken off, at most this many times
+
+
+def levels_for(bits: float) -> int:
+    """The most nonzero levels a quantizer of `bits` bits fits: 2^b - 1 for whole bits; for a
+    fractional b the odd count nearest 2^b - 1 (odd, so that a symmetric uniform grid keeps a level at
+    the middle), within what `codebook_bits(b)` holds."""
+    if float(bits).is_integer():
+        return (1 << int(bits)) - 1
+    odd = 2 * round((2.0**bits - 2) / 2) + 1
+    return max(1, min(odd, (1 << codebook_bits(bits)) - 1))
+
+
+def codebook_bits(bits: float) -> int:
+    """The container's codebook width for a quantizer of `bits` bits."""
+    return math.ceil(bits)
 
 
 def parse_size(text: str | int | float) -> int:
@@ -114,7 +132,10 @@ class BudgetConfig(Config):
 
     Args:
         sparsities: magnitude-pruning sparsities to try per layer (a layer's own zeros stay zero).
-        bits: quantizer bits to try per layer (2^b - 1 levels plus zero).
+        bits: quantizer bits to try per layer: b bits give 2^b - 1 levels plus zero; a fractional b (2.5)
+            the odd level count nearest 2^b - 1 (5), stored with ceil(b) codebook bits. Default: 2 to 8
+            in whole bits for k-means (each level count is a k-means run), in half bits for uniform and
+            ECSQ.
         kinds: layer kinds to compress (`conv`, `fc`, `emb`); others are stored as they are.
         method, lagrangian, init, max_iter, seed: the quantizer (`QuantizeConfig`'s meanings).
         index_bits: relative-index width per layer (`conv=8,fc=5`), or `auto` for the smallest at each
@@ -122,7 +143,7 @@ class BudgetConfig(Config):
     """
 
     sparsities: tuple[float, ...]
-    bits: tuple[int, ...]
+    bits: tuple[float, ...]
     kinds: tuple[str, ...]
     method: str
     lagrangian: float
@@ -135,7 +156,7 @@ class BudgetConfig(Config):
         self,
         *,
         sparsities: tuple[float, ...] | list[float] = DEFAULT_SPARSITIES,
-        bits: tuple[int, ...] | list[int] = DEFAULT_BUDGET_BITS,
+        bits: tuple[float, ...] | list[float] | None = None,
         kinds: tuple[str, ...] | list[str] = COMPRESSED_KINDS,
         method: str = "kmeans",
         lagrangian: float = 0.0,
@@ -147,9 +168,12 @@ class BudgetConfig(Config):
         sparsities = tuple(float(s) for s in sparsities)
         if not sparsities or any(not 0.0 <= s < 1.0 for s in sparsities):
             raise ConfigError(f"sparsities {sparsities}: each must be in [0, 1)")
+        if bits is None:
+            bits = DEFAULT_BUDGET_BITS if method == "kmeans" else DEFAULT_FINE_BITS
         bits = tuple(bits)
-        if not bits or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 16 for b in bits):
-            raise ConfigError(f"bits {bits}: each must be an integer from 1 to 16")
+        if not bits or any(isinstance(b, bool) or not isinstance(b, int | float) or not 1 <= b <= 16 for b in bits):
+            raise ConfigError(f"bits {bits}: each must be a number from 1 to 16")
+        bits = tuple(int(b) if float(b).is_integer() else float(b) for b in bits)
         kinds = tuple(kinds)
         if not kinds or any(kind not in ("conv", "fc", "emb") for kind in kinds):
             raise ConfigError(f"kinds {kinds}: each one of conv, fc, emb")
@@ -174,7 +198,7 @@ class Candidate:
     """One way to store one layer: its predicted bytes (data and codebook) and estimated damage."""
 
     sparsity: float
-    bits: int
+    bits: float  # the quantizer's size (`levels_for`); the codebook holds `codebook_bits(bits)` bits
     index_bits: int
     levels: int  # distinct nonzero values
     bytes: int
@@ -216,7 +240,7 @@ class Allocation:
 
     def to_markdown(self) -> str:
         rows = [
-            [layer.name, layer.kind, f"{layer.parameters:,}", f"{layer.chosen.sparsity:.2f}", layer.chosen.bits,
+            [layer.name, layer.kind, f"{layer.parameters:,}", f"{layer.chosen.sparsity:.2f}", f"{layer.chosen.bits:g}",
              layer.chosen.levels, f"{layer.chosen.bytes:,}", f"{8 * layer.chosen.bytes / layer.parameters:.3f}",
              f"{layer.chosen.damage:.3g}"]
             for layer in self.layers
@@ -270,7 +294,7 @@ def layer_candidates(
     importance: torch.Tensor | None = None,
     *,
     sparsities: tuple[float, ...] | None = None,
-    bits: tuple[int, ...] | None = None,
+    bits: tuple[float, ...] | None = None,
 ) -> list[Candidate]:
     """Every (sparsity, bits) candidate of one layer (the config's grid, or the `sparsities` and `bits`
     given) with its exact coded bytes and estimated damage."""
@@ -333,10 +357,10 @@ def _kept(weight: torch.Tensor, values: np.ndarray, sparsity: float) -> np.ndarr
     return magnitude_mask(weight, sparsity).cpu().reshape(-1).numpy() & (values != 0.0)
 
 
-def _fit(values: np.ndarray, h: np.ndarray | None, kept: np.ndarray, bits: int, config: BudgetConfig) -> Levels:
+def _fit(values: np.ndarray, h: np.ndarray | None, kept: np.ndarray, bits: float, config: BudgetConfig) -> Levels:
     """The config's quantizer fitted to the kept weights."""
     return fit_levels(
-        values[kept], (1 << bits) - 1, config.method, importance=None if h is None else h[kept],
+        values[kept], levels_for(bits), config.method, importance=None if h is None else h[kept],
         lagrangian=config.lagrangian, init=config.init, max_iter=config.max_iter, seed=config.seed,
     )  # fmt: skip
 
@@ -410,7 +434,7 @@ def _refine(
     for name in sorted(chosen, key=lambda n: -chosen[n].bytes)[:REFINED_LAYERS]:
         current = chosen[name]
 
-        def evaluate(sparsity: float, bits: int, layer: str = name) -> Candidate:
+        def evaluate(sparsity: float, bits: float, layer: str = name) -> Candidate:
             (option,) = layer_candidates(
                 layer, tensors[layer], config, index[layer], None if importance is None else importance.get(layer),
                 sparsities=(sparsity,), bits=(bits,),
@@ -660,7 +684,7 @@ def _write_within_budget(
         for alias, stored in tied_names(tensors).items():  # a tied weight stays one tensor, stored once
             compressed[alias] = compressed[stored]
         encoding = EncodeConfig(
-            bits={name: c.bits for name, c in chosen.items()},
+            bits={name: codebook_bits(c.bits) for name, c in chosen.items()},
             index_bits={name: c.index_bits for name, c in chosen.items()},
         )
         container = encode(compressed, trial, encoding, metadata=metadata)

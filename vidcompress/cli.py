@@ -339,12 +339,17 @@ def encode_command(
     )
 
 
+def _whole_or_float(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def _number_list(text: str | None, what: str, convert: Callable[[str], Any]) -> tuple[Any, ...] | None:
     """`2,4,8` or a range `2-8` (integers only) as a tuple; None stays None."""
     if text is None:
         return None
     try:
-        if convert is int and re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", text):
+        if convert in (int, _whole_or_float) and re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", text):
             low, high = (int(part) for part in text.split("-"))
             return tuple(range(low, high + 1))
         return tuple(convert(item) for item in text.split(",") if item.strip())
@@ -369,7 +374,12 @@ def _number_list(text: str | None, what: str, convert: Callable[[str], Any]) -> 
     help="Candidate magnitude-pruning sparsities per layer, comma-separated. "
     "[default: 0,0.3,0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.93,0.95,0.97]",
 )
-@click.option("--bits", "bits_list", help="Candidate bits per layer: a range 2-8 or a list 2,4,8. [default: 2-8]")
+@click.option(
+    "--bits",
+    "bits_list",
+    help="Candidate bits per layer: a range 2-8 or a list 2,2.5,3 (a fractional b: the odd level count nearest "
+    "2^b - 1). [default: 2-8; in half bits for uniform and ECSQ]",
+)
 @click.option(
     "--index-bits",
     help=f"Relative-index width per layer (rules, or 'auto'). [default: {DEFAULT_INDEX_BITS}]",
@@ -414,7 +424,7 @@ def compress_command(
             raise CommandError(f"{extra}: name it *{suffix}")
     config = _stage_config(
         BudgetConfig, config_path, method=method, lagrangian=lagrangian, index_bits=index_bits,
-        sparsities=_number_list(sparsities, "sparsities", float), bits=_number_list(bits_list, "bits", int),
+        sparsities=_number_list(sparsities, "sparsities", float), bits=_number_list(bits_list, "bits", _whole_or_float),
     )  # fmt: skip
     tensors, metadata = _read_weights(input_path)
     allocation, container = compress_to_budget(
