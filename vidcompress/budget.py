@@ -366,11 +366,73 @@ def _fit(values: np.ndarray, h: np.ndarray | None, kept: np.ndarray, bits: float
 
 
 def choose(candidates: Mapping[str, list[Candidate]], budget: int) -> dict[str, Candidate] | None:
-    """The candidate per layer with the least total damage whose bytes sum to at most `budget`
-    (Lagrangian sweep, then greedy upgrades); None when even the smallest choice is over."""
+    """The candidate per layer with the least total damage whose bytes sum to at most `budget`; None
+    when even the smallest choice is over.
+
+    Two solvers of the multiple-choice knapsack, the better answer kept: a Lagrangian sweep (each
+    layer's candidate minimising damage + mu x bytes, mu bisected) and dynamic programming over the
+    budget cut into `KNAPSACK_BUCKETS` parts (each candidate's bytes rounded up to whole parts, so its
+    answer always fits); each then spends what it left on greedy upgrades. The Lagrangian sweep only
+    reaches the lower convex hull of the layers' choices, so a finer grid of candidates could make it
+    worse; the DP is within one part per layer of the optimum."""
     smallest = {name: min(options, key=lambda c: (c.bytes, c.damage)) for name, options in candidates.items()}
     if sum(c.bytes for c in smallest.values()) > budget:
         return None
+    answers = [_greedy(candidates, _lagrangian(candidates, budget, smallest), budget)]
+    answers.append(_greedy(candidates, _knapsack(candidates, budget), budget))
+    return min(
+        answers, key=lambda chosen: (sum(c.damage for c in chosen.values()), sum(c.bytes for c in chosen.values()))
+    )
+
+
+KNAPSACK_BUCKETS = 20_000  # parts of the budget the DP works in: at most 1/20000 of it lost per layer
+
+
+def _knapsack(candidates: Mapping[str, list[Candidate]], budget: int) -> dict[str, Candidate]:
+    """The least-damage choice under the budget, by DP over whole parts of it (bytes rounded up)."""
+    parts = max(1, min(KNAPSACK_BUCKETS, budget))
+    unit = budget / parts
+    best = np.zeros(parts + 1)  # least damage of the layers so far within c parts (no layer yet: 0)
+    picks: list[np.ndarray] = []
+    names = list(candidates)
+    fronts = [_front(candidates[name]) for name in names]
+    for options in fronts:
+        nxt = np.full(parts + 1, np.inf)
+        pick = np.full(parts + 1, -1, dtype=np.int32)
+        for j, option in enumerate(options):
+            cost = math.ceil(option.bytes / unit - 1e-9)
+            if cost > parts:
+                continue
+            trial = np.full(parts + 1, np.inf)
+            trial[cost:] = best[: parts + 1 - cost] + option.damage
+            better = trial < nxt
+            nxt[better], pick[better] = trial[better], j
+        best = nxt
+        picks.append(pick)
+    if not np.isfinite(best[parts]):  # rounding up to whole parts made the smallest choice overflow
+        return {name: options[0] for name, options in zip(names, fronts, strict=True)}
+    chosen: dict[str, Candidate] = {}
+    capacity = parts
+    for name, options, pick in zip(reversed(names), reversed(fronts), reversed(picks), strict=True):
+        option = options[int(pick[capacity])]
+        chosen[name] = option
+        capacity -= math.ceil(option.bytes / unit - 1e-9)
+    return {name: chosen[name] for name in names}
+
+
+def _front(options: list[Candidate]) -> list[Candidate]:
+    """The candidates no other beats on both bytes and damage, smallest first."""
+    front: list[Candidate] = []
+    for option in sorted(options, key=lambda c: (c.bytes, c.damage)):
+        if not front or option.damage < front[-1].damage:
+            front.append(option)
+    return front
+
+
+def _lagrangian(
+    candidates: Mapping[str, list[Candidate]], budget: int, smallest: dict[str, Candidate]
+) -> dict[str, Candidate]:
+    """Each layer's candidate minimising damage + mu x bytes, at the smallest mu that fits the budget."""
 
     def pick(mu: float) -> dict[str, Candidate]:
         return {
@@ -394,7 +456,14 @@ def choose(candidates: Mapping[str, list[Candidate]], budget: int) -> dict[str, 
             if low > 0 and high / low < 1.0 + 1e-9:
                 break
         chosen = pick(high)
-    # Greedy: spend what is left on the upgrade that saves the most damage per extra byte.
+    return chosen
+
+
+def _greedy(
+    candidates: Mapping[str, list[Candidate]], chosen: dict[str, Candidate], budget: int
+) -> dict[str, Candidate]:
+    """Spend what is left of the budget on the upgrade that saves the most damage per extra byte."""
+    chosen = dict(chosen)
     spent = sum(c.bytes for c in chosen.values())
     while True:
         best, best_gain = None, 0.0
@@ -429,8 +498,9 @@ def _refine(
     scales: Mapping[str, float],
 ) -> None:
     """Spend the slack the grid leaves on the largest layers: bisect a layer's sparsity, at its bits,
-    down toward the grid point below; and at one bit more, up from its sparsity; keep whichever fits
-    the budget with the least damage. A coarse grid otherwise leaves a file several percent under."""
+    down toward the grid point below; and at the grid's next width and at one bit more, up from its
+    sparsity (within the grid's sparsities); keep whichever fits the budget with the least damage. A
+    coarse grid otherwise leaves a file several percent under."""
     for name in sorted(chosen, key=lambda n: -chosen[n].bytes)[:REFINED_LAYERS]:
         current = chosen[name]
 
@@ -448,8 +518,13 @@ def _refine(
         searches = []
         if lower:  # same bits, fewer weights pruned: from over budget (low) toward the chosen point
             searches.append((lower[-1], current.sparsity, current.bits))
-        if current.bits < 16:  # one bit more, more weights pruned: from the chosen point up
-            searches.append((current.sparsity, 0.99, current.bits + 1))
+        # More bits, more weights pruned (the grid's next width, and one bit more): from the chosen point
+        # up to the grid's highest sparsity, never past it (a grid of 0 alone means no pruning).
+        top = max(config.sparsities)
+        next_width = min((b for b in config.bits if b > current.bits), default=current.bits + 1)
+        for bits in sorted({next_width, current.bits + 1}):
+            if top > current.sparsity and bits <= 16:
+                searches.append((current.sparsity, top, bits))
         best = current
         for start, stop, bits in searches:
             over, under = start, stop  # bisect between a point over budget and one under it
