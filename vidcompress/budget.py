@@ -11,9 +11,10 @@ entries, layout choice and codebook the encoder will write), and its damage is e
 - with importance (`estimate_importance`: squared gradients on calibration batches): the importance-
   weighted squared error, sum h (w - q)^2, a second-order estimate of the loss increase.
 
-The choice is a multiple-choice knapsack, solved by a Lagrangian sweep (each layer takes the candidate
-minimising damage + mu x bytes; mu bisected to the largest total under the budget) and a greedy pass
-that spends what is left on the upgrades with the best damage saved per byte. The container's fixed
+The choice is a multiple-choice knapsack, solved twice, the lower damage kept: by a Lagrangian sweep
+(each layer takes the candidate minimising damage + mu x bytes; mu bisected to the largest total under
+the budget) and by dynamic programming over the budget in whole parts; each answer then spends what it
+left in a greedy pass on the upgrades with the best damage saved per byte. The container's fixed
 costs (header, manifest, tensors left uncompressed) come from encoding a cheap stand-in with the same
 names and shapes; the file is then written and, if it still overshoots, planned again with the
 overshoot taken off. The written file never exceeds the budget: `compress_to_budget` raises otherwise.
