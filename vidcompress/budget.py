@@ -487,6 +487,7 @@ def _greedy(
 
 REFINED_LAYERS = 3  # the largest layers whose sparsity is refined between grid points
 REFINE_STEPS = 8  # bisection steps of each
+MAX_REFINED_SPARSITY = 0.99  # the refinement may prune a layer this far, past the grid, if the grid prunes
 
 
 def _refine(
@@ -500,7 +501,7 @@ def _refine(
 ) -> None:
     """Spend the slack the grid leaves on the largest layers: bisect a layer's sparsity, at its bits,
     down toward the grid point below; and at the grid's next width and at one bit more, up from its
-    sparsity (within the grid's sparsities); keep whichever fits the budget with the least damage. A
+    sparsity (up to 0.99 if the grid prunes at all); keep whichever fits the budget with the least damage. A
     coarse grid otherwise leaves a file several percent under."""
     for name in sorted(chosen, key=lambda n: -chosen[n].bytes)[:REFINED_LAYERS]:
         current = chosen[name]
@@ -519,9 +520,9 @@ def _refine(
         searches = []
         if lower:  # same bits, fewer weights pruned: from over budget (low) toward the chosen point
             searches.append((lower[-1], current.sparsity, current.bits))
-        # More bits, more weights pruned (the grid's next width, and one bit more): from the chosen point
-        # up to the grid's highest sparsity, never past it (a grid of 0 alone means no pruning).
-        top = max(config.sparsities)
+        # More bits, more weights pruned (the grid's next width, and one bit more): from the chosen point up
+        # to 0.99 when the grid prunes at all (a grid of 0 alone means no pruning, and none is done).
+        top = MAX_REFINED_SPARSITY if max(config.sparsities) > 0 else 0.0
         next_width = min((b for b in config.bits if b > current.bits), default=current.bits + 1)
         for bits in sorted({next_width, current.bits + 1}):
             if top > current.sparsity and bits <= 16:
