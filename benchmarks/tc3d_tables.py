@@ -162,10 +162,11 @@ def main() -> None:
     # seed at 30 epochs split it on every test video, from epoch 20 on (`tc3d_epochs_check.md`).
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
-    # 0.2, not 0.5: at 0.5 one seed in three and max fusion on every seed never split the appearance pair
-    # (their pooled features could not tell red from blue, even on the training videos); on the failing
-    # seed, 0.2 reached 100% validation accuracy (`tc3d_dropout_check.md`).
-    parser.add_argument("--dropout", type=float, default=0.2)
+    # At 0.5 one seed in three and max fusion on every seed never split the appearance pair (their pooled
+    # features could not tell red from blue, even on the training videos). 0.2 split it on two of the three
+    # failing runs (`tc3d_dropout_check.md`) but, in a partial 3-seed rerun, failed it on as many other
+    # runs (validation too): not the remedy, so 0.5 stays.
+    parser.add_argument("--dropout", type=float, default=0.5)
     parser.add_argument("--jobs", type=int, default=2, help="rows trained at once (one thread each)")
     parser.add_argument("--work", help="keep runs here and resume from them (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs, small data, one seed")
