@@ -397,11 +397,11 @@ def _knapsack(candidates: Mapping[str, list[Candidate]], budget: int) -> dict[st
     picks: list[np.ndarray] = []
     names = list(candidates)
     fronts = [_front(candidates[name]) for name in names]
-    for options in fronts:
+    costs = [[math.ceil(option.bytes / unit - 1e-9) for option in options] for options in fronts]
+    for options, option_costs in zip(fronts, costs, strict=True):
         nxt = np.full(parts + 1, np.inf)
         pick = np.full(parts + 1, -1, dtype=np.int32)
-        for j, option in enumerate(options):
-            cost = math.ceil(option.bytes / unit - 1e-9)
+        for j, (option, cost) in enumerate(zip(options, option_costs, strict=True)):
             if cost > parts:
                 continue
             trial = np.full(parts + 1, np.inf)
@@ -414,10 +414,11 @@ def _knapsack(candidates: Mapping[str, list[Candidate]], budget: int) -> dict[st
         return {name: options[0] for name, options in zip(names, fronts, strict=True)}
     chosen: dict[str, Candidate] = {}
     capacity = parts
-    for name, options, pick in zip(reversed(names), reversed(fronts), reversed(picks), strict=True):
-        option = options[int(pick[capacity])]
-        chosen[name] = option
-        capacity -= math.ceil(option.bytes / unit - 1e-9)
+    for name, options, option_costs, pick in zip(reversed(names), reversed(fronts), reversed(costs), reversed(picks),
+                                                 strict=True):  # fmt: skip
+        j = int(pick[capacity])
+        chosen[name] = options[j]
+        capacity -= option_costs[j]
     return {name: chosen[name] for name in names}
 
 
