@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from kernel_helpers import close, quantized_matrix
@@ -107,3 +108,25 @@ def test_numba_kernels_read_the_layout_as_stored(shape, levels: int, sparsity: f
     expected = weight @ (x[:, 0] if batch == 1 else x)
     assert close(ours, expected)
     assert torch.equal(spmm_cpu(layout, x[:, 0] if batch == 1 else x), ours)  # the dispatcher's CPU path
+
+
+def test_host_arrays_are_views_made_once() -> None:
+    # The CPU kernels read the layout's own memory (no copy), and the views are made once per layout.
+    layout = SparseLayout.from_dense(quantized_matrix((40, 500), sparsity=0.0, levels=1000))
+    arrays = layout.host_arrays()
+    assert layout.host_arrays() is arrays
+    assert [a.dtype.name for a in arrays] == ["int32", "uint16", "uint16", "float32"]
+    tensors = (layout.row_pointers, layout.columns, layout.symbols, layout.codebook)
+    assert all(np.shares_memory(a, t.numpy()) for a, t in zip(arrays, tensors, strict=True))
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+@pytest.mark.parametrize("batch", [1, 4])
+def test_numba_kernels_write_into_a_given_output(batch: int) -> None:
+    weight = quantized_matrix((31, 90), sparsity=0.7)
+    layout = SparseLayout.from_dense(weight)
+    x = torch.randn(90, batch)
+    out = np.full((31, batch), np.nan, dtype=np.float32)  # stale values must not leak into the result
+    result = spmm_numba(layout, x.numpy(), out=out)
+    assert result is out
+    assert close(torch.from_numpy(out), weight @ x)

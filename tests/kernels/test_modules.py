@@ -157,3 +157,18 @@ def test_probe_interleaves_the_two_forms_and_takes_medians(monkeypatch) -> None:
     dense_ms, sparse_ms = modules._compare_ms(timed("dense"), timed("sparse"), repeat=7)
     assert calls[:6] == ["dense", "sparse", "dense", "sparse", "sparse", "dense"]  # warm-ups, then alternating
     assert (dense_ms, sparse_ms) == (1e3, 2e3)  # medians: the slow spells do not count
+
+
+def test_a_sparse_module_keeps_its_layout_until_its_buffers_change() -> None:
+    # One layout per module (its host arrays made once), rebuilt after `.double()`/`.to()` replace buffers.
+    linear = nn.Linear(30, 7)
+    prune_(linear, "fc=0.6")
+    quantize_(linear, QuantizeConfig(bits="fc=4"))
+    finalize_(linear)
+    sparse = SparseLinear.from_linear(linear)
+    x = torch.randn(3, 30)
+    first = sparse.layout
+    assert sparse.layout is first and close(sparse(x), linear(x))
+    sparse.double()
+    assert sparse.layout is not first and sparse.layout.codebook.dtype == torch.float32
+    assert close(sparse(x.double()).float(), linear(x))

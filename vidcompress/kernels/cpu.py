@@ -21,13 +21,10 @@ from vidcompress.kernels.relative import RelativeLayout
 
 def csr_matrix(layout: SparseLayout) -> scipy.sparse.csr_matrix:
     """A scipy CSR matrix expanded from the layout (values gathered from the codebook)."""
-    symbols = layout.symbols.numpy()
-    columns = layout.columns.numpy()
-    # uint16 fields are stored in int16 tensors (torch has no uint16 arithmetic); view them back.
-    symbols = symbols.view(np.uint16) if symbols.dtype == np.int16 else symbols
-    columns = columns.view(np.uint16).astype(np.int32) if columns.dtype == np.int16 else columns
-    values = gather(layout.codebook.numpy(), symbols)
-    return scipy.sparse.csr_matrix((values, columns, layout.row_pointers.numpy()), shape=layout.shape, copy=False)
+    pointers, columns, symbols, codebook = layout.host_arrays()
+    columns = columns.astype(np.int32) if columns.dtype == np.uint16 else columns
+    values = gather(codebook, symbols)
+    return scipy.sparse.csr_matrix((values, columns, pointers), shape=layout.shape, copy=False)
 
 
 def spmm_cpu(
@@ -42,9 +39,10 @@ def spmm_cpu(
     if csr is None and numba_available():
         # The common case (fp32, contiguous) converts without a copy; the per-call cost matters at batch 1.
         vector = x.detach()
-        operand = vector.numpy() if vector.dtype == torch.float32 else vector.float().numpy()
-        operand = np.ascontiguousarray(operand.reshape(layout.shape[1], -1) if x.ndim > 1 else operand)
-        return torch.from_numpy(spmm_numba(layout, operand))
+        if vector.dtype != torch.float32 or not vector.is_contiguous():
+            vector = vector.float().contiguous()
+        operand = vector.numpy()
+        return torch.from_numpy(spmm_numba(layout, operand.reshape(layout.shape[1], -1) if x.ndim > 1 else operand))
     dense = x.detach().to(torch.float32).reshape(layout.shape[1], -1).numpy()
     result = (csr if csr is not None else csr_matrix(layout)) @ dense
     out = torch.from_numpy(np.ascontiguousarray(result, dtype=np.float32))

@@ -18,12 +18,16 @@ import numpy as np
 from vidcompress.kernels.layout import SparseLayout
 
 
+@cache
 def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-@cache
-def _kernels() -> tuple[Any, Any]:
+_KERNELS: tuple[Any, Any] | None = None  # (spmv, spmm) once compiled (a global: cheaper per call than a cache)
+
+
+def _compile() -> tuple[Any, Any]:
+    global _KERNELS
     import numba
     from numba import uint64
 
@@ -59,26 +63,24 @@ def _kernels() -> tuple[Any, Any]:
                 for j in range(batch):
                     out[j] += value * source[j]
 
-    return spmv, spmm
+    _KERNELS = (spmv, spmm)
+    return _KERNELS
 
 
-def layout_arrays(layout: SparseLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The layout's arrays as the kernels read them (zero-copy views: uint16 fields were stored in int16)."""
-    columns = layout.columns.numpy()
-    symbols = layout.symbols.numpy()
-    columns = columns.view(np.uint16) if columns.dtype == np.int16 else columns
-    symbols = symbols.view(np.uint16) if symbols.dtype == np.int16 else symbols
-    return layout.row_pointers.numpy(), columns, symbols, layout.codebook.numpy()
-
-
-def spmm_numba(layout: SparseLayout, x: np.ndarray) -> np.ndarray:
-    """W @ x in fp32 for x of shape (columns,) or (columns, batch), C-contiguous fp32."""
-    spmv, spmm = _kernels()
-    pointers, columns, symbols, codebook = layout_arrays(layout)
+def spmm_numba(layout: SparseLayout, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """W @ x in fp32 for x of shape (columns,) or (columns, batch), C-contiguous fp32; `out`: a
+    C-contiguous fp32 array of the result's shape to write into (zeroed here for a batch)."""
+    spmv, spmm = _KERNELS or _compile()
+    pointers, columns, symbols, codebook = layout.host_arrays()
+    rows = layout.shape[0]
     if x.ndim == 1 or x.shape[1] == 1:  # a single column runs the vector kernel (no store per nonzero)
-        y = np.empty(layout.shape[0], dtype=np.float32)
-        spmv(pointers, columns, symbols, codebook, x.reshape(-1), y)
-        return y.reshape(-1) if x.ndim == 1 else y.reshape(-1, 1)
-    y = np.zeros((layout.shape[0], x.shape[1]), dtype=np.float32)
+        y = np.empty(rows if x.ndim == 1 else (rows, 1), dtype=np.float32) if out is None else out
+        spmv(pointers, columns, symbols, codebook, x.reshape(-1), y.reshape(-1))
+        return y
+    if out is None:
+        y = np.zeros((rows, x.shape[1]), dtype=np.float32)
+    else:
+        y = out
+        y.fill(0.0)
     spmm(pointers, columns, symbols, codebook, x, y)
     return y

@@ -8,7 +8,7 @@ shared memory). That is 3 bytes per nonzero against CSR fp32's 8 (+ row pointers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,10 @@ class SparseLayout:
     columns: torch.Tensor  # int16 bit pattern of uint16 (<= 65536 columns) or int32
     symbols: torch.Tensor  # uint8 (<= 256 codebook entries) or int16 bit pattern of uint16
     codebook: torch.Tensor  # float32
+    # numpy views of the four tensors as the CPU kernels read them, made on first use (see host_arrays)
+    _host: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def nonzeros(self) -> int:
@@ -54,6 +58,19 @@ class SparseLayout:
             self.symbols.to(device),
             self.codebook.to(device),
         )
+
+    def host_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(row pointers, columns, symbols, codebook) as numpy views of the CPU tensors, uint16 fields
+        viewed back from their int16 storage; no copy. Made once per layout: at batch 1 on a small layer
+        the conversions cost a quarter of the multiplication."""
+        if self._host is None:
+            if self.device.type != "cpu":
+                raise InputError(f"the layout is on {self.device}: host arrays need it on the CPU")
+            columns, symbols = self.columns.numpy(), self.symbols.numpy()
+            columns = columns.view(np.uint16) if columns.dtype == np.int16 else columns
+            symbols = symbols.view(np.uint16) if symbols.dtype == np.int16 else symbols
+            self._host = (self.row_pointers.numpy(), columns, symbols, self.codebook.numpy())
+        return self._host
 
     def column_indices(self) -> torch.Tensor:
         """Column indices widened to int32 (undoing the uint16-in-int16 storage)."""

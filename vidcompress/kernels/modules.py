@@ -52,6 +52,8 @@ class _SparseBase(nn.Module):
         self.cache = cache
         self._csr: scipy.sparse.csr_matrix | None = None
         self._csr_of: tuple[int, ...] = ()
+        self._layout: SparseLayout | None = None
+        self._layout_of: tuple[torch.Tensor, ...] = ()
         # What `weight` reads back as: the replaced layer's weight shape and dtype (set by load_sparse).
         self.weight_shape: tuple[int, ...] = tuple(layout.shape)
         self.weight_dtype = torch.float32
@@ -67,9 +69,21 @@ class _SparseBase(nn.Module):
 
     @property
     def layout(self) -> SparseLayout:
-        """The buffers as a SparseLayout (no copy)."""
-        codebook = self.codebook if self.codebook.dtype == torch.float32 else self.codebook.float()  # after .half()
-        return SparseLayout(self.shape, self.row_pointers, self.columns, self.symbols, codebook)
+        """The buffers as a SparseLayout (no copy), kept while the buffers are the same tensors: the
+        layout caches its host arrays, which saves the CPU kernels a conversion a call. `.to()`,
+        `.half()` and the like replace the buffers, and the next call builds a new layout."""
+        buffers = (self.row_pointers, self.columns, self.symbols, self.codebook)
+        if self._layout is None or any(a is not b for a, b in zip(buffers, self._layout_of, strict=True)):
+            codebook = self.codebook if self.codebook.dtype == torch.float32 else self.codebook.float()  # .half()
+            self._layout = SparseLayout(self.shape, self.row_pointers, self.columns, self.symbols, codebook)
+            self._layout_of = buffers
+        return self._layout
+
+    def _apply(self, fn: Any, recurse: bool = True) -> _SparseBase:
+        # `.to()`, `.half()`, `.cuda()`: the buffers are replaced, so the kept layout (and the old
+        # buffers it holds) goes now rather than at the next call.
+        self._layout, self._layout_of = None, ()
+        return super()._apply(fn, recurse)
 
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
         layout = self.layout
