@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from kernel_helpers import close
 from models import R3D18Like, any_model_rules, mlp
 from torch import nn
@@ -14,6 +15,7 @@ from vidcompress.kernels import (
     cuda_available,
     load_sparse,
 )
+from vidcompress.kernels.cpu_numba import numba_available
 from vidcompress.kernels.modules import PROBE_MARGIN
 
 
@@ -53,6 +55,42 @@ def test_sparse_conv_in_slabs_matches_dense(dims: int, rows: int | None, monkeyp
     monkeypatch.setattr(sparse, "_slab", lambda piece: slabs.append(piece.shape) or original(piece))
     assert close(sparse(x), conv(x))
     assert len(slabs) == (1 if rows is None else -(-6 // rows))
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed (vidcompress[cpu])")
+@pytest.mark.parametrize(
+    ("dims", "kernel", "dilation", "padding", "mode", "size"),
+    [
+        (1, 3, 1, 1, "zeros", (17,)),
+        (2, (3, 1), 1, (1, 0), "reflect", (9, 6)),
+        (2, 5, 2, 2, "circular", (12, 11)),
+        (3, 3, 1, 1, "zeros", (4, 7, 5)),
+        (3, (1, 3, 3), (1, 2, 1), (0, 2, 1), "replicate", (3, 8, 6)),
+        (3, 1, 1, 0, "zeros", (2, 3, 4)),
+        (3, 3, 1, 0, "zeros", (3, 3, 3)),  # a single output position
+    ],
+)
+def test_direct_convolution_matches_dense_and_im2col(dims, kernel, dilation, padding, mode, size) -> None:
+    conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    conv = conv_type(5, 9, kernel, padding=padding, dilation=dilation, padding_mode=mode)
+    prune_(conv, "conv=0.7")
+    with torch.no_grad():
+        conv.weight[2] = 0  # an empty row: its output channel is the bias alone
+    x = torch.randn(2, 5, *size)
+    direct, im2col = SparseConv.from_conv(conv), SparseConv.from_conv(conv, cache=True)
+    calls = []
+    im2col._slab = lambda piece: calls.append(piece.shape) or SparseConv._slab(im2col, piece)  # type: ignore[method-assign]
+    direct._slab = lambda piece: pytest.fail("the direct kernel should have run")  # type: ignore[method-assign]
+    assert direct._direct(F.pad(x, [0] * 2 * dims))
+    expected = conv(x)
+    assert close(direct(x), expected) and close(im2col(x), expected) and calls
+    assert close(direct(x.double()), expected.double()) and direct(x.double()).dtype == torch.float64
+
+
+def test_strided_convolutions_keep_im2col() -> None:
+    conv = nn.Conv3d(4, 6, 3, stride=(1, 2, 2), padding=1)
+    sparse = SparseConv.from_conv(conv)
+    assert not sparse._direct(torch.randn(1, 4, 5, 6, 6))
 
 
 def test_sparse_linear_matches_dense_on_any_leading_shape() -> None:

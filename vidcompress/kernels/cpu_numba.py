@@ -3,14 +3,16 @@
 Each nonzero is read as it is stored: a 1-2-byte codebook symbol and a 2-4-byte column index, the
 value looked up in the codebook in the inner loop; rows are shared among threads (`prange`), each
 row's sum accumulated in fp32 as scipy's fp32 CSR kernel does. Y = W X for X of shape (columns,
-batch): each nonzero scales one row of X into the output row. numba is optional (`vidcompress[cpu]`);
-without it `spmm_cpu` uses scipy.
+batch): each nonzero scales one row of X into the output row. A stride-1 convolution runs without
+im2col (`conv_numba`): each nonzero is one axpy of an output plane against the shifted input.
+numba is optional (`vidcompress[cpu]`); without it `spmm_cpu` uses scipy and convolutions im2col.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from functools import cache
+import math
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,10 +25,12 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-_KERNELS: tuple[Any, Any] | None = None  # (spmv, spmm) once compiled (a global: cheaper per call than a cache)
+_KERNELS: tuple[Any, Any, Any] | None = (
+    None  # (spmv, spmm, conv) once compiled (a global: cheaper per call than a cache)
+)
 
 
-def _compile() -> tuple[Any, Any]:
+def _compile() -> tuple[Any, Any, Any]:
     global _KERNELS
     import numba
     from numba import uint64
@@ -63,14 +67,45 @@ def _compile() -> tuple[Any, Any]:
                 for j in range(batch):
                     out[j] += value * source[j]
 
-    _KERNELS = (spmv, spmm)
+    # A stride-1 convolution straight from the layout (no im2col): the input is padded and flattened per
+    # sample, the output computed on the padded grid, so each nonzero (channel, tap) is one contiguous
+    # axpy of the output plane against the input shifted by the tap's offset (`table[column]`). Four
+    # nonzeros share one pass over the output, so it is read and written a quarter as often. Grid
+    # positions past the true output's edges are computed and then dropped by the caller.
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def conv(pointers, columns, symbols, codebook, table, x, out, length):  # pragma: no cover (compiled)
+        planes = out.shape[1]
+        size = uint64(length)
+        for job in numba.prange(x.shape[0] * planes):
+            source = x[job // planes]
+            row = job % planes
+            o = out[job // planes, row]
+            for p in range(size):
+                o[p] = np.float32(0.0)
+            k = uint64(pointers[row])
+            end = uint64(pointers[row + 1])
+            while k + uint64(4) <= end:
+                v0, a = codebook[uint64(symbols[k])], uint64(table[uint64(columns[k])])
+                v1, b = codebook[uint64(symbols[k + uint64(1)])], uint64(table[uint64(columns[k + uint64(1)])])
+                v2, c = codebook[uint64(symbols[k + uint64(2)])], uint64(table[uint64(columns[k + uint64(2)])])
+                v3, d = codebook[uint64(symbols[k + uint64(3)])], uint64(table[uint64(columns[k + uint64(3)])])
+                for p in range(size):
+                    o[p] += (v0 * source[a + p] + v1 * source[b + p]) + (v2 * source[c + p] + v3 * source[d + p])
+                k += uint64(4)
+            while k < end:
+                v, a = codebook[uint64(symbols[k])], uint64(table[uint64(columns[k])])
+                for p in range(size):
+                    o[p] += v * source[a + p]
+                k += uint64(1)
+
+    _KERNELS = (spmv, spmm, conv)
     return _KERNELS
 
 
 def spmm_numba(layout: SparseLayout, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """W @ x in fp32 for x of shape (columns,) or (columns, batch), C-contiguous fp32; `out`: a
     C-contiguous fp32 array of the result's shape to write into (zeroed here for a batch)."""
-    spmv, spmm = _KERNELS or _compile()
+    spmv, spmm, _ = _KERNELS or _compile()
     pointers, columns, symbols, codebook = layout.host_arrays()
     rows = layout.shape[0]
     if x.ndim == 1 or x.shape[1] == 1:  # a single column runs the vector kernel (no store per nonzero)
@@ -84,3 +119,33 @@ def spmm_numba(layout: SparseLayout, x: np.ndarray, out: np.ndarray | None = Non
         y.fill(0.0)
     spmm(pointers, columns, symbols, codebook, x, y)
     return y
+
+
+@lru_cache(maxsize=256)
+def tap_offsets(
+    channels: int, kernel: tuple[int, ...], dilation: tuple[int, ...], padded: tuple[int, ...]
+) -> np.ndarray:
+    """For each column of a convolution's W.reshape(out, -1) (channel, then taps in order), its offset
+    in one sample's padded input flattened (channels, *padded)."""
+    strides = [math.prod(padded[axis + 1 :]) for axis in range(len(padded))]
+    offsets = np.arange(channels, dtype=np.int64) * math.prod(padded)
+    for size, gap, stride in zip(kernel, dilation, strides, strict=True):
+        offsets = (offsets[:, None] + np.arange(size, dtype=np.int64) * gap * stride).reshape(-1)
+    offsets.setflags(write=False)
+    return offsets
+
+
+def conv_numba(layout: SparseLayout, x: np.ndarray, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> np.ndarray:
+    """A stride-1 convolution (no bias) of an already padded fp32 input x (N, C, *padded), C-contiguous,
+    by W held as the layout (out, C * prod(kernel)): the output (N, out, *outputs) as a strided view."""
+    *_, conv = _KERNELS or _compile()
+    padded = tuple(int(size) for size in x.shape[2:])
+    outputs = [size - (k - 1) * gap for size, k, gap in zip(padded, kernel, dilation, strict=True)]
+    grid = [outputs[0], *padded[1:]]  # the output on the padded grid (past the edges dropped below)
+    length = sum((o - 1) * math.prod(padded[axis + 1 :]) for axis, o in enumerate(outputs)) + 1
+    out = np.empty((x.shape[0], layout.shape[0], math.prod(grid)), dtype=np.float32)
+    pointers, columns, symbols, codebook = layout.host_arrays()
+    table = tap_offsets(x.shape[1], kernel, dilation, padded)
+    conv(pointers, columns, symbols, codebook, table, x.reshape(x.shape[0], -1), out, length)
+    edges: tuple[Any, ...] = (Ellipsis, *(slice(0, o) for o in outputs))
+    return out.reshape(x.shape[0], layout.shape[0], *grid)[edges]

@@ -20,6 +20,7 @@ from torch import nn
 
 from vidcompress.errors import ConfigError
 from vidcompress.kernels.cpu import csr_matrix, spmm_cpu
+from vidcompress.kernels.cpu_numba import conv_numba, numba_available
 from vidcompress.kernels.layout import SparseLayout
 from vidcompress.layers import is_hf_conv1d
 
@@ -160,6 +161,14 @@ class SparseConv(_SparseBase):
             pad = [p for p in reversed(self.padding) for _ in range(2)]
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, pad, mode=mode)
+        if self._direct(x):
+            dense = x.detach()
+            dense = dense if dense.dtype == torch.float32 and dense.is_contiguous() else dense.float().contiguous()
+            out = torch.from_numpy(conv_numba(self.layout, dense.numpy(), self.kernel_size, self.dilation))
+            out = out.to(x.dtype)
+            if self.bias is not None:
+                out = out + self.bias.view(1, -1, *([1] * dims))
+            return out.contiguous()
         # The patch matrix (C * prod(kernel) rows, a column per output position) is built a slab of
         # the first spatial axis at a time, each at most PATCH_BYTES: whole, I3D's 7x7x7 stem on a
         # 64-frame clip would need 1.7 GB of patches.
@@ -177,6 +186,19 @@ class SparseConv(_SparseBase):
         if self.bias is not None:
             out = out + self.bias.view(1, -1, *([1] * dims))
         return out.contiguous()
+
+    def _direct(self, x: torch.Tensor) -> bool:
+        """Whether this call runs the direct kernel (`conv_numba`): a stride-1 convolution on the CPU
+        with numba, not asked to keep an expanded CSR (`cache=True` keeps im2col + scipy's kernel)."""
+        return (
+            not self.cache
+            and x.device.type == "cpu"
+            and all(step == 1 for step in self.stride)
+            and numba_available()
+            and all(
+                size > (k - 1) * gap for size, k, gap in zip(x.shape[2:], self.kernel_size, self.dilation, strict=True)
+            )
+        )
 
     def _slab(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution (no bias) of an already padded input: im2col, then Y = W X on the layout."""
