@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.common import RESULTS
 
 SCRIPTS = (
-    "kmeans", "codec", "container_costs", "cli_memory", "spmv", "inference", "lenet", "mnist_cnn", "i3d",
+    "kmeans", "codec", "container_costs", "cli_memory", "spmv", "conv_cpu", "inference", "lenet", "mnist_cnn", "i3d",
     "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding",
     "budget_half_bits", "nncodec", "nncodec --model lenet-300-100", "nncodec --model lenet-5", "nncodec --model i3d",
     "tc3d_compress",
@@ -169,6 +169,26 @@ def write_summary() -> Path:
             else:
                 lines.append("No GPU rows: no GPU was available to the run.")
             lines.append("")
+    conv = _load("conv_cpu")
+    if conv:
+        lines += ["## Sparse convolutions on the CPU (`conv_cpu.md`)", ""]
+        for model in dict.fromkeys(r["model"] for r in conv["rows"]):
+            speedups = [r["dense_s"] / r["direct_s"] for r in conv["rows"] if r["model"] == model]
+            lines.append(
+                f"- {model}: the direct kernel {min(speedups):.2f}x to {max(speedups):.2f}x torch's dense "
+                f"convolution over its {len(speedups)} stride-1 geometries at {conv['sparsity']} sparsity"
+            )
+        lines.append("")
+    inference = _load("inference")
+    if inference:
+        lines += ["## End to end on the CPU, dense against `load_sparse` (`inference.md`, batch 1)", ""]
+        lines += [
+            f"- {r['model']}: {r['dense']['fps']:.0f} -> {r['sparse']['fps']:.0f} FPS (**{r['speedup']:.2f}x**), "
+            f"{len(r['sparse_layers'])} layers sparse, peak {r['dense']['maxrss_mb']:.0f} -> "
+            f"{r['sparse']['maxrss_mb']:.0f} MB"
+            for r in inference["rows"]
+        ]
+        lines.append("")
     for path in sorted(RESULTS.glob("spmv_gpu_*.json")):
         if "probe" in path.name:
             continue
