@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,8 @@ def sparse_copy(conv: nn.Conv3d, seed: int) -> nn.Conv3d:
     """A copy of `conv` with SPARSITY of its taps zero and LEVELS shared values (`padding` as a number
     or tuple; I3D's TF 'SAME' convolutions pad in the module before the convolution)."""
     generator = torch.Generator().manual_seed(seed)
-    copy = nn.Conv3d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, bias=False)
+    kernel, padding = cast(tuple[int, int, int], conv.kernel_size), cast(Any, conv.padding)
+    copy = nn.Conv3d(conv.in_channels, conv.out_channels, kernel, padding=padding, bias=False)
     shape = copy.weight.shape
     values = torch.randn(LEVELS, generator=generator) * 0.02
     weight = values[torch.randint(0, LEVELS, shape, generator=generator)]
