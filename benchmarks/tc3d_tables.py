@@ -209,6 +209,7 @@ def main() -> None:
             finished = Path(config.out) / ROW_FILE
             if finished.exists() and json.loads((Path(config.out) / "config.json").read_text()) == asdict(config):
                 runs[key] = json.loads(finished.read_text())
+        reused = len(runs)
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             futures = {key: pool.submit(train_row, c) for key, c in configs.items() if key not in runs}
             for key, future in futures.items():
@@ -254,7 +255,14 @@ def main() -> None:
         "# T-C3D on the synthetic action set: Tables II, I and IV",
         "",
         f"Machine: {machine_line(info)}. Command: `{command}` ({training_seconds / 60:.0f} minutes of training, "
-        f"{args.jobs} rows at a time, one thread each).",
+        f"{args.jobs} rows at a time, one thread each"
+        + (
+            f"; {reused} of {len(configs)} rows reused as a stopped or earlier run with the very same config "
+            "left them, their training times in the tables"
+            if reused
+            else ""
+        )
+        + ").",
         "",
         f"Data: 8 classes, {FRAMES}-frame videos of 64 x 64 written as .avi and read back with PyAV; a class has "
         f"{test_videos} test, 4 validation and {(24 if args.quick else VIDEOS_PER_CLASS) - test_videos - 4} training "

@@ -1,6 +1,6 @@
+import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from kernel_helpers import close
 from models import R3D18Like, any_model_rules, mlp
 from torch import nn
@@ -15,7 +15,7 @@ from vidcompress.kernels import (
     cuda_available,
     load_sparse,
 )
-from vidcompress.kernels.cpu_numba import numba_available
+from vidcompress.kernels.cpu_numba import numba_available, polyphase
 from vidcompress.kernels.modules import PROBE_MARGIN
 
 
@@ -49,6 +49,7 @@ def test_sparse_conv_in_slabs_matches_dense(dims: int, rows: int | None, monkeyp
     # Patch bytes of one output row: 4 bytes x (3 channels x 3^dims taps) x batch 2 x the other axes' outputs.
     row_bytes = 4 * 3 * 3**dims * 2 * [1, 4, 16][dims - 1]
     monkeypatch.setattr(modules, "PATCH_BYTES", 1 << 30 if rows is None else rows * row_bytes)
+    monkeypatch.setattr(modules, "numba_available", lambda: False)  # im2col: the path without numba (or on a GPU)
     sparse = SparseConv.from_conv(conv)
     slabs = []
     original = sparse._slab
@@ -59,20 +60,25 @@ def test_sparse_conv_in_slabs_matches_dense(dims: int, rows: int | None, monkeyp
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed (vidcompress[cpu])")
 @pytest.mark.parametrize(
-    ("dims", "kernel", "dilation", "padding", "mode", "size"),
+    ("dims", "kernel", "stride", "dilation", "padding", "mode", "size"),
     [
-        (1, 3, 1, 1, "zeros", (17,)),
-        (2, (3, 1), 1, (1, 0), "reflect", (9, 6)),
-        (2, 5, 2, 2, "circular", (12, 11)),
-        (3, 3, 1, 1, "zeros", (4, 7, 5)),
-        (3, (1, 3, 3), (1, 2, 1), (0, 2, 1), "replicate", (3, 8, 6)),
-        (3, 1, 1, 0, "zeros", (2, 3, 4)),
-        (3, 3, 1, 0, "zeros", (3, 3, 3)),  # a single output position
+        (1, 3, 1, 1, 1, "zeros", (17,)),
+        (1, 7, 2, 1, 3, "zeros", (16,)),
+        (2, (3, 1), 1, 1, (1, 0), "reflect", (9, 6)),
+        (2, 5, 1, 2, 2, "circular", (12, 11)),
+        (2, 3, 3, 2, 1, "zeros", (13, 10)),  # stride 3 with dilation 2, sizes not multiples of 3
+        (3, 3, 1, 1, 1, "zeros", (4, 7, 5)),
+        (3, 3, (1, 2, 2), 1, 1, "zeros", (4, 9, 8)),  # T-C3D's downsampling 3x3x3
+        (3, 1, 2, 1, 0, "zeros", (5, 6, 7)),  # a 1x1x1 shortcut of stride 2
+        (3, 7, 2, 1, 3, "zeros", (6, 11, 10)),  # I3D's stem
+        (3, (1, 3, 3), (2, 1, 1), (1, 2, 1), (0, 2, 1), "replicate", (3, 8, 6)),
+        (3, 1, 1, 1, 0, "zeros", (2, 3, 4)),
+        (3, 3, 1, 1, 0, "zeros", (3, 3, 3)),  # a single output position
     ],
 )
-def test_direct_convolution_matches_dense_and_im2col(dims, kernel, dilation, padding, mode, size) -> None:
+def test_direct_convolution_matches_dense_and_im2col(dims, kernel, stride, dilation, padding, mode, size) -> None:
     conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-    conv = conv_type(5, 9, kernel, padding=padding, dilation=dilation, padding_mode=mode)
+    conv = conv_type(5, 9, kernel, stride=stride, padding=padding, dilation=dilation, padding_mode=mode)
     prune_(conv, "conv=0.7")
     with torch.no_grad():
         conv.weight[2] = 0  # an empty row: its output channel is the bias alone
@@ -81,16 +87,20 @@ def test_direct_convolution_matches_dense_and_im2col(dims, kernel, dilation, pad
     calls = []
     im2col._slab = lambda piece: calls.append(piece.shape) or SparseConv._slab(im2col, piece)  # type: ignore[method-assign]
     direct._slab = lambda piece: pytest.fail("the direct kernel should have run")  # type: ignore[method-assign]
-    assert direct._direct(F.pad(x, [0] * 2 * dims))
     expected = conv(x)
     assert close(direct(x), expected) and close(im2col(x), expected) and calls
     assert close(direct(x.double()), expected.double()) and direct(x.double()).dtype == torch.float64
 
 
-def test_strided_convolutions_keep_im2col() -> None:
-    conv = nn.Conv3d(4, 6, 3, stride=(1, 2, 2), padding=1)
-    sparse = SparseConv.from_conv(conv)
-    assert not sparse._direct(torch.randn(1, 4, 5, 6, 6))
+def test_polyphase_puts_each_element_in_its_phase() -> None:
+    x = np.arange(2 * 3 * 5 * 4, dtype=np.float32).reshape(2, 3, 5, 4)
+    split = polyphase(x, (2, 3))  # phases of 3 x 2 (5 / 2 and 4 / 3, rounded up), zeros past the end
+    assert split.shape == (2, 3, 2, 3, 3, 2)
+    for i in range(5):
+        for j in range(4):
+            assert np.array_equal(split[:, :, i % 2, j % 3, i // 2, j // 3], x[:, :, i, j])
+    assert split[:, :, 1, :, 2, :].sum() == 0 and split[:, :, :, 1:, :, 1].sum() == 0
+    assert polyphase(x, (1, 1)).shape == (2, 3, 1, 1, 5, 4) and np.shares_memory(polyphase(x, (1, 1)), x)
 
 
 def test_sparse_linear_matches_dense_on_any_leading_shape() -> None:
@@ -210,3 +220,13 @@ def test_a_sparse_module_keeps_its_layout_until_its_buffers_change() -> None:
     sparse.double()
     assert sparse.layout is not first and sparse.layout.codebook.dtype == torch.float32
     assert close(sparse(x.double()).float(), linear(x))
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed (vidcompress[cpu])")
+def test_direct_kernel_refuses_an_input_its_geometry_does_not_fit() -> None:
+    # The compiled kernel reads without bounds checks: a mismatch must stop before it runs.
+    from vidcompress.kernels.cpu_numba import conv_numba
+
+    layout = SparseConv.from_conv(nn.Conv2d(4, 3, 3)).layout
+    with pytest.raises(ValueError, match="does not fit"):
+        conv_numba(layout, np.zeros((1, 5, 6, 6), dtype=np.float32), (3, 3), (1, 1))

@@ -3,8 +3,9 @@
 Each nonzero is read as it is stored: a 1-2-byte codebook symbol and a 2-4-byte column index, the
 value looked up in the codebook in the inner loop; rows are shared among threads (`prange`), each
 row's sum accumulated in fp32 as scipy's fp32 CSR kernel does. Y = W X for X of shape (columns,
-batch): each nonzero scales one row of X into the output row. A stride-1 convolution runs without
-im2col (`conv_numba`): each nonzero is one axpy of an output plane against the shifted input.
+batch): each nonzero scales one row of X into the output row. A convolution runs without im2col
+(`conv_numba`): each nonzero is one axpy of an output plane against the shifted input (a strided
+one's input split into phases first).
 numba is optional (`vidcompress[cpu]`); without it `spmm_cpu` uses scipy and convolutions im2col.
 """
 
@@ -67,7 +68,7 @@ def _compile() -> tuple[Any, Any, Any]:
                 for j in range(batch):
                     out[j] += value * source[j]
 
-    # A stride-1 convolution straight from the layout (no im2col): the input is padded and flattened per
+    # A convolution straight from the layout (no im2col): the input is padded and flattened per
     # sample, the output computed on the padded grid, so each nonzero (channel, tap) is one contiguous
     # axpy of the output plane against the input shifted by the tap's offset (`table[column]`). Four
     # nonzeros share one pass over the output, so it is read and written a quarter as often. Grid
@@ -123,29 +124,66 @@ def spmm_numba(layout: SparseLayout, x: np.ndarray, out: np.ndarray | None = Non
 
 @lru_cache(maxsize=256)
 def tap_offsets(
-    channels: int, kernel: tuple[int, ...], dilation: tuple[int, ...], padded: tuple[int, ...]
+    channels: int, kernel: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...], phase: tuple[int, ...]
 ) -> np.ndarray:
     """For each column of a convolution's W.reshape(out, -1) (channel, then taps in order), its offset
-    in one sample's padded input flattened (channels, *padded)."""
-    strides = [math.prod(padded[axis + 1 :]) for axis in range(len(padded))]
-    offsets = np.arange(channels, dtype=np.int64) * math.prod(padded)
-    for size, gap, stride in zip(kernel, dilation, strides, strict=True):
-        offsets = (offsets[:, None] + np.arange(size, dtype=np.int64) * gap * stride).reshape(-1)
+    in one sample's input split into phases (`polyphase`: channels, *stride, *phase). A tap k of an
+    axis reads input s*o + k*g for output o, which is phase (k*g) % s at position o + (k*g) // s."""
+    plane = math.prod(phase)
+    offsets = np.arange(channels, dtype=np.int64) * math.prod(stride) * plane
+    for axis, (size, gap, step) in enumerate(zip(kernel, dilation, stride, strict=True)):
+        shift = np.arange(size, dtype=np.int64) * gap
+        within = (shift % step) * math.prod(stride[axis + 1 :]) * plane  # which phase
+        along = (shift // step) * math.prod(phase[axis + 1 :])  # where in it
+        offsets = (offsets[:, None] + within + along).reshape(-1)
     offsets.setflags(write=False)
     return offsets
 
 
-def conv_numba(layout: SparseLayout, x: np.ndarray, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> np.ndarray:
-    """A stride-1 convolution (no bias) of an already padded fp32 input x (N, C, *padded), C-contiguous,
-    by W held as the layout (out, C * prod(kernel)): the output (N, out, *outputs) as a strided view."""
+def polyphase(x: np.ndarray, stride: tuple[int, ...]) -> np.ndarray:
+    """(N, C, *padded) -> (N, C, *stride, *phase), phase = ceil(padded / stride): element (p_a) of axis a
+    goes to phase p_a % s_a at position p_a // s_a (zeros past the end, read only by dropped positions).
+    A strided convolution is then, per tap, a stride-1 one on one phase. Stride 1: a view of x, no copy."""
+    dims = len(stride)
+    if all(step == 1 for step in stride):
+        return x.reshape(*x.shape[:2], *([1] * dims), *x.shape[2:])
+    phase = [-(-size // step) for size, step in zip(x.shape[2:], stride, strict=True)]
+    full = np.zeros((*x.shape[:2], *(p * s for p, s in zip(phase, stride, strict=True))), dtype=np.float32)
+    inside: tuple[Any, ...] = (Ellipsis, *(slice(0, size) for size in x.shape[2:]))
+    full[inside] = x
+    split = full.reshape(*x.shape[:2], *(v for pair in zip(phase, stride, strict=True) for v in pair))
+    order = [0, 1, *(3 + 2 * axis for axis in range(dims)), *(2 + 2 * axis for axis in range(dims))]
+    return np.ascontiguousarray(split.transpose(order))
+
+
+def conv_numba(
+    layout: SparseLayout,
+    x: np.ndarray,
+    kernel: tuple[int, ...],
+    dilation: tuple[int, ...],
+    stride: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """A convolution (no bias) of an already padded fp32 input x (N, C, *padded), C-contiguous, by W held
+    as the layout (out, C * prod(kernel)): the output (N, out, *outputs) as a strided view. A strided
+    convolution runs on the input split into phases (`polyphase`), so every tap is still one contiguous
+    axpy over an output plane."""
     *_, conv = _KERNELS or _compile()
+    stride = stride or tuple(1 for _ in kernel)
     padded = tuple(int(size) for size in x.shape[2:])
-    outputs = [size - (k - 1) * gap for size, k, gap in zip(padded, kernel, dilation, strict=True)]
-    grid = [outputs[0], *padded[1:]]  # the output on the padded grid (past the edges dropped below)
-    length = sum((o - 1) * math.prod(padded[axis + 1 :]) for axis, o in enumerate(outputs)) + 1
+    outputs = [
+        (size - (k - 1) * gap - 1) // step + 1
+        for size, k, gap, step in zip(padded, kernel, dilation, stride, strict=True)
+    ]
+    split = polyphase(x, stride)
+    phase = tuple(int(size) for size in split.shape[2 + len(stride) :])
+    grid = [outputs[0], *phase[1:]]  # the output on the phase grid (positions past the edges dropped below)
+    length = sum((o - 1) * math.prod(phase[axis + 1 :]) for axis, o in enumerate(outputs)) + 1
     out = np.empty((x.shape[0], layout.shape[0], math.prod(grid)), dtype=np.float32)
     pointers, columns, symbols, codebook = layout.host_arrays()
-    table = tap_offsets(x.shape[1], kernel, dilation, padded)
-    conv(pointers, columns, symbols, codebook, table, x.reshape(x.shape[0], -1), out, length)
+    table = tap_offsets(x.shape[1], kernel, dilation, stride, phase)
+    if layout.shape[1] != table.size or (table.size and int(table.max()) + length > split[0].size):
+        # the kernel reads without bounds checks: a geometry that disagrees with the input must not run
+        raise ValueError(f"a convolution of {layout.shape} does not fit an input of shape {x.shape}")
+    conv(pointers, columns, symbols, codebook, table, split.reshape(x.shape[0], -1), out, length)
     edges: tuple[Any, ...] = (Ellipsis, *(slice(0, o) for o in outputs))
     return out.reshape(x.shape[0], layout.shape[0], *grid)[edges]

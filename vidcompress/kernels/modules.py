@@ -164,7 +164,7 @@ class SparseConv(_SparseBase):
         if self._direct(x):
             dense = x.detach()
             dense = dense if dense.dtype == torch.float32 and dense.is_contiguous() else dense.float().contiguous()
-            out = torch.from_numpy(conv_numba(self.layout, dense.numpy(), self.kernel_size, self.dilation))
+            out = torch.from_numpy(conv_numba(self.layout, dense.numpy(), self.kernel_size, self.dilation, self.stride))
             out = out.to(x.dtype)
             if self.bias is not None:
                 out = out + self.bias.view(1, -1, *([1] * dims))
@@ -188,12 +188,11 @@ class SparseConv(_SparseBase):
         return out.contiguous()
 
     def _direct(self, x: torch.Tensor) -> bool:
-        """Whether this call runs the direct kernel (`conv_numba`): a stride-1 convolution on the CPU
-        with numba, not asked to keep an expanded CSR (`cache=True` keeps im2col + scipy's kernel)."""
+        """Whether this call runs the direct kernel (`conv_numba`): on the CPU with numba, unless asked to
+        keep an expanded CSR (`cache=True` keeps im2col + scipy's kernel)."""
         return (
             not self.cache
             and x.device.type == "cpu"
-            and all(step == 1 for step in self.stride)
             and numba_available()
             and all(
                 size > (k - 1) * gap for size, k, gap in zip(x.shape[2:], self.kernel_size, self.dilation, strict=True)
