@@ -1,6 +1,6 @@
 """Sparse convolutions on the CPU: the direct kernel against torch's dense convolution and im2col + SpMM.
 
-Every stride-1 convolution of the full-size T-C3D (width 64, 112 x 112, S = 3 clips of 8 frames) and of
+Every convolution of the full-size T-C3D (width 64, 112 x 112, S = 3 clips of 8 frames) and of
 DeepMind's I3D (a 64-frame 224 x 224 view), each distinct geometry once, at the input shape the model
 gives it. Weights: a random 10% of the taps kept (the paper's conv rate), 255 shared values; the speed
 of a sparse kernel depends on the count and spread of nonzeros, not on their values, and the layers'
@@ -8,9 +8,9 @@ real weights are not needed (I3D's real ones would give per-row counts a little 
 
 Peers, all on one fp32 input, called in turn for `rounds` interleaved rounds (medians):
 - dense: `torch.nn.functional.conv3d` (oneDNN) on the dense weight;
-- direct: `SparseConv` on the CPU with numba (`conv_numba`: an axpy of the output plane per nonzero);
-- im2col: the path every convolution took before (unfold, then our numba SpMM on the layout), which
-  strided convolutions still take.
+- direct: `SparseConv` on the CPU with numba (`conv_numba`: an axpy of the output plane per nonzero,
+  a strided convolution's input split into phases first);
+- im2col: the path every convolution took before (unfold, then our numba SpMM on the layout).
 
     python -m benchmarks.conv_cpu [--quick]
 """
@@ -37,16 +37,17 @@ LEVELS = 255
 
 
 def geometries(name: str) -> list[dict[str, Any]]:
-    """Each distinct stride-1 Conv3d of the model with the input shape it receives, in order of use."""
+    """Each distinct Conv3d of the model with the input shape it receives, in order of use."""
     spec = MODELS[name]
     model = build(spec).eval()
     seen: dict[tuple, dict[str, Any]] = {}
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], layer: str) -> None:
         assert isinstance(module, nn.Conv3d)
-        if any(step != 1 for step in module.stride) or module.groups != 1:
+        if module.groups != 1:
             return
-        key = (module.in_channels, module.out_channels, module.kernel_size, module.padding, tuple(inputs[0].shape))
+        key = (module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+               tuple(inputs[0].shape))  # fmt: skip
         seen.setdefault(key, {"layer": layer, "module": module, "input": tuple(inputs[0].shape), "count": 0})
         seen[key]["count"] += 1
 
@@ -66,8 +67,8 @@ def sparse_copy(conv: nn.Conv3d, seed: int) -> nn.Conv3d:
     """A copy of `conv` with SPARSITY of its taps zero and LEVELS shared values (`padding` as a number
     or tuple; I3D's TF 'SAME' convolutions pad in the module before the convolution)."""
     generator = torch.Generator().manual_seed(seed)
-    kernel, padding = cast(tuple[int, int, int], conv.kernel_size), cast(Any, conv.padding)
-    copy = nn.Conv3d(conv.in_channels, conv.out_channels, kernel, padding=padding, bias=False)
+    kernel, stride = cast(tuple[int, int, int], conv.kernel_size), cast(tuple[int, int, int], conv.stride)
+    copy = nn.Conv3d(conv.in_channels, conv.out_channels, kernel, stride, cast(Any, conv.padding), bias=False)
     shape = copy.weight.shape
     values = torch.randn(LEVELS, generator=generator) * 0.02
     weight = values[torch.randint(0, LEVELS, shape, generator=generator)]
@@ -79,7 +80,7 @@ def sparse_copy(conv: nn.Conv3d, seed: int) -> nn.Conv3d:
 def measure(conv: nn.Conv3d, x: torch.Tensor, rounds: int) -> dict[str, Any]:
     direct, im2col = SparseConv.from_conv(conv), SparseConv.from_conv(conv)
     im2col._direct = lambda x: False  # type: ignore[method-assign]
-    peers = {"dense": lambda: F.conv3d(x, conv.weight, None, 1, conv.padding), "direct": lambda: direct(x),
+    peers = {"dense": lambda: F.conv3d(x, conv.weight, None, conv.stride, conv.padding), "direct": lambda: direct(x),
              "im2col": lambda: im2col(x)}  # fmt: skip
     with torch.no_grad():
         expected = peers["dense"]()
@@ -115,15 +116,15 @@ def main() -> None:
             x = torch.randn(*geometry["input"], generator=torch.Generator().manual_seed(seed))
             rounds = 3 if args.quick else 9
             row = {"model": name, "layer": geometry["layer"], "uses": geometry["count"], "input": geometry["input"],
-                   "kernel": tuple(module.kernel_size), "out_channels": module.out_channels, "rounds": rounds,
+                   "kernel": tuple(module.kernel_size), "stride": tuple(module.stride), "out_channels": module.out_channels, "rounds": rounds,
                    **measure(conv, x, rounds)}  # fmt: skip
             rows.append(row)
             print(row["layer"], {k: round(v * 1e3, 2) for k, v in row.items() if k.endswith("_s")}, flush=True)
     table = markdown_table(
-        ["model", "layer (first of its geometry)", "uses", "kernel", "input (N, C, T, H, W)", "out", "nonzeros",
+        ["model", "layer (first of its geometry)", "uses", "kernel", "stride", "input (N, C, T, H, W)", "out", "nonzeros",
          "dense ms", "direct ms", "im2col ms", "direct vs dense", "direct vs im2col"],
         [[r["model"].split(" (")[0], r["layer"], r["uses"], "x".join(map(str, r["kernel"])),
-          ", ".join(map(str, r["input"])), r["out_channels"], f"{r['nonzeros']:,}", f"{1e3 * r['dense_s']:.2f}",
+          "x".join(map(str, r["stride"])), ", ".join(map(str, r["input"])), r["out_channels"], f"{r['nonzeros']:,}", f"{1e3 * r['dense_s']:.2f}",
           f"{1e3 * r['direct_s']:.2f}", f"{1e3 * r['im2col_s']:.2f}", f"**{r['dense_s'] / r['direct_s']:.2f}x**",
           f"{r['im2col_s'] / r['direct_s']:.2f}x"] for r in rows],
     )  # fmt: skip
@@ -131,7 +132,7 @@ def main() -> None:
     markdown = "\n".join([
         "# Sparse convolutions on the CPU: direct kernel, dense, im2col", "",
         f"Machine: {machine_line(info)}. Command: `python -m benchmarks.conv_cpu{' --quick' if args.quick else ''}`.", "",
-        f"Every distinct stride-1 Conv3d of the models at the input the model gives it (batch 1 video; T-C3D's "
+        f"Every distinct Conv3d geometry of the models at the input the model gives it (batch 1 video; T-C3D's "
         f"3 clips are its N). A random {100 * (1 - SPARSITY):.0f}% of taps kept, {LEVELS} shared values; "
         f"medians of {rows[0]['rounds']} interleaved rounds (torch and numba on 2 threads). Largest difference "
         f"from the dense output: {worst:.1e} of its largest value.", "",

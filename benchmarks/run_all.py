@@ -176,7 +176,7 @@ def write_summary() -> Path:
             speedups = [r["dense_s"] / r["direct_s"] for r in conv["rows"] if r["model"] == model]
             lines.append(
                 f"- {model}: the direct kernel {min(speedups):.2f}x to {max(speedups):.2f}x torch's dense "
-                f"convolution over its {len(speedups)} stride-1 geometries at {conv['sparsity']} sparsity"
+                f"convolution over its {len(speedups)} geometries at {conv['sparsity']} sparsity"
             )
         lines.append("")
     inference = _load("inference")

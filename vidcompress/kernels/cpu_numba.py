@@ -169,6 +169,15 @@ def conv_numba(
     axpy over an output plane."""
     *_, conv = _KERNELS or _compile()
     stride = stride or tuple(1 for _ in kernel)
+    if any(k == 1 and step > 1 for k, step in zip(kernel, stride, strict=True)):
+        # An axis with a one-tap kernel reads every s-th element only: take those (a 1x1x1 shortcut of
+        # stride 2 reads an eighth of its input) rather than split all of it into phases.
+        every: tuple[Any, ...] = (
+            Ellipsis,
+            *(slice(None, None, step if k == 1 else 1) for k, step in zip(kernel, stride, strict=True)),
+        )
+        x = np.ascontiguousarray(x[every])
+        stride = tuple(1 if k == 1 else step for k, step in zip(kernel, stride, strict=True))
     padded = tuple(int(size) for size in x.shape[2:])
     outputs = [
         (size - (k - 1) * gap - 1) // step + 1
