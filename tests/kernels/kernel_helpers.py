@@ -13,3 +13,21 @@ def quantized_matrix(shape, sparsity=0.9, levels=255, seed=0) -> torch.Tensor:
 def close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> bool:
     actual, expected = actual.detach(), expected.detach()
     return float((actual - expected).abs().max()) <= rel * max(float(expected.abs().max()), 1e-12)
+
+
+# Convolution geometries every direct kernel must get right:
+# (dims, kernel, stride, dilation, padding, padding mode, input spatial size).
+CONV_CASES = [
+    (1, 3, 1, 1, 1, "zeros", (17,)),
+    (1, 7, 2, 1, 3, "zeros", (16,)),
+    (2, (3, 1), 1, 1, (1, 0), "reflect", (9, 6)),
+    (2, 5, 1, 2, 2, "circular", (12, 11)),
+    (2, 3, 3, 2, 1, "zeros", (13, 10)),  # stride 3 with dilation 2, sizes not multiples of 3
+    (3, 3, 1, 1, 1, "zeros", (4, 7, 5)),
+    (3, 3, (1, 2, 2), 1, 1, "zeros", (4, 9, 8)),  # T-C3D's downsampling 3x3x3
+    (3, 1, 2, 1, 0, "zeros", (5, 6, 7)),  # a 1x1x1 shortcut of stride 2
+    (3, 7, 2, 1, 3, "zeros", (6, 11, 10)),  # I3D's stem
+    (3, (1, 3, 3), (2, 1, 1), (1, 2, 1), (0, 2, 1), "replicate", (3, 8, 6)),
+    (3, 1, 1, 1, 0, "zeros", (2, 3, 4)),
+    (3, 3, 1, 1, 0, "zeros", (3, 3, 3)),  # a single output position
+]

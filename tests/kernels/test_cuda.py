@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from kernel_helpers import close, quantized_matrix
+from kernel_helpers import CONV_CASES, close, quantized_matrix
+from torch import nn
 
+from vidcompress import prune_
 from vidcompress.errors import ConfigError
 from vidcompress.kernels import (
     RelativeLayout,
+    SparseConv,
     SparseLayout,
     cuda_available,
 )
@@ -34,6 +37,7 @@ def test_cuda_sources_compile_with_nvcc(tmp_path: Path) -> None:
     ptx = (tmp_path / "spmv.ptx").read_text()
     names = ["spmv_u16_u8", "spmm_u16_u8", "spmv_i32_u16", "spmm_i32_u16", "spmv_rel", "spmm_rel"]
     names += ["spmv_sx_u16_u8", "spmv_sxv_u16_u8", "spmv_sxv_u16_u16", "spmv_sxv_i32_u8"]
+    names += ["conv_u16_u8", "conv_u16_u16", "conv_i32_u8", "conv_i32_u16"]
     for name in names:
         assert f".entry {name}" in ptx
 
@@ -142,3 +146,32 @@ def test_launches_raise_no_deprecation_warning() -> None:
         for x in (torch.randn(32, device="cuda"), torch.randn(32, 4, device="cuda")):
             spmm_cuda(layout, x)
             spmm_cuda(RelativeLayout.from_csr(layout.to("cpu")).to("cuda"), x)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+@pytest.mark.parametrize(("dims", "kernel", "stride", "dilation", "padding", "mode", "size"), CONV_CASES)
+def test_cuda_direct_convolution_matches_dense(dims, kernel, stride, dilation, padding, mode, size) -> None:
+    # 5 x 9 channels: the 3-D kernels keep more than 256 distinct values (2-byte symbols), the others fewer.
+    conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    conv = conv_type(5, 9, kernel, stride=stride, padding=padding, dilation=dilation, padding_mode=mode)
+    prune_(conv, "conv=0.7")
+    with torch.no_grad():
+        conv.weight[2] = 0  # an empty row
+    sparse = SparseConv.from_conv(conv).cuda()
+    sparse.direct_on_gpu = True
+    sparse._slab = lambda piece: pytest.fail("the direct kernel should have run")  # type: ignore[method-assign]
+    x = torch.randn(2, 5, *size, device="cuda")
+    assert close(sparse(x), conv.cuda()(x))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
+def test_cuda_direct_convolution_with_wide_columns_and_many_samples() -> None:
+    conv = nn.Conv1d(23_000, 3, 3, padding=1)  # 69,000 columns: 4-byte column indices
+    prune_(conv, "conv=0.99")
+    sparse = SparseConv.from_conv(conv).cuda()
+    sparse.direct_on_gpu = True
+    assert sparse.layout.columns.dtype == torch.int32
+    x = torch.randn(70, 23_000, 6, device="cuda")  # the samples are the grid's third axis
+    assert close(sparse(x), conv.cuda()(x))

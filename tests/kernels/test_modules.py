@@ -1,7 +1,6 @@
-import numpy as np
 import pytest
 import torch
-from kernel_helpers import close
+from kernel_helpers import CONV_CASES, close
 from models import R3D18Like, any_model_rules, mlp
 from torch import nn
 
@@ -15,7 +14,8 @@ from vidcompress.kernels import (
     cuda_available,
     load_sparse,
 )
-from vidcompress.kernels.cpu_numba import numba_available, polyphase
+from vidcompress.kernels.conv_plan import conv_plan
+from vidcompress.kernels.cpu_numba import numba_available
 from vidcompress.kernels.modules import PROBE_MARGIN
 
 
@@ -59,23 +59,7 @@ def test_sparse_conv_in_slabs_matches_dense(dims: int, rows: int | None, monkeyp
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed (vidcompress[cpu])")
-@pytest.mark.parametrize(
-    ("dims", "kernel", "stride", "dilation", "padding", "mode", "size"),
-    [
-        (1, 3, 1, 1, 1, "zeros", (17,)),
-        (1, 7, 2, 1, 3, "zeros", (16,)),
-        (2, (3, 1), 1, 1, (1, 0), "reflect", (9, 6)),
-        (2, 5, 1, 2, 2, "circular", (12, 11)),
-        (2, 3, 3, 2, 1, "zeros", (13, 10)),  # stride 3 with dilation 2, sizes not multiples of 3
-        (3, 3, 1, 1, 1, "zeros", (4, 7, 5)),
-        (3, 3, (1, 2, 2), 1, 1, "zeros", (4, 9, 8)),  # T-C3D's downsampling 3x3x3
-        (3, 1, 2, 1, 0, "zeros", (5, 6, 7)),  # a 1x1x1 shortcut of stride 2
-        (3, 7, 2, 1, 3, "zeros", (6, 11, 10)),  # I3D's stem
-        (3, (1, 3, 3), (2, 1, 1), (1, 2, 1), (0, 2, 1), "replicate", (3, 8, 6)),
-        (3, 1, 1, 1, 0, "zeros", (2, 3, 4)),
-        (3, 3, 1, 1, 0, "zeros", (3, 3, 3)),  # a single output position
-    ],
-)
+@pytest.mark.parametrize(("dims", "kernel", "stride", "dilation", "padding", "mode", "size"), CONV_CASES)
 def test_direct_convolution_matches_dense_and_im2col(dims, kernel, stride, dilation, padding, mode, size) -> None:
     conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
     conv = conv_type(5, 9, kernel, stride=stride, padding=padding, dilation=dilation, padding_mode=mode)
@@ -92,15 +76,20 @@ def test_direct_convolution_matches_dense_and_im2col(dims, kernel, stride, dilat
     assert close(direct(x.double()), expected.double()) and direct(x.double()).dtype == torch.float64
 
 
-def test_polyphase_puts_each_element_in_its_phase() -> None:
-    x = np.arange(2 * 3 * 5 * 4, dtype=np.float32).reshape(2, 3, 5, 4)
-    split = polyphase(x, (2, 3))  # phases of 3 x 2 (5 / 2 and 4 / 3, rounded up), zeros past the end
-    assert split.shape == (2, 3, 2, 3, 3, 2)
+def test_a_strided_plan_splits_the_input_into_phases() -> None:
+    x = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).reshape(2, 3, 5, 4)
+    plan = conv_plan(3, (5, 4), (3, 3), (1, 1), (2, 3))
+    assert plan.phase == (3, 2) and plan.outputs == (2, 1)  # 5 / 2 and 4 / 3 rounded up; zeros past the end
+    split = plan.split(x).reshape(2, 3, 2, 3, 3, 2)
     for i in range(5):
         for j in range(4):
-            assert np.array_equal(split[:, :, i % 2, j % 3, i // 2, j // 3], x[:, :, i, j])
+            assert torch.equal(split[:, :, i % 2, j % 3, i // 2, j // 3], x[:, :, i, j])
     assert split[:, :, 1, :, 2, :].sum() == 0 and split[:, :, :, 1:, :, 1].sum() == 0
-    assert polyphase(x, (1, 1)).shape == (2, 3, 1, 1, 5, 4) and np.shares_memory(polyphase(x, (1, 1)), x)
+    # an axis with one tap takes every s-th element instead of splitting
+    one_tap = conv_plan(3, (5, 4), (1, 3), (1, 1), (2, 2))
+    assert one_tap.every == (2, 1) and one_tap.stride == (1, 2) and one_tap.outputs == (3, 1)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        conv_plan(3, (5, 4), (3, 5), (1, 1), (1, 1))
 
 
 def test_sparse_linear_matches_dense_on_any_leading_shape() -> None:
@@ -229,4 +218,4 @@ def test_direct_kernel_refuses_an_input_its_geometry_does_not_fit() -> None:
 
     layout = SparseConv.from_conv(nn.Conv2d(4, 3, 3)).layout
     with pytest.raises(ValueError, match="does not fit"):
-        conv_numba(layout, np.zeros((1, 5, 6, 6), dtype=np.float32), (3, 3), (1, 1))
+        conv_numba(layout, torch.zeros(1, 5, 6, 6), (3, 3), (1, 1))

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
+import torch
 
+from vidcompress.kernels.conv_plan import conv_plan
 from vidcompress.kernels.layout import SparseLayout
 
 
@@ -122,77 +124,22 @@ def spmm_numba(layout: SparseLayout, x: np.ndarray, out: np.ndarray | None = Non
     return y
 
 
-@lru_cache(maxsize=256)
-def tap_offsets(
-    channels: int, kernel: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...], phase: tuple[int, ...]
-) -> np.ndarray:
-    """For each column of a convolution's W.reshape(out, -1) (channel, then taps in order), its offset
-    in one sample's input split into phases (`polyphase`: channels, *stride, *phase). A tap k of an
-    axis reads input s*o + k*g for output o, which is phase (k*g) % s at position o + (k*g) // s."""
-    plane = math.prod(phase)
-    offsets = np.arange(channels, dtype=np.int64) * math.prod(stride) * plane
-    for axis, (size, gap, step) in enumerate(zip(kernel, dilation, stride, strict=True)):
-        shift = np.arange(size, dtype=np.int64) * gap
-        within = (shift % step) * math.prod(stride[axis + 1 :]) * plane  # which phase
-        along = (shift // step) * math.prod(phase[axis + 1 :])  # where in it
-        offsets = (offsets[:, None] + within + along).reshape(-1)
-    offsets.setflags(write=False)
-    return offsets
-
-
-def polyphase(x: np.ndarray, stride: tuple[int, ...]) -> np.ndarray:
-    """(N, C, *padded) -> (N, C, *stride, *phase), phase = ceil(padded / stride): element (p_a) of axis a
-    goes to phase p_a % s_a at position p_a // s_a (zeros past the end, read only by dropped positions).
-    A strided convolution is then, per tap, a stride-1 one on one phase. Stride 1: a view of x, no copy."""
-    dims = len(stride)
-    if all(step == 1 for step in stride):
-        return x.reshape(*x.shape[:2], *([1] * dims), *x.shape[2:])
-    phase = [-(-size // step) for size, step in zip(x.shape[2:], stride, strict=True)]
-    full = np.zeros((*x.shape[:2], *(p * s for p, s in zip(phase, stride, strict=True))), dtype=np.float32)
-    inside: tuple[Any, ...] = (Ellipsis, *(slice(0, size) for size in x.shape[2:]))
-    full[inside] = x
-    split = full.reshape(*x.shape[:2], *(v for pair in zip(phase, stride, strict=True) for v in pair))
-    order = [0, 1, *(3 + 2 * axis for axis in range(dims)), *(2 + 2 * axis for axis in range(dims))]
-    return np.ascontiguousarray(split.transpose(order))
-
-
 def conv_numba(
     layout: SparseLayout,
-    x: np.ndarray,
+    x: torch.Tensor,
     kernel: tuple[int, ...],
     dilation: tuple[int, ...],
     stride: tuple[int, ...] | None = None,
-) -> np.ndarray:
-    """A convolution (no bias) of an already padded fp32 input x (N, C, *padded), C-contiguous, by W held
-    as the layout (out, C * prod(kernel)): the output (N, out, *outputs) as a strided view. A strided
-    convolution runs on the input split into phases (`polyphase`), so every tap is still one contiguous
-    axpy over an output plane."""
+) -> torch.Tensor:
+    """A convolution (no bias) of an already padded fp32 CPU input x (N, C, *padded) by W held as the
+    layout (out, C * prod(kernel)): the output (N, out, *outputs) as a strided view (`conv_plan`)."""
     *_, conv = _KERNELS or _compile()
-    stride = stride or tuple(1 for _ in kernel)
-    if any(k == 1 and step > 1 for k, step in zip(kernel, stride, strict=True)):
-        # An axis with a one-tap kernel reads every s-th element only: take those (a 1x1x1 shortcut of
-        # stride 2 reads an eighth of its input) rather than split all of it into phases.
-        every: tuple[Any, ...] = (
-            Ellipsis,
-            *(slice(None, None, step if k == 1 else 1) for k, step in zip(kernel, stride, strict=True)),
-        )
-        x = np.ascontiguousarray(x[every])
-        stride = tuple(1 if k == 1 else step for k, step in zip(kernel, stride, strict=True))
-    padded = tuple(int(size) for size in x.shape[2:])
-    outputs = [
-        (size - (k - 1) * gap - 1) // step + 1
-        for size, k, gap, step in zip(padded, kernel, dilation, stride, strict=True)
-    ]
-    split = polyphase(x, stride)
-    phase = tuple(int(size) for size in split.shape[2 + len(stride) :])
-    grid = [outputs[0], *phase[1:]]  # the output on the phase grid (positions past the edges dropped below)
-    length = sum((o - 1) * math.prod(phase[axis + 1 :]) for axis, o in enumerate(outputs)) + 1
-    out = np.empty((x.shape[0], layout.shape[0], math.prod(grid)), dtype=np.float32)
-    pointers, columns, symbols, codebook = layout.host_arrays()
-    table = tap_offsets(x.shape[1], kernel, dilation, stride, phase)
-    if layout.shape[1] != table.size or (table.size and int(table.max()) + length > split[0].size):
+    plan = conv_plan(int(x.shape[1]), tuple(x.shape[2:]), kernel, dilation, stride or tuple(1 for _ in kernel))
+    if layout.shape[1] != plan.table.size:
         # the kernel reads without bounds checks: a geometry that disagrees with the input must not run
-        raise ValueError(f"a convolution of {layout.shape} does not fit an input of shape {x.shape}")
-    conv(pointers, columns, symbols, codebook, table, split.reshape(x.shape[0], -1), out, length)
-    edges: tuple[Any, ...] = (Ellipsis, *(slice(0, o) for o in outputs))
-    return out.reshape(x.shape[0], layout.shape[0], *grid)[edges]
+        raise ValueError(f"a convolution of {layout.shape} does not fit an input of shape {tuple(x.shape)}")
+    split = plan.split(x.to(torch.float32)).numpy()
+    out = np.empty((x.shape[0], layout.shape[0], math.prod(plan.grid)), dtype=np.float32)
+    pointers, columns, symbols, codebook = layout.host_arrays()
+    conv(pointers, columns, symbols, codebook, plan.table, split, out, plan.length)
+    return torch.from_numpy(out).view(x.shape[0], layout.shape[0], *plan.grid)[plan.edges()]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vidcompress.errors import ConfigError
+from vidcompress.kernels.conv_plan import conv_plan
 from vidcompress.kernels.layout import SparseLayout
 from vidcompress.kernels.relative import RelativeLayout
 
@@ -222,3 +224,56 @@ def _spmm_cuda(layout: SparseLayout | RelativeLayout, x: torch.Tensor, *, varian
     with torch_stream(x.device):
         kernel((blocks,), (threads,), tuple(args), shared_mem=shared)
     return out.reshape(-1) if vector else out
+
+
+CONV_THREADS = 256
+CONV_PER_THREAD = 4  # output positions a thread keeps (CONV_PER_THREAD in spmv.cu)
+CONV_STATIC_SHARED = 256 * (4 + 8)  # the conv kernel's staged chunk: CONV_CHUNK values and offsets
+
+
+def conv_cuda(
+    layout: SparseLayout,
+    x: torch.Tensor,
+    kernel: tuple[int, ...],
+    dilation: tuple[int, ...],
+    stride: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """A convolution (no bias) of an already padded input x (N, C, *padded) on the GPU by W held as the
+    layout (out, C * prod(kernel)), with no im2col (`conv_plan`): the output (N, out, *outputs) as a
+    strided view, fp32. Runs on torch's current stream."""
+    if not torch.cuda.is_available():
+        raise ConfigError("the CUDA path needs a CUDA device; none is available")
+    cupy = _cupy()
+    if layout.device.type != "cuda" or x.device != layout.device:
+        raise ConfigError(f"layout on {layout.device} and input on {x.device}: move both to the same GPU")
+    plan = conv_plan(int(x.shape[1]), tuple(x.shape[2:]), kernel, dilation, stride or tuple(1 for _ in kernel))
+    if layout.shape[1] != plan.table.size:  # the kernel reads without bounds checks
+        raise ValueError(f"a convolution of {layout.shape} does not fit an input of shape {tuple(x.shape)}")
+    rows, samples = layout.shape[0], int(x.shape[0])
+    if rows > 65535 or samples > 65535:
+        raise ConfigError(
+            f"{rows} output channels and {samples} samples: the CUDA convolution takes at most 65,535 each"
+        )
+    device = x.device.index if x.device.index is not None else torch.cuda.current_device()
+    _, optin = _device_limits(device)
+    shared = 4 * layout.codebook.numel()
+    if shared + CONV_STATIC_SHARED > optin:
+        raise ConfigError(
+            f"a codebook of {layout.codebook.numel()} values does not fit in shared memory ({optin} bytes)"
+        )
+    table = plan.device_tables.get(x.device)
+    if table is None:
+        table = plan.device_tables[x.device] = torch.from_numpy(plan.table).to(x.device)
+    split = plan.split(x.to(torch.float32))
+    plane = math.prod(plan.grid)
+    out = torch.empty(samples, rows, plane, dtype=torch.float32, device=x.device)
+    suffix, args = _layout_arguments(layout)
+    args += [cupy.asarray(table), cupy.asarray(split), cupy.asarray(out), cupy.int32(rows),
+             cupy.int64(plan.sample_size), cupy.int64(plane), cupy.int64(plan.length)]  # fmt: skip
+    function = _kernel(f"conv_{suffix}")
+    if shared + CONV_STATIC_SHARED > 48 * 1024:
+        function.max_dynamic_shared_size_bytes = shared
+    blocks = -(-plan.length // (CONV_THREADS * CONV_PER_THREAD))
+    with torch_stream(x.device):
+        function((blocks, rows, samples), (CONV_THREADS,), tuple(args), shared_mem=shared)
+    return out.view(samples, rows, *plan.grid)[plan.edges()]

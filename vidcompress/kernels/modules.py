@@ -162,10 +162,11 @@ class SparseConv(_SparseBase):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, pad, mode=mode)
         if self._direct(x):
-            dense = x.detach()
-            dense = dense if dense.dtype == torch.float32 and dense.is_contiguous() else dense.float().contiguous()
-            out = torch.from_numpy(conv_numba(self.layout, dense.numpy(), self.kernel_size, self.dilation, self.stride))
-            out = out.to(x.dtype)
+            if x.device.type == "cuda":
+                from vidcompress.kernels.cuda import conv_cuda as direct
+            else:
+                direct = conv_numba
+            out = direct(self.layout, x.detach(), self.kernel_size, self.dilation, self.stride).to(x.dtype)
             if self.bias is not None:
                 out = out + self.bias.view(1, -1, *([1] * dims))
             return out.contiguous()
@@ -187,17 +188,20 @@ class SparseConv(_SparseBase):
             out = out + self.bias.view(1, -1, *([1] * dims))
         return out.contiguous()
 
+    # The CUDA direct convolution (`conv_cuda`) has not yet run on a GPU: until `pytest -m gpu` and the
+    # GPU benchmark have measured it, convolutions on a GPU keep im2col + SpMM unless this is set.
+    direct_on_gpu: bool = False
+
     def _direct(self, x: torch.Tensor) -> bool:
-        """Whether this call runs the direct kernel (`conv_numba`): on the CPU with numba, unless asked to
-        keep an expanded CSR (`cache=True` keeps im2col + scipy's kernel)."""
-        return (
-            not self.cache
-            and x.device.type == "cpu"
-            and numba_available()
-            and all(
-                size > (k - 1) * gap for size, k, gap in zip(x.shape[2:], self.kernel_size, self.dilation, strict=True)
-            )
+        """Whether this call runs a direct kernel (no im2col): `conv_numba` on the CPU with numba unless
+        asked to keep an expanded CSR (`cache=True` keeps im2col + scipy's kernel), `conv_cuda` on a GPU
+        when `direct_on_gpu` is set."""
+        fits = all(
+            size > (k - 1) * gap for size, k, gap in zip(x.shape[2:], self.kernel_size, self.dilation, strict=True)
         )
+        if x.device.type == "cuda":
+            return fits and self.direct_on_gpu
+        return fits and not self.cache and x.device.type == "cpu" and numba_available()
 
     def _slab(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution (no bias) of an already padded input: im2col, then Y = W X on the layout."""

@@ -389,3 +389,74 @@ extern "C" __global__ void spmm_rel(const int* __restrict__ group_pointers, cons
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// A convolution straight from the CSR layout, no im2col (the geometry: vidcompress/kernels/conv_plan.py).
+// Per sample the padded input, split into phases when strided, is one flat array; the output of channel
+// `row` is computed on a grid of `length` positions, and each nonzero (channel, tap) adds value *
+// x[table[column] + p] to position p: consecutive threads take consecutive positions, so every load of x
+// is coalesced, and all output channels read the same input through L2. A block takes CONV_PER_THREAD x
+// blockDim.x positions of one output channel of one sample (grid: positions, channels, samples) and walks
+// the row's nonzeros, staged CONV_CHUNK at a time in shared memory (value, offset); each thread keeps
+// its positions' sums in registers and writes them once.
+
+#define CONV_PER_THREAD 4
+#define CONV_CHUNK 256
+
+template <typename Column, typename Symbol>
+__device__ void conv_rows(const int* __restrict__ row_pointers, const Column* __restrict__ columns,
+                          const Symbol* __restrict__ symbols, const float* __restrict__ codebook, int codebook_size,
+                          const long long* __restrict__ table, const float* __restrict__ x, float* __restrict__ out,
+                          int rows, long long sample_size, long long plane, long long length) {
+    float* book = shared_codebook;
+    __shared__ float values[CONV_CHUNK];
+    __shared__ long long offsets[CONV_CHUNK];
+    load_codebook(book, codebook, codebook_size);
+    const int row = blockIdx.y;
+    const long long sample = blockIdx.z;
+    const float* __restrict__ source = x + sample * sample_size;
+    const long long first = (long long)blockIdx.x * blockDim.x * CONV_PER_THREAD + threadIdx.x;
+    float sum[CONV_PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < CONV_PER_THREAD; ++j) sum[j] = 0.0f;
+    const int begin = row_pointers[row];
+    const int end = row_pointers[row + 1];
+    for (int chunk = begin; chunk < end; chunk += CONV_CHUNK) {
+        const int count = min(CONV_CHUNK, end - chunk);
+        for (int i = threadIdx.x; i < count; i += blockDim.x) {
+            values[i] = book[symbols[chunk + i]];
+            offsets[i] = table[columns[chunk + i]];
+        }
+        __syncthreads();
+        for (int i = 0; i < count; ++i) {
+            const float value = values[i];
+            const float* __restrict__ shifted = source + offsets[i];
+#pragma unroll
+            for (int j = 0; j < CONV_PER_THREAD; ++j) {
+                const long long p = first + (long long)j * blockDim.x;
+                if (p < length) sum[j] += value * __ldg(&shifted[p]);
+            }
+        }
+        __syncthreads();  // the chunk is read by every thread before the next one overwrites it
+    }
+    float* __restrict__ target = out + (sample * rows + row) * plane;
+#pragma unroll
+    for (int j = 0; j < CONV_PER_THREAD; ++j) {
+        const long long p = first + (long long)j * blockDim.x;
+        if (p < length) target[p] = sum[j];
+    }
+}
+
+#define VIDCOMPRESS_CONV(SUFFIX, COLUMN, SYMBOL)                                                                 \
+    extern "C" __global__ void conv_##SUFFIX(const int* row_pointers, const COLUMN* columns,                     \
+                                             const SYMBOL* symbols, const float* codebook, int codebook_size,     \
+                                             const long long* table, const float* x, float* out, int rows,        \
+                                             long long sample_size, long long plane, long long length) {          \
+        conv_rows<COLUMN, SYMBOL>(row_pointers, columns, symbols, codebook, codebook_size, table, x, out, rows,   \
+                                  sample_size, plane, length);                                                   \
+    }
+
+VIDCOMPRESS_CONV(u16_u8, unsigned short, unsigned char)
+VIDCOMPRESS_CONV(u16_u16, unsigned short, unsigned short)
+VIDCOMPRESS_CONV(i32_u8, int, unsigned char)
+VIDCOMPRESS_CONV(i32_u16, int, unsigned short)
