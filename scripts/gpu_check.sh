@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one command, for a bare machine that has torch, CuPy and a CUDA GPU:
 # installs what it lacks (bitarray, from a wheel in .whl/ when offline), runs the GPU tests and the GPU
-# rows of the kernel benchmark, and writes benchmarks/results/spmv_gpu_<device>.{md,json} and gpu_tests_<device>.log.
+# rows of the kernel benchmarks, and writes benchmarks/results/spmv_gpu_<device>.{md,json},
+# conv_gpu_<device>.{md,json} and gpu_tests_<device>.log.
 #   bash scripts/gpu_check.sh [--quick]
 # With $OUT set (a device machine's output folder), results and logs are copied there too.
 set -euo pipefail
@@ -22,10 +23,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.memory --form
 status=0
 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/kernels 2>&1 | tee "$logs/gpu_tests.log" || status=1
 "$PYTHON" -m benchmarks.spmv --gpu "$@" 2>&1 | tee "$logs/spmv_gpu.log" || status=1
+"$PYTHON" -m benchmarks.conv_gpu "$@" 2>&1 | tee "$logs/conv_gpu.log" || status=1
 slug=$("$PYTHON" -c "import torch; print(''.join(c if c.isalnum() else '-' for c in torch.cuda.get_device_name().lower()).strip('-'))")
 { echo "# bash scripts/gpu_check.sh (pytest -q -m gpu tests/kernels)"
   cat "$logs/gpu.txt" "$logs/gpu_tests.log"; } > "benchmarks/results/gpu_tests_$slug.log"
 if [ -n "${OUT:-}" ]; then
-  cp benchmarks/results/spmv_gpu_* "benchmarks/results/gpu_tests_$slug.log" "$OUT/" 2>/dev/null || true
+  cp benchmarks/results/spmv_gpu_* benchmarks/results/conv_gpu_* "benchmarks/results/gpu_tests_$slug.log" "$OUT/" 2>/dev/null || true
 fi
 exit $status
