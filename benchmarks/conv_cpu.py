@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -99,6 +100,37 @@ def measure(conv: nn.Conv3d, x: torch.Tensor, rounds: int) -> dict[str, Any]:
     }
 
 
+def layer_rows(
+    quick: bool, measure: Callable[[nn.Conv3d, torch.Tensor], dict[str, Any]], device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """One row per distinct geometry of the full-size T-C3D and (unless `quick`) I3D: the geometry, then
+    what `measure(sparse copy of the layer, its input)` returns."""
+    names = [n for n in MODELS if n.startswith("T-C3D full")] + ([] if quick else ["I3D (Kinetics-400)"])
+    rows = []
+    for name in names:
+        for seed, geometry in enumerate(geometries(name)):
+            module = geometry["module"]
+            x = torch.randn(*geometry["input"], generator=torch.Generator().manual_seed(seed)).to(device)
+            row = {"model": name, "layer": geometry["layer"], "uses": geometry["count"], "input": geometry["input"],
+                   "kernel": tuple(module.kernel_size), "stride": tuple(module.stride),
+                   "out_channels": module.out_channels, **measure(sparse_copy(module, seed), x)}  # fmt: skip
+            rows.append(row)
+            print(row["layer"], {k: round(v * 1e3, 3) for k, v in row.items() if k.endswith("_s")}, flush=True)
+    return rows
+
+
+def layer_table(rows: list[dict[str, Any]], dense: str, digits: int) -> str:
+    """The Markdown table of `layer_rows` with dense, direct and im2col times (ms, `digits` decimals)."""
+    return markdown_table(
+        ["model", "layer (first of its geometry)", "uses", "kernel", "stride", "input (N, C, T, H, W)", "out",
+         "nonzeros", f"{dense} ms", "direct ms", "im2col ms", "direct vs dense", "direct vs im2col"],
+        [[r["model"].split(" (")[0], r["layer"], r["uses"], "x".join(map(str, r["kernel"])),
+          "x".join(map(str, r["stride"])), ", ".join(map(str, r["input"])), r["out_channels"], f"{r['nonzeros']:,}",
+          *(f"{1e3 * r[f'{peer}_s']:.{digits}f}" for peer in ("dense", "direct", "im2col")),
+          f"**{r['dense_s'] / r['direct_s']:.2f}x**", f"{r['im2col_s'] / r['direct_s']:.2f}x"] for r in rows],
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="T-C3D only, 3 rounds")
@@ -107,27 +139,9 @@ def main() -> None:
         raise SystemExit("numba is not installed: the direct kernel needs it (pip install 'vidcompress[cpu]')")
     torch.set_num_threads(2)
     info = machine()
-    names = [n for n in MODELS if n.startswith("T-C3D full")] + ([] if args.quick else ["I3D (Kinetics-400)"])
-    rows = []
-    for name in names:
-        for seed, geometry in enumerate(geometries(name)):
-            module = geometry["module"]
-            conv = sparse_copy(module, seed)
-            x = torch.randn(*geometry["input"], generator=torch.Generator().manual_seed(seed))
-            rounds = 3 if args.quick else 9
-            row = {"model": name, "layer": geometry["layer"], "uses": geometry["count"], "input": geometry["input"],
-                   "kernel": tuple(module.kernel_size), "stride": tuple(module.stride), "out_channels": module.out_channels, "rounds": rounds,
-                   **measure(conv, x, rounds)}  # fmt: skip
-            rows.append(row)
-            print(row["layer"], {k: round(v * 1e3, 2) for k, v in row.items() if k.endswith("_s")}, flush=True)
-    table = markdown_table(
-        ["model", "layer (first of its geometry)", "uses", "kernel", "stride", "input (N, C, T, H, W)", "out", "nonzeros",
-         "dense ms", "direct ms", "im2col ms", "direct vs dense", "direct vs im2col"],
-        [[r["model"].split(" (")[0], r["layer"], r["uses"], "x".join(map(str, r["kernel"])),
-          "x".join(map(str, r["stride"])), ", ".join(map(str, r["input"])), r["out_channels"], f"{r['nonzeros']:,}", f"{1e3 * r['dense_s']:.2f}",
-          f"{1e3 * r['direct_s']:.2f}", f"{1e3 * r['im2col_s']:.2f}", f"**{r['dense_s'] / r['direct_s']:.2f}x**",
-          f"{r['im2col_s'] / r['direct_s']:.2f}x"] for r in rows],
-    )  # fmt: skip
+    rounds = 3 if args.quick else 9
+    rows = [{**row, "rounds": rounds} for row in layer_rows(args.quick, lambda conv, x: measure(conv, x, rounds))]
+    table = layer_table(rows, "dense", 2)
     worst = max(r["relative_error"] for r in rows)
     markdown = "\n".join([
         "# Sparse convolutions on the CPU: direct kernel, dense, im2col", "",
@@ -140,7 +154,8 @@ def main() -> None:
         "Speed-ups above 1: the direct kernel is faster. `load_sparse` measures each layer itself and keeps "
         "the dense convolution where the direct kernel is not at least 10% faster.",
     ])  # fmt: skip
-    write_results("conv_cpu", {"machine": info, "sparsity": SPARSITY, "levels": LEVELS, "rows": rows}, markdown)
+    name = "conv_cpu_quick" if args.quick else "conv_cpu"  # a smoke run never replaces the results
+    write_results(name, {"machine": info, "sparsity": SPARSITY, "levels": LEVELS, "rows": rows}, markdown)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import machine, machine_line, write_results
-from benchmarks.conv_cpu import LEVELS, SPARSITY, geometries, sparse_copy
-from benchmarks.inference import MODELS
+from benchmarks.conv_cpu import LEVELS, SPARSITY, layer_rows, layer_table
 from benchmarks.spmv import gpu_time
 from vidcompress.kernels import SparseConv, cuda_available
-from vidcompress.report import markdown_table
 
 
 def measure(conv: torch.nn.Conv3d, x: torch.Tensor, replays: int) -> dict[str, Any]:
@@ -54,26 +52,8 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False  # fp32 against fp32
     info = machine()
     device = torch.cuda.get_device_name()
-    names = [n for n in MODELS if n.startswith("T-C3D full")] + ([] if args.quick else ["I3D (Kinetics-400)"])
-    rows = []
-    for name in names:
-        for seed, geometry in enumerate(geometries(name)):
-            module = geometry["module"]
-            conv = sparse_copy(module, seed)
-            x = torch.randn(*geometry["input"], generator=torch.Generator().manual_seed(seed)).cuda()
-            row = {"model": name, "layer": geometry["layer"], "uses": geometry["count"], "input": geometry["input"],
-                   "kernel": tuple(module.kernel_size), "stride": tuple(module.stride),
-                   "out_channels": module.out_channels, **measure(conv, x, 5 if args.quick else 20)}  # fmt: skip
-            rows.append(row)
-            print(row["layer"], {k: round(v * 1e3, 3) for k, v in row.items() if k.endswith("_s")}, flush=True)
-    table = markdown_table(
-        ["model", "layer (first of its geometry)", "uses", "kernel", "stride", "input (N, C, T, H, W)", "out",
-         "nonzeros", "cuDNN dense ms", "direct ms", "im2col ms", "direct vs dense", "direct vs im2col"],
-        [[r["model"].split(" (")[0], r["layer"], r["uses"], "x".join(map(str, r["kernel"])),
-          "x".join(map(str, r["stride"])), ", ".join(map(str, r["input"])), r["out_channels"], f"{r['nonzeros']:,}",
-          f"{1e3 * r['dense_s']:.3f}", f"{1e3 * r['direct_s']:.3f}", f"{1e3 * r['im2col_s']:.3f}",
-          f"**{r['dense_s'] / r['direct_s']:.2f}x**", f"{r['im2col_s'] / r['direct_s']:.2f}x"] for r in rows],
-    )  # fmt: skip
+    rows = layer_rows(args.quick, lambda conv, x: measure(conv, x, 5 if args.quick else 20), device="cuda")
+    table = layer_table(rows, "cuDNN dense", 3)
     eager = sorted({f"{k[:-5]}: {v}" for r in rows for k, v in r.items() if k.endswith("_mode") and v != "graph"})
     markdown = "\n".join([
         f"# Sparse convolutions on a GPU ({device}): direct kernel, cuDNN dense, im2col", "",
@@ -88,7 +68,7 @@ def main() -> None:
     ])  # fmt: skip
     slug = "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
     data = {"machine": info, "device": device, "sparsity": SPARSITY, "levels": LEVELS, "rows": rows}
-    write_results(f"conv_gpu_{slug}", data, markdown)
+    write_results(f"conv_gpu_{slug}" + ("_quick" if args.quick else ""), data, markdown)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Helpers of the kernel tests: quantized matrices and the relative tolerance every kernel must meet."""
 
 import torch
+from torch import nn
+
+from vidcompress import prune_
 
 
 def quantized_matrix(shape, sparsity=0.9, levels=255, seed=0) -> torch.Tensor:
@@ -31,3 +34,14 @@ CONV_CASES = [
     (3, 1, 1, 1, 0, "zeros", (2, 3, 4)),
     (3, 3, 1, 1, 0, "zeros", (3, 3, 3)),  # a single output position
 ]
+
+
+def pruned_conv(dims, kernel, stride, dilation, padding, mode) -> nn.Module:
+    """A 5 -> 9 channel convolution of a CONV_CASES geometry, 70% pruned, output channel 2 all zero (an
+    empty row: its output is the bias alone). The 3-D ones keep more than 256 distinct values."""
+    conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    conv = conv_type(5, 9, kernel, stride=stride, padding=padding, dilation=dilation, padding_mode=mode)
+    prune_(conv, "conv=0.7")
+    with torch.no_grad():
+        conv.weight[2] = 0
+    return conv

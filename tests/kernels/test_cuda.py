@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from kernel_helpers import CONV_CASES, close, quantized_matrix
+from kernel_helpers import CONV_CASES, close, pruned_conv, quantized_matrix
 from torch import nn
 
 from vidcompress import prune_
@@ -152,12 +152,7 @@ def test_launches_raise_no_deprecation_warning() -> None:
 @pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA GPU")
 @pytest.mark.parametrize(("dims", "kernel", "stride", "dilation", "padding", "mode", "size"), CONV_CASES)
 def test_cuda_direct_convolution_matches_dense(dims, kernel, stride, dilation, padding, mode, size) -> None:
-    # 5 x 9 channels: the 3-D kernels keep more than 256 distinct values (2-byte symbols), the others fewer.
-    conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-    conv = conv_type(5, 9, kernel, stride=stride, padding=padding, dilation=dilation, padding_mode=mode)
-    prune_(conv, "conv=0.7")
-    with torch.no_grad():
-        conv.weight[2] = 0  # an empty row
+    conv = pruned_conv(dims, kernel, stride, dilation, padding, mode)
     sparse = SparseConv.from_conv(conv).cuda()
     sparse.direct_on_gpu = True
     sparse._slab = lambda piece: pytest.fail("the direct kernel should have run")  # type: ignore[method-assign]

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from kernel_helpers import CONV_CASES, close
+from kernel_helpers import CONV_CASES, close, pruned_conv
 from models import R3D18Like, any_model_rules, mlp
 from torch import nn
 
@@ -61,11 +61,7 @@ def test_sparse_conv_in_slabs_matches_dense(dims: int, rows: int | None, monkeyp
 @pytest.mark.skipif(not numba_available(), reason="numba not installed (vidcompress[cpu])")
 @pytest.mark.parametrize(("dims", "kernel", "stride", "dilation", "padding", "mode", "size"), CONV_CASES)
 def test_direct_convolution_matches_dense_and_im2col(dims, kernel, stride, dilation, padding, mode, size) -> None:
-    conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-    conv = conv_type(5, 9, kernel, stride=stride, padding=padding, dilation=dilation, padding_mode=mode)
-    prune_(conv, "conv=0.7")
-    with torch.no_grad():
-        conv.weight[2] = 0  # an empty row: its output channel is the bias alone
+    conv = pruned_conv(dims, kernel, stride, dilation, padding, mode)
     x = torch.randn(2, 5, *size)
     direct, im2col = SparseConv.from_conv(conv), SparseConv.from_conv(conv, cache=True)
     calls = []

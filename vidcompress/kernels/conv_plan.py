@@ -102,3 +102,20 @@ def conv_plan(
     assert table.size == 0 or int(table.max()) + length <= sample_size, "conv_plan: a tap reads past its sample"
     table.setflags(write=False)
     return ConvPlan(every, stride, phase, outputs, grid, length, table, sample_size)
+
+
+def plan_for(
+    weight_shape: tuple[int, int],
+    x_shape: tuple[int, ...],
+    kernel: tuple[int, ...],
+    dilation: tuple[int, ...],
+    stride: tuple[int, ...] | None,
+) -> ConvPlan:
+    """The plan of W (out, C * prod(kernel)) over an already padded input of `x_shape`; a ValueError when
+    they disagree (the kernels read without bounds checks, so a mismatch must never reach them)."""
+    plan = conv_plan(
+        int(x_shape[1]), tuple(int(v) for v in x_shape[2:]), kernel, dilation, stride or tuple(1 for _ in kernel)
+    )
+    if weight_shape[1] != plan.table.size:
+        raise ValueError(f"a convolution of {tuple(weight_shape)} does not fit an input of shape {tuple(x_shape)}")
+    return plan

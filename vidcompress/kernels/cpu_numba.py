@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidcompress.kernels.conv_plan import conv_plan
+from vidcompress.kernels.conv_plan import plan_for
 from vidcompress.kernels.layout import SparseLayout
 
 
@@ -134,10 +134,7 @@ def conv_numba(
     """A convolution (no bias) of an already padded fp32 CPU input x (N, C, *padded) by W held as the
     layout (out, C * prod(kernel)): the output (N, out, *outputs) as a strided view (`conv_plan`)."""
     *_, conv = _KERNELS or _compile()
-    plan = conv_plan(int(x.shape[1]), tuple(x.shape[2:]), kernel, dilation, stride or tuple(1 for _ in kernel))
-    if layout.shape[1] != plan.table.size:
-        # the kernel reads without bounds checks: a geometry that disagrees with the input must not run
-        raise ValueError(f"a convolution of {layout.shape} does not fit an input of shape {tuple(x.shape)}")
+    plan = plan_for(layout.shape, tuple(x.shape), kernel, dilation, stride)
     split = plan.split(x.to(torch.float32)).numpy()
     out = np.empty((x.shape[0], layout.shape[0], math.prod(plan.grid)), dtype=np.float32)
     pointers, columns, symbols, codebook = layout.host_arrays()

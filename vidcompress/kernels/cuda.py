@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from vidcompress.errors import ConfigError
-from vidcompress.kernels.conv_plan import conv_plan
+from vidcompress.kernels.conv_plan import plan_for
 from vidcompress.kernels.layout import SparseLayout
 from vidcompress.kernels.relative import RelativeLayout
 
@@ -246,9 +246,7 @@ def conv_cuda(
     cupy = _cupy()
     if layout.device.type != "cuda" or x.device != layout.device:
         raise ConfigError(f"layout on {layout.device} and input on {x.device}: move both to the same GPU")
-    plan = conv_plan(int(x.shape[1]), tuple(x.shape[2:]), kernel, dilation, stride or tuple(1 for _ in kernel))
-    if layout.shape[1] != plan.table.size:  # the kernel reads without bounds checks
-        raise ValueError(f"a convolution of {layout.shape} does not fit an input of shape {tuple(x.shape)}")
+    plan = plan_for(layout.shape, tuple(x.shape), kernel, dilation, stride)
     rows, samples = layout.shape[0], int(x.shape[0])
     if rows > 65535 or samples > 65535:
         raise ConfigError(
