@@ -205,6 +205,14 @@ def test_a_sparse_module_keeps_its_layout_until_its_buffers_change() -> None:
     sparse.double()
     assert sparse.layout is not first and sparse.layout.codebook.dtype == torch.float32
     assert close(sparse(x.double()).float(), linear(x))
+    # values loaded in place (load_state_dict) reach the kernels, whatever the codebook's dtype
+    bias = linear.bias.detach()
+    for scale, dtype in ((2, torch.float32), (4, torch.float64)):
+        sparse.to(dtype)
+        sparse(x.to(dtype))
+        state = {k: v * 2 if k == "codebook" else v for k, v in sparse.state_dict().items()}
+        sparse.load_state_dict(state)
+        assert close(sparse(x.to(dtype)).float() - bias, scale * (linear(x) - bias))
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not installed (vidcompress[cpu])")

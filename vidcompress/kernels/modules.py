@@ -73,10 +73,11 @@ class _SparseBase(nn.Module):
         """The buffers as a SparseLayout (no copy), kept while the buffers are the same tensors: the
         layout caches its host arrays, which saves the CPU kernels a conversion a call. `.to()`,
         `.half()` and the like replace the buffers, and the next call builds a new layout."""
+        if self.codebook.dtype != torch.float32:  # after .half(): a float copy, made afresh so it is never stale
+            return SparseLayout(self.shape, self.row_pointers, self.columns, self.symbols, self.codebook.float())
         buffers = (self.row_pointers, self.columns, self.symbols, self.codebook)
         if self._layout is None or any(a is not b for a, b in zip(buffers, self._layout_of, strict=True)):
-            codebook = self.codebook if self.codebook.dtype == torch.float32 else self.codebook.float()  # .half()
-            self._layout = SparseLayout(self.shape, self.row_pointers, self.columns, self.symbols, codebook)
+            self._layout = SparseLayout(self.shape, *buffers)
             self._layout_of = buffers
         return self._layout
 
