@@ -19,6 +19,25 @@ def test_safetensors_round_trip_with_metadata(tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary left behind
 
 
+def test_a_container_is_read_as_its_decoded_weights(tmp_path) -> None:
+    # Never the container's raw streams: a caller asking for a state dict gets the weights.
+    from vidcompress import QuantizeConfig, encode, finalize_, prune_, quantize_
+    from vidcompress.codec import decode
+    from vidcompress.codec.manifest import FORMAT_NAME
+    from vidcompress.io import CONTAINER_FORMAT
+
+    assert CONTAINER_FORMAT == FORMAT_NAME
+    model = torch.nn.Sequential(torch.nn.Linear(20, 10), torch.nn.ReLU(), torch.nn.Linear(10, 3))
+    prune_(model, "fc=0.5")
+    quantize_(model, QuantizeConfig(bits="fc=4"))
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    loaded, _ = load_state_dict(tmp_path / "m.vcz")
+    expected = decode(tmp_path / "m.vcz")
+    assert loaded.keys() == model.state_dict().keys() == expected.keys()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+
 def test_tied_tensors_are_written(tmp_path) -> None:
     shared = torch.randn(4, 4)
     save_state_dict({"a": shared, "b": shared}, tmp_path / "w.safetensors")

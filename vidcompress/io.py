@@ -28,8 +28,9 @@ _CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict")
 def load_state_dict(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, str]]:
     """Read a weights file into a state dict and its string metadata.
 
-    `.safetensors` files are read directly; `.pt`, `.pth`, `.bin` and `.ckpt` files are read with
-    `torch.load(weights_only=True)`, so pickled code is never run. A checkpoint dict that holds the
+    `.safetensors` files are read directly (a vidcompress container is decoded: its weights and the
+    metadata of the file it was made from, never its raw streams); `.pt`, `.pth`, `.bin` and `.ckpt`
+    files are read with `torch.load(weights_only=True)`, so pickled code is never run. A checkpoint dict that holds the
     weights under `state_dict`, `model` or `model_state_dict` is unwrapped, and the `module.` and
     `_orig_mod.` prefixes of DataParallel, DDP and torch.compile are removed.
 
@@ -45,11 +46,16 @@ def load_state_dict(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
         tensors, metadata = _load_torch(path), dict[str, str]()
     else:
         tensors, metadata = _load_safetensors(path)
+        if metadata.get("format") == CONTAINER_FORMAT:
+            from vidcompress.codec import decode_with_metadata  # codec imports this module
+
+            tensors, metadata = decode_with_metadata(path)
     if not tensors:
         raise InputError(f"{path}: holds no tensors")
     return strip_wrapper_prefixes(tensors), metadata
 
 
+CONTAINER_FORMAT = "vidcompress.container"  # codec.manifest.FORMAT_NAME, named here without importing codec
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
 
 

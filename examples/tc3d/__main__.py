@@ -106,11 +106,23 @@ def train(resume: bool, **options) -> None:
 @main.command("evaluate")
 @click.argument("run", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--weights", type=click.Path(path_type=Path, exists=True), help="other weights for this architecture")
-def evaluate_command(run: Path, weights: Path | None) -> None:
+@click.option(
+    "--sparse",
+    is_flag=True,
+    help="WEIGHTS is a compressed container: run it on the sparse kernels (load_sparse), FPS of the compressed form",
+)
+def evaluate_command(run: Path, weights: Path | None, sparse: bool) -> None:
     """Accuracy (S clips, all clips), FPS, FLOPs and size of a trained RUN."""
     from examples.tc3d.evaluate import evaluate_run
+    from vidcompress.errors import VidcompressError
 
-    click.echo(json.dumps(evaluate_run(run, weights), indent=2))
+    if sparse and weights is None:
+        raise click.UsageError("--sparse needs --weights: the compressed container to run")
+    try:
+        numbers = evaluate_run(run, weights, sparse=sparse)
+    except VidcompressError as error:  # a bad file: one line, exit 2
+        raise click.UsageError(str(error)) from None
+    click.echo(json.dumps(numbers, indent=2))
 
 
 @main.command()

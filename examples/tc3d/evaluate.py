@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -20,7 +20,9 @@ from examples.tc3d.model import TC3D
 from examples.tc3d.sampling import all_clips, make_sampler
 from examples.tc3d.train import Predictions, TrainConfig, build_model, evaluation_loader, predict
 from examples.tc3d.transforms import video_transform
+from vidcompress.errors import InputError
 from vidcompress.io import load_state_dict
+from vidcompress.kernels import SparseReport
 
 
 def confusion(predictions: Predictions, classes: int) -> np.ndarray:
@@ -76,11 +78,32 @@ def load_trained(run: str | Path, weights: str | Path | None = None) -> tuple[TC
     return model.eval(), config, classes
 
 
+def load_sparse_run(run: str | Path, container: str | Path) -> tuple[TC3D, TrainConfig, list[str]]:
+    """The run's architecture with a compressed container's weights, its layers on the sparse kernels
+    where `load_sparse`'s probe (one clip batch of the run's shape) measured them faster."""
+    from vidcompress import load_sparse
+    from vidcompress.codec import is_container
+
+    if not is_container(container):
+        raise InputError(f"{container}: not a vidcompress container (the sparse kernels run on one)")
+    model, config, classes = load_trained(run)
+    example = torch.randn(1, config.segments, 3, config.frames, config.size, config.size)
+    return cast(TC3D, load_sparse(container, model, example_inputs=example)).eval(), config, classes
+
+
 def evaluate_run(
-    run: str | Path, weights: str | Path | None = None, *, data: str | None = None, fps_videos: int = 8
+    run: str | Path,
+    weights: str | Path | None = None,
+    *,
+    data: str | None = None,
+    fps_videos: int = 8,
+    sparse: bool = False,
 ) -> dict[str, Any]:
-    """All the numbers of one trained model on the test split."""
-    model, config, classes = load_trained(run, weights)
+    """All the numbers of one trained model on the test split; `sparse`: `weights` is a container, run
+    on the sparse kernels (`load_sparse`), so FPS is the compressed form's."""
+    if sparse and weights is None:
+        raise InputError("sparse evaluation needs the weights of a compressed container")
+    model, config, classes = load_sparse_run(run, cast(Path, weights)) if sparse else load_trained(run, weights)
     if data:
         config.data = data
     items, _ = ucf101_split(config.data, config.split, train=False)
@@ -107,6 +130,11 @@ def evaluate_run(
         "fps": measure_fps(model, config, [item.path for item in items[:fps_videos]]),
         "fps_all_clips": measure_fps(model, config, [item.path for item in items[:fps_videos]], every_clip=True),
         "fps_threads": torch.get_num_threads(),
+        **(
+            {"sparse_layers": sum(c.mode == "sparse" for c in cast(SparseReport, model.sparse_report_))}
+            if sparse
+            else {}
+        ),
         "per_class_accuracy": {name: float(matrix[i, i] / max(matrix[i].sum(), 1)) for i, name in enumerate(classes)},
         "confusion": matrix.tolist(),
     }

@@ -251,6 +251,21 @@ def test_cli_help() -> None:
         assert result.returncode == 0 and "Usage" in result.stdout
 
 
+def test_sparse_evaluation_refuses_anything_but_a_container(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from examples.tc3d.__main__ import main
+
+    (tmp_path / "run").mkdir()
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(b"not a container")
+    runner = CliRunner()
+    missing = runner.invoke(main, ["evaluate", str(tmp_path / "run"), "--sparse"])
+    assert missing.exit_code == 2 and "--sparse needs --weights" in missing.output
+    wrong = runner.invoke(main, ["evaluate", str(tmp_path / "run"), "--weights", str(weights), "--sparse"])
+    assert wrong.exit_code == 2 and "not a vidcompress container" in wrong.output
+
+
 def test_paired_comparison_counts_changed_videos() -> None:
     from examples.tc3d.compress import paired_comparison
 
@@ -350,6 +365,19 @@ def test_evaluation_features_and_anomaly_runs(tiny: Path, tmp_path: Path) -> Non
     assert numbers["test_videos"] == 32 and 0.0 <= numbers["video_accuracy_all_clips"] <= 1.0
     assert np.array(numbers["confusion"]).sum() == 32 and numbers["all_clips_per_video"] >= 1
     assert numbers["fps"] > 0 and numbers["fps_all_clips"] > 0
+    # the compressed form on the sparse kernels: the same answers as its decoded weights
+    from examples.tc3d.evaluate import load_trained
+    from vidcompress import QuantizeConfig, encode, finalize_, prune_, quantize_
+
+    model = load_trained(tmp_path / "run")[0]
+    prune_(model, "conv=0.9,fc=0.9")
+    quantize_(model, QuantizeConfig(bits="conv=8,fc=5"))
+    finalize_(model)
+    encode(model, tmp_path / "model.vcz")
+    sparse = evaluate_run(tmp_path / "run", tmp_path / "model.vcz", fps_videos=2, sparse=True)
+    decoded = evaluate_run(tmp_path / "run", tmp_path / "model.vcz", fps_videos=2)
+    assert sparse["fps"] > 0 and 0 <= sparse["sparse_layers"] <= 22 and "sparse_layers" not in decoded
+    assert abs(sparse["video_accuracy"] - decoded["video_accuracy"]) <= 1 / 32  # at most one video apart
     features = features_run(tmp_path / "run", tmp_path / "features.npz")
     assert features["videos"] == 32 and features["dimensions"] == 32 and 0.0 <= features["pair_auc"] <= 1.0
     anomaly = anomaly_run(config, [CATALOGUE[0].name], epochs=1)
