@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from kernel_helpers import CONV_CASES, close, pruned_conv
 from models import R3D18Like, any_model_rules, mlp
 from torch import nn
@@ -223,3 +224,27 @@ def test_direct_kernel_refuses_an_input_its_geometry_does_not_fit() -> None:
     layout = SparseConv.from_conv(nn.Conv2d(4, 3, 3)).layout
     with pytest.raises(ValueError, match="does not fit"):
         conv_numba(layout, torch.zeros(1, 5, 6, 6), (3, 3), (1, 1))
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed (vidcompress[cpu])")
+def test_direct_convolution_on_random_geometries() -> None:
+    # Strides, dilations, kernels and sizes drawn at random (sizes not multiples of the strides, kernels
+    # as large as the input): the phase split and the tap table against torch's convolution.
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(low: int, high: int) -> int:
+        return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+    for _ in range(40):
+        dims = draw(1, 3)
+        kernel = tuple(draw(1, 4) for _ in range(dims))
+        stride = tuple(draw(1, 3) for _ in range(dims))
+        dilation = tuple(draw(1, 2) for _ in range(dims))
+        size = tuple((k - 1) * g + 1 + draw(0, 6) for k, g in zip(kernel, dilation, strict=True))
+        conv_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+        conv = conv_type(2, 3, kernel, stride=stride, dilation=dilation, padding=draw(0, 1))
+        prune_(conv, "conv=0.5")
+        x = torch.randn(2, 2, *size, generator=generator)
+        sparse = SparseConv.from_conv(conv)
+        assert sparse._direct(F.pad(x, [conv.padding[0]] * 2 * dims)), (kernel, stride, dilation, size)
+        assert close(sparse(x), conv(x)), (kernel, stride, dilation, size)
