@@ -28,9 +28,8 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-_KERNELS: tuple[Any, Any, Any] | None = (
-    None  # (spmv, spmm, conv) once compiled (a global: cheaper per call than a cache)
-)
+# (spmv, spmm, conv) once compiled: a global, cheaper per call than a cache
+_KERNELS: tuple[Any, Any, Any] | None = None
 
 
 def _compile() -> tuple[Any, Any, Any]:
