@@ -44,18 +44,18 @@ def load_state_dict(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
         raise InputError(f"{path}: is a directory, expected a weights file")
     if path.suffix in PICKLE_SUFFIXES:
         tensors, metadata = _load_torch(path), dict[str, str]()
+    elif read_metadata(path).get("format") == CONTAINER_FORMAT:  # the header only, before any tensor
+        from vidcompress.codec import decode_with_metadata  # codec imports this module
+
+        tensors, metadata = decode_with_metadata(path)
     else:
         tensors, metadata = _load_safetensors(path)
-        if metadata.get("format") == CONTAINER_FORMAT:
-            from vidcompress.codec import decode_with_metadata  # codec imports this module
-
-            tensors, metadata = decode_with_metadata(path)
     if not tensors:
         raise InputError(f"{path}: holds no tensors")
     return strip_wrapper_prefixes(tensors), metadata
 
 
-CONTAINER_FORMAT = "vidcompress.container"  # codec.manifest.FORMAT_NAME, named here without importing codec
+CONTAINER_FORMAT = "vidcompress.container"  # the container's metadata `format` (codec.manifest.FORMAT_NAME)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
 
 

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from vidcompress.errors import FormatError
+from vidcompress.io import CONTAINER_FORMAT
 from vidcompress.layers import LayerKind as Kind  # a coded layer keeps the kind it was compressed as
 
-FORMAT_NAME = "vidcompress.container"
+FORMAT_NAME = CONTAINER_FORMAT  # defined in io, which reads containers without importing codec
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (2, 3)  # version 3 added dense layers, aliases and source metadata
 MAX_BITS = 16

@@ -21,6 +21,7 @@ from torch import nn
 from vidcompress.errors import ConfigError
 from vidcompress.kernels.cpu import csr_matrix, spmm_cpu
 from vidcompress.kernels.cpu_numba import conv_numba, numba_available
+from vidcompress.kernels.cuda import conv_cuda, spmm_cuda
 from vidcompress.kernels.layout import SparseLayout
 from vidcompress.layers import is_hf_conv1d
 
@@ -28,8 +29,6 @@ from vidcompress.layers import is_hf_conv1d
 def sparse_matmul(layout: SparseLayout, x: torch.Tensor) -> torch.Tensor:
     """W @ X on the layout's device: the CUDA kernels on a GPU, scipy's CSR kernels on the CPU."""
     if layout.device.type == "cuda":
-        from vidcompress.kernels.cuda import spmm_cuda
-
         return spmm_cuda(layout, x)
     return spmm_cpu(layout, x)
 
@@ -163,10 +162,7 @@ class SparseConv(_SparseBase):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, pad, mode=mode)
         if self._direct(x):
-            if x.device.type == "cuda":
-                from vidcompress.kernels.cuda import conv_cuda as direct
-            else:
-                direct = conv_numba
+            direct = conv_cuda if x.device.type == "cuda" else conv_numba
             out = direct(self.layout, x.detach(), self.kernel_size, self.dilation, self.stride).to(x.dtype)
             if self.bias is not None:
                 out = out + self.bias.view(1, -1, *([1] * dims))
@@ -197,12 +193,9 @@ class SparseConv(_SparseBase):
         """Whether this call runs a direct kernel (no im2col): `conv_numba` on the CPU with numba unless
         asked to keep an expanded CSR (`cache=True` keeps im2col + scipy's kernel), `conv_cuda` on a GPU
         when `direct_on_gpu` is set."""
-        fits = all(
-            size > (k - 1) * gap for size, k, gap in zip(x.shape[2:], self.kernel_size, self.dilation, strict=True)
-        )
         if x.device.type == "cuda":
-            return fits and self.direct_on_gpu
-        return fits and not self.cache and x.device.type == "cpu" and numba_available()
+            return self.direct_on_gpu
+        return not self.cache and x.device.type == "cpu" and numba_available()
 
     def _slab(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution (no bias) of an already padded input: im2col, then Y = W X on the layout."""
