@@ -23,7 +23,7 @@ import torch
 
 from benchmarks.common import machine, machine_line, write_results
 from vidcompress import PAPER_BITS, PAPER_SPARSITY, prune_state_dict, quantize_state_dict
-from vidcompress.codec import EncodeConfig, encode, read_container, size_breakdown
+from vidcompress.codec import FORMAT_VERSION, EncodeConfig, encode, read_container, size_breakdown
 from vidcompress.codec.layer import coded_bytes, layer_codebook
 from vidcompress.codec.relative_index import relative_index_encode
 from vidcompress.metadata import with_stage
@@ -120,7 +120,7 @@ def main() -> None:
         "",
         f"Machine: {machine_line(info)}. Command: `python -m benchmarks.container_costs`.",
         "",
-        "## Bytes that are not weights (container format 3)",
+        f"## Bytes that are not weights (container format {FORMAT_VERSION})",
         "",
         "Weights are random (see the module docstring); the fixed costs do not depend on their values.",
         "Provenance: the earlier stages' record (bits and targets per layer), on its own line since the",

@@ -1,10 +1,13 @@
 """Hostile files, interrupted work and odd inputs: every case ends in the package's own error."""
 
+import base64
 import contextlib
+import json
 import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from models import R3D18Like, mlp
 
 from vidcompress import prune_, quantize_, quantize_state_dict
 from vidcompress.codec import EncodeConfig, decode, encode
+from vidcompress.codec.container import manifest_text
 from vidcompress.errors import FormatError, InputError, VidcompressError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.metadata import read_stages
@@ -96,9 +100,9 @@ def test_edited_manifests_are_format_errors(container: bytes, tmp_path: Path, ed
 
 
 def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) -> None:
-    (tmp_path / "v4.vcz").write_bytes(edit_header(container, lambda metadata: metadata.update(format_version="4")))
-    with pytest.raises(FormatError, match=r"format version .4."):
-        decode(tmp_path / "v4.vcz")
+    (tmp_path / "v5.vcz").write_bytes(edit_header(container, lambda metadata: metadata.update(format_version="5")))
+    with pytest.raises(FormatError, match=r"format version .5."):
+        decode(tmp_path / "v5.vcz")
 
     def all_zero(manifest: dict) -> None:  # a consistent, tiny description of a huge all-zero layer
         layer = manifest["layers"][0]
@@ -112,6 +116,40 @@ def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) ->
     (tmp_path / "bomb.vcz").write_bytes(edit_manifest(container, all_zero))
     with pytest.raises(FormatError, match=r"refusing to allocate|declares"):
         decode(tmp_path / "bomb.vcz")
+
+
+def test_version_3_files_with_a_plain_manifest_still_decode(container: bytes, tmp_path: Path) -> None:
+    """Versions 2 and 3 kept the manifest as plain JSON; version 4 compresses it."""
+
+    def to_version_3(metadata: dict[str, str]) -> None:
+        manifest = json.loads(manifest_text(metadata, "v4"))
+        manifest["format_version"] = 3
+        text = json.dumps(manifest)
+        metadata.update(format_version="3", manifest=text, manifest_crc32=str(zlib.crc32(text.encode())))
+
+    (tmp_path / "v4.vcz").write_bytes(container)
+    (tmp_path / "v3.vcz").write_bytes(edit_header(container, to_version_3))
+    assert state_dicts_bits_equal(decode(tmp_path / "v3.vcz"), decode(tmp_path / "v4.vcz"))
+    assert (tmp_path / "v3.vcz").stat().st_size > (tmp_path / "v4.vcz").stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        ("{not base85", "not zlib data"),  # '{' is not in Base85's alphabet
+        (base64.b85encode(b"plain bytes, not zlib").decode(), "not zlib data"),
+        (base64.b85encode(zlib.compress(b"[" * 100)[:-6]).decode(), "truncated"),
+        # a manifest bomb: 80 MB of JSON whitespace in 80 KB, more than MAX_MANIFEST_BYTES
+        (base64.b85encode(zlib.compress(b" " * (80 << 20), 9)).decode(), "inflates to more than"),
+    ],
+)
+def test_a_compressed_manifest_that_does_not_inflate_is_a_format_error(
+    container: bytes, tmp_path: Path, stored: str, message: str
+) -> None:
+    path = tmp_path / "forged.vcz"
+    path.write_bytes(edit_header(container, lambda metadata: metadata.update(manifest=stored)))
+    with pytest.raises(FormatError, match=message):
+        decode(path)
 
 
 def test_half_precision_weights_are_supported(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from vidcompress.codec.container import manifest_text, pack_manifest
+
 MUTATIONS = ("flip", "truncate", "append", "overwrite")
 
 
@@ -42,10 +44,10 @@ def edit_manifest(container: bytes, edit: Callable[[dict[str, Any]], None]) -> b
     the reader's validation of the contents can catch it."""
 
     def rewrite(metadata: dict[str, str]) -> None:
-        manifest = json.loads(metadata["manifest"])
+        manifest = json.loads(manifest_text(metadata, "<container>"))
         edit(manifest)
         text = json.dumps(manifest)
-        metadata["manifest"] = text
+        metadata["manifest"] = text if metadata.get("format_version") in ("2", "3") else pack_manifest(text)
         metadata["manifest_crc32"] = str(zlib.crc32(text.encode()))
 
     return edit_header(container, rewrite)

@@ -18,6 +18,7 @@ from vidcompress.codec import (
     read_container,
     size_breakdown,
 )
+from vidcompress.codec.container import manifest_text
 from vidcompress.errors import ConfigError, FormatError
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.prune import prune_
@@ -88,7 +89,8 @@ def test_source_date_epoch_makes_containers_reproducible(quantized, tmp_path, mo
     encode(quantized, tmp_path / "a.vcz")
     encode(quantized, tmp_path / "b.vcz")
     assert (tmp_path / "a.vcz").read_bytes() == (tmp_path / "b.vcz").read_bytes()
-    assert json.loads(read_container(tmp_path / "a.vcz").metadata["manifest"])["created"] == "2023-11-14T22:13:20Z"
+    metadata = read_container(tmp_path / "a.vcz").metadata
+    assert json.loads(manifest_text(metadata, "a.vcz"))["created"] == "2023-11-14T22:13:20Z"
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH"):
         encode(quantized, tmp_path / "c.vcz")

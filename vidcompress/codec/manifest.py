@@ -16,8 +16,9 @@ from vidcompress.io import CONTAINER_FORMAT
 from vidcompress.layers import LayerKind as Kind  # a coded layer keeps the kind it was compressed as
 
 FORMAT_NAME = CONTAINER_FORMAT  # defined in io, which reads containers without importing codec
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)  # version 3 added dense layers, aliases and source metadata
+FORMAT_VERSION = 4
+# version 3 added dense layers, aliases and source metadata; version 4 stores the manifest compressed
+READABLE_VERSIONS = (2, 3, 4)
 MAX_BITS = 16
 MAX_INDEX_BITS = 16
 MAX_ELEMENTS = 1 << 34  # per layer; a guard against a manifest declaring an absurd shape
