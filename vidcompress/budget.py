@@ -39,8 +39,9 @@ from tqdm import tqdm
 from vidcompress.codec import EncodeConfig, encode
 from vidcompress.codec.config import DEFAULT_INDEX_BITS
 from vidcompress.codec.container import Container, tied_names, unwrap_model
-from vidcompress.codec.layer import choose_index_bits, frequency_bytes
-from vidcompress.codec.relative_index import column_major, relative_index_encode
+from vidcompress.codec.huffman import groups_for
+from vidcompress.codec.layer import choose_index_bits, coded_bytes, frequency_bytes
+from vidcompress.codec.relative_index import column_major, relative_index_encode, relative_index_positions
 from vidcompress.config import Config
 from vidcompress.errors import ConfigError, InputError
 from vidcompress.layers import LayerInfo, state_dict_layers
@@ -318,19 +319,31 @@ def layer_candidates(
         flat = column_major(mask.astype(np.uint8), shape)
         width = choose_index_bits(flat, 2) if index_bits == "auto" else int(index_bits)
         entries = relative_index_encode(flat, width)
-        index_bytes = frequency_bytes(np.bincount(entries.codes, minlength=1 << width), 1 << width)
+        index_bytes = coded_bytes(entries.codes, 1 << width)
+        # Where each stored entry (fillers included) and each kept weight sit in the column-major walk.
+        # The coder groups neighbouring symbols of small alphabets (`groups_for`), so their bytes depend
+        # on the symbols' order: such candidates are sized from their streams, the others from counts.
+        stored = relative_index_positions(entries.codes, n, width, name)
+        rows = shape[0] if shape else 1
+        kept_walk = (kept % (n // max(rows, 1))) * rows + kept // (n // max(rows, 1)) if n else kept
         for width_bits in bits or config.bits:
             if kept.size == 0:
                 candidates.append(Candidate(sparsity, width_bits, width, 0, element, scale * pruned_error))
                 continue
             fitted = _fit(values, h, kept, width_bits, config)
             symbols = fitted.assign(values[kept])
-            counts = np.bincount(symbols, minlength=fitted.centroids.size)
             residual = values[kept] - fitted.centroids[symbols]
             kept_error = float(np.dot(residual, residual) if h is None else np.dot(h[kept] * residual, residual))
             alphabet = fitted.centroids.size + 1
-            sparse = frequency_bytes(np.concatenate(([entries.fillers], counts)), alphabet) + index_bytes
-            dense = frequency_bytes(np.concatenate(([n - kept.size], counts)), alphabet)
+            if len(groups_for(alphabet)) == 1:
+                counts = np.bincount(symbols, minlength=fitted.centroids.size)
+                sparse = frequency_bytes(np.concatenate(([entries.fillers], counts)), alphabet) + index_bytes
+                dense = frequency_bytes(np.concatenate(([n - kept.size], counts)), alphabet)
+            else:
+                walk = np.zeros(n, dtype=np.int64)
+                walk[kept_walk] = symbols + 1  # codebook entry 0 is zero
+                sparse = coded_bytes(walk[stored], alphabet) + index_bytes
+                dense = coded_bytes(walk, alphabet)
             data = min(sparse, dense)
             candidates.append(
                 Candidate(sparsity, width_bits, width, fitted.centroids.size, data + alphabet * element,
@@ -585,20 +598,27 @@ def measured_scales(
 
 
 def _fixed_bytes(tensors: Mapping[str, torch.Tensor], layers: list[LayerInfo], index: dict[str, int | str]) -> int:
-    """Bytes of a container besides its compressed layers' data and codebooks: encode a stand-in whose
-    compressed layers hold a single nonzero value, and take their bytes off."""
+    """Bytes of a container besides its compressed layers' data and codebooks: encode a stand-in and
+    take its layers' bytes off. The manifest is stored compressed, so its size depends on its numbers:
+    the stand-in's layers are sparse, as compressed layers mostly are, with two values at random places
+    (one element in 32), so that both streams have about a real layer's digits and an arbitrary CRC (a
+    stand-in of constant streams, CRC 0, compressed better than the real file)."""
     stand_in = dict(tensors)
+    rng = np.random.default_rng(0)
     for layer in layers:
-        tensor = torch.zeros_like(tensors[layer.name])
-        tensor.view(-1)[0] = 1.0
-        stand_in[layer.name] = tensor
+        numel = tensors[layer.name].numel()
+        kept = rng.random(numel) < 1 / 32
+        kept[0] = True
+        values = np.where(rng.random(numel) < 0.5, 1.0, 2.0) * kept
+        stand_in[layer.name] = torch.from_numpy(values).to(tensors[layer.name].dtype).view_as(tensors[layer.name])
     for alias, stored in tied_names(tensors).items():
         stand_in[alias] = stand_in[stored]
-    bits = {layer.name: 1 for layer in layers}
+    bits = {layer.name: 2 for layer in layers}
     widths = {name: 8 if width == "auto" else width for name, width in index.items()}
     with tempfile.TemporaryDirectory() as folder:
         container = encode(stand_in, Path(folder) / "stand_in.vcz", EncodeConfig(bits=bits, index_bits=widths))
-    layer_bytes = sum(entry.data_bytes + 2 * tensors[entry.name].element_size() for entry in container.layers)
+    element = {name: tensor.element_size() for name, tensor in tensors.items()}
+    layer_bytes = sum(entry.data_bytes + entry.codebook_size * element[entry.name] for entry in container.layers)
     return container.file_bytes - layer_bytes
 
 

@@ -5,6 +5,13 @@ value, as in DEFLATE), so lengths alone rebuild the code. Each stream is stored 
 `constant` (one distinct symbol: no bytes), `huffman` (payload plus a table of code lengths), or
 `packed` (fixed ceil(log2 alphabet)-bit fields).
 
+A Huffman code spends at least one bit a symbol, which is far above the entropy of a skewed stream of
+few symbols (2-4-bit weights, narrow index widths). So a Huffman stream may code `group` consecutive
+symbols as one symbol of the alphabet `alphabet ** group` (first symbol most significant, the last group
+padded with symbol 0), whenever that alphabet still has at most 256 symbols; the encoder takes the group
+size that gives the fewest bytes, table included. The redundancy per symbol falls from under one bit
+to under 1 / group bits, and grouped streams still decode through zlib.
+
 Every Huffman code has one extra symbol, the end symbol (value = alphabet), that is never written:
 it makes the code complete and, for alphabets of up to 256 symbols with lengths of at most 15 bits,
 makes the payload exactly the body of a DEFLATE block with the end symbol as end-of-block. Decoding
@@ -33,6 +40,7 @@ from vidcompress.errors import FormatError
 
 DEFLATE_MAX_ALPHABET = 256  # literals 0..255; the end symbol becomes DEFLATE's end-of-block (256)
 NIBBLE_LIMIT = 15  # code lengths stored in 4 bits
+MAX_GROUP = 8  # symbols per codeword: 2 ** 8 = 256, the largest grouped alphabet
 WIDE_LIMIT = 24  # for alphabets too large for 15-bit codes (bits 15 and 16)
 
 
@@ -47,6 +55,7 @@ class CodedStream:
     alphabet: int
     constant: int = 0  # the symbol of a constant stream
     code_lengths: bytes = b""  # the stored table (see `table_bytes`), huffman only
+    group: int = 1  # symbols per codeword (huffman only)
 
     @property
     def total_bytes(self) -> int:
@@ -64,6 +73,7 @@ class CodedStream:
             table_bytes=len(self.code_lengths),
             constant=self.constant,
             crc32=zlib.crc32(self.payload + self.code_lengths),
+            group=self.group,
         )
 
 
@@ -194,9 +204,72 @@ def huffman_payload(symbols: np.ndarray, lengths: np.ndarray) -> tuple[bytes, in
 ENCODE_CHUNK = 1 << 20
 
 
+def groups_for(alphabet: int) -> range:
+    """The group sizes a stream of this alphabet may use: 1, and those whose grouped alphabet has at
+    most 256 symbols."""
+    largest = 1
+    while largest < MAX_GROUP and alphabet ** (largest + 1) <= DEFLATE_MAX_ALPHABET:
+        largest += 1
+    return range(1, largest + 1)
+
+
+def group_symbols(symbols: np.ndarray, alphabet: int, group: int) -> np.ndarray:
+    """Each run of `group` symbols as one symbol of `alphabet ** group`, the first most significant;
+    the last run padded with symbol 0."""
+    if group == 1:
+        return symbols
+    padded = np.zeros(-(-symbols.size // group) * group, dtype=np.int64)
+    padded[: symbols.size] = symbols
+    runs = padded.reshape(-1, group)
+    grouped = runs[:, 0].copy()
+    for column in range(1, group):
+        grouped = grouped * alphabet + runs[:, column]
+    return grouped
+
+
+def ungroup_symbols(grouped: np.ndarray, alphabet: int, group: int, count: int, name: str = "stream") -> np.ndarray:
+    """Inverse of `group_symbols`: `count` symbols; padding that is not symbol 0 is a FormatError."""
+    if group == 1:
+        return grouped
+    digits = np.empty((grouped.size, group), dtype=np.int64)
+    rest = grouped.astype(np.int64)
+    for column in range(group - 1, -1, -1):
+        rest, digits[:, column] = np.divmod(rest, alphabet)
+    flat = digits.reshape(-1)
+    if np.any(flat[count:]):
+        raise FormatError(f"{name}: the padding of its last group is not symbol 0")
+    return flat[:count]
+
+
+def _huffman_plan(symbols: np.ndarray, alphabet: int, frequencies: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """The Huffman coding with the fewest bytes over the allowed group sizes: (bytes, group, lengths).
+    `frequencies`: the symbols' own counts (those of group size 1)."""
+    best: tuple[int, int, np.ndarray] | None = None
+    for group in groups_for(alphabet):
+        size = alphabet**group
+        counts = frequencies if group == 1 else np.bincount(group_symbols(symbols, alphabet, group), minlength=size)
+        lengths = huffman_lengths(counts, size, frequencies=True)
+        total = (huffman_bits(counts, lengths) + 7) // 8 + table_bytes(size)
+        if best is None or total < best[0]:
+            best = (total, group, lengths)
+    assert best is not None
+    return best
+
+
+def stream_bytes(symbols: np.ndarray, alphabet: int, huffman: bool = True) -> int:
+    """What `encode_stream` stores (payload and tables) for these symbols, without building the
+    payload: the size model of index widths and budgets, exact to the byte."""
+    count = int(symbols.size)
+    frequencies = np.bincount(symbols, minlength=alphabet) if count else np.zeros(alphabet, np.int64)
+    if np.count_nonzero(frequencies) <= 1:  # constant
+        return 0
+    packed = (count * packed_width(alphabet) + 7) // 8
+    return min(packed, _huffman_plan(symbols, alphabet, frequencies)[0]) if huffman else packed
+
+
 def encode_stream(symbols: np.ndarray, alphabet: int, huffman: bool = True) -> CodedStream:
-    """Code a stream of ints in [0, alphabet) in the smallest of constant, huffman and packed
-    (`huffman=False` leaves Huffman out: the quantized-but-not-entropy-coded size)."""
+    """Code a stream of ints in [0, alphabet) in the smallest of constant, huffman (with the best group
+    size) and packed (`huffman=False` leaves Huffman out: the quantized-but-not-entropy-coded size)."""
     count = int(symbols.size)
     frequencies = np.bincount(symbols, minlength=alphabet) if count else np.zeros(alphabet, np.int64)
     used = np.flatnonzero(frequencies)
@@ -204,11 +277,12 @@ def encode_stream(symbols: np.ndarray, alphabet: int, huffman: bool = True) -> C
         return CodedStream(Coding.CONSTANT, b"", 0, count, alphabet, int(used[0]) if used.size else 0)
     width = packed_width(alphabet)
     if huffman:
-        lengths = huffman_lengths(frequencies, alphabet, frequencies=True)
-        bits = huffman_bits(frequencies, lengths)
-        if (bits + 7) // 8 + table_bytes(alphabet) < (count * width + 7) // 8:
-            payload, bit_length = huffman_payload(symbols, lengths)
-            return CodedStream(Coding.HUFFMAN, payload, bit_length, count, alphabet, 0, pack_table(lengths, alphabet))
+        total, group, lengths = _huffman_plan(symbols, alphabet, frequencies)
+        if total < (count * width + 7) // 8:
+            size = alphabet**group
+            payload, bit_length = huffman_payload(group_symbols(symbols, alphabet, group), lengths)
+            table = pack_table(lengths, size)
+            return CodedStream(Coding.HUFFMAN, payload, bit_length, count, alphabet, 0, table, group)
     return CodedStream(Coding.PACKED, _pack(symbols, width), count * width, count, alphabet)
 
 
@@ -239,23 +313,27 @@ def decode_stream(
             raise FormatError(f"{name}: packed symbol outside the alphabet of {alphabet}")
         return values.astype(dtype)
     if coding == Coding.HUFFMAN:
-        if count > bit_length:  # every code is at least one bit long
+        group = info.group
+        if group not in groups_for(alphabet):
+            raise FormatError(f"{name}: group of {group} symbols for an alphabet of {alphabet}")
+        size, codes = alphabet**group, -(-count // group)  # the grouped alphabet and codeword count
+        if codes > bit_length:  # every code is at least one bit long
             raise FormatError(f"{name}: {count} symbols cannot fit in {bit_length} bits")
-        lengths = unpack_table(table, alphabet, name)
-        check_lengths(lengths, length_limit(alphabet), name)
-        if lengths[alphabet] == 0:
+        lengths = unpack_table(table, size, name)
+        check_lengths(lengths, length_limit(size), name)
+        if lengths[size] == 0:
             raise FormatError(f"{name}: Huffman table has no end symbol")
-        if alphabet <= DEFLATE_MAX_ALPHABET:
-            values = _inflate(payload, count, lengths, name)
+        if size <= DEFLATE_MAX_ALPHABET:
+            values = _inflate(payload, codes, lengths, name)
         else:
-            code = canonical_code(lengths, name, length_limit(alphabet))
-            values = _bitarray_decode(payload, bit_length, count, code, name)
-        if values.size and int(values.max()) >= alphabet:
+            code = canonical_code(lengths, name, length_limit(size))
+            values = _bitarray_decode(payload, bit_length, codes, code, name)
+        if values.size and int(values.max()) >= size:
             raise FormatError(f"{name}: Huffman payload contains the end symbol")
-        used_bits = huffman_bits(np.bincount(values, minlength=alphabet), lengths)
+        used_bits = huffman_bits(np.bincount(values, minlength=size), lengths)
         if used_bits != bit_length:
             raise FormatError(f"{name}: {count} symbols take {used_bits} bits, the stream declares {bit_length}")
-        return values.astype(dtype, copy=False)
+        return ungroup_symbols(values, alphabet, group, count, name).astype(dtype, copy=False)
     raise FormatError(f"{name}: unknown coding {coding!r}")
 
 

@@ -14,6 +14,7 @@ from vidcompress.codec.huffman import (
     huffman_bits,
     huffman_lengths,
     packed_width,
+    stream_bytes,
     table_bytes,
 )
 from vidcompress.codec.manifest import Coding, Kind, LayerEntry, Layout
@@ -64,13 +65,15 @@ def layer_codebook(tensor: torch.Tensor, bits: int, name: str) -> tuple[torch.Te
 
 
 def coded_bytes(symbols: np.ndarray, alphabet: int) -> int:
-    """What `encode_stream` would store, without building the payload (for choosing index bits)."""
-    return frequency_bytes(np.bincount(symbols, minlength=alphabet), alphabet)
+    """What `encode_stream` would store, without building the payload (for choosing index bits and
+    layouts, and the size model of budgets): exact to the byte."""
+    return stream_bytes(symbols, alphabet)
 
 
 def frequency_bytes(frequencies: np.ndarray, alphabet: int) -> int:
-    """What `encode_stream` stores (payload and code-length table) for a stream with these symbol
-    frequencies: the size model of budgets, exact to the byte."""
+    """What `encode_stream` would store for a stream with these symbol frequencies if it coded one
+    symbol a codeword: an upper bound on `coded_bytes` (grouping symbols can only make it smaller),
+    cheaper to evaluate (no symbol order needed)."""
     frequencies = np.asarray(frequencies, dtype=np.int64)
     if np.count_nonzero(frequencies) <= 1:
         return 0
@@ -126,9 +129,9 @@ def encode_layer(
     entries = relative_index_encode(flat, int(index_bits))
     layout = Layout.SPARSE
     if not raw and flat.size:
-        sparse_cost = _stream_bytes(entries.symbols, alphabet, huffman)
-        sparse_cost += _stream_bytes(entries.codes, 1 << int(index_bits), huffman)
-        if _stream_bytes(flat, alphabet, huffman) < sparse_cost:
+        sparse_cost = stream_bytes(entries.symbols, alphabet, huffman)
+        sparse_cost += stream_bytes(entries.codes, 1 << int(index_bits), huffman)
+        if stream_bytes(flat, alphabet, huffman) < sparse_cost:
             layout = Layout.DENSE
     if raw:
         values = np.zeros(entries.entries, dtype=patterns.dtype)
@@ -160,12 +163,6 @@ def encode_layer(
     )
     data = weights.payload + weights.code_lengths + indices.payload + indices.code_lengths
     return entry, data, codebook
-
-
-def _stream_bytes(symbols: np.ndarray, alphabet: int, huffman: bool) -> int:
-    if huffman:
-        return coded_bytes(symbols, alphabet)
-    return 0 if np.unique(symbols).size <= 1 else (symbols.size * packed_width(alphabet) + 7) // 8
 
 
 def decode_layer(entry: LayerEntry, data: bytes | memoryview, codebook: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,8 @@ class Layout(enum.StrEnum):
 @dataclass(frozen=True)
 class StreamInfo:
     """One coded stream: its coding, how many symbols of which alphabet, its bit length, the bytes of
-    its payload and code table, the symbol of a constant stream, and the CRC32 of payload then table."""
+    its payload and code table, the symbol of a constant stream, the CRC32 of payload then table, and
+    (Huffman, version 4) how many symbols each codeword codes."""
 
     coding: Coding
     count: int
@@ -54,6 +55,7 @@ class StreamInfo:
     table_bytes: int
     constant: int
     crc32: int
+    group: int = 1
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ def _layer_entry(item: Any, fail: Any, version: int) -> LayerEntry:
     numbers = [*shape, *ints.values()]
     for info in streams.values():
         numbers += [info.count, info.alphabet, info.bit_length, info.payload_bytes, info.table_bytes, info.constant]
-        numbers.append(info.crc32)
+        numbers += [info.crc32, info.group]
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
         raise fail(f"entry of {name!r} has a negative or non-integer number")
     if entry.dtype not in DTYPE_NAMES:
@@ -193,6 +195,11 @@ def _layer_entry(item: Any, fail: Any, version: int) -> LayerEntry:
     index_ok = entry.index_bits == 0 if dense else 1 <= entry.index_bits <= MAX_INDEX_BITS
     if not 0 <= entry.bits <= MAX_BITS or not index_ok:
         raise fail(f"entry of {name!r} has bits or index bits out of range")
+    for info in streams.values():  # checked before anything raises the alphabet to the group's power
+        if info.group != 1 and (info.coding != Coding.HUFFMAN or not 2 <= info.group <= 8 or info.alphabet < 2):
+            raise fail(f"entry of {name!r} has a group of {info.group} symbols for a {info.coding} stream")
+        if info.group != 1 and info.alphabet**info.group > 256:
+            raise fail(f"entry of {name!r} groups {info.group} symbols of an alphabet of {info.alphabet}")
     if entry.indices.coding == Coding.RAW or (entry.bits == 0) != (entry.weights.coding == Coding.RAW):
         raise fail(f"entry of {name!r}: raw weights go with bits 0, and only weights can be raw")
     low = 0 if entry.bits == 0 else 1
