@@ -211,3 +211,19 @@ def test_cli_encode_decode_inspect(quantized, tmp_path) -> None:
     assert error.exit_code == 2 and "quantize" in error.output and not (tmp_path / "z.vcz").exists()
     bad = runner.invoke(main, ["decode", str(dense), "-o", str(tmp_path / "y.safetensors")])
     assert bad.exit_code == 2 and "not a vidcompress container" in bad.output
+
+
+def test_a_two_bit_pruned_layer_is_coded_in_groups_and_inspect_says_so(tmp_path) -> None:
+    """90% zeros and three levels: one symbol a codeword would cost at least a bit an element."""
+    generator = torch.Generator().manual_seed(3)
+    levels = torch.tensor([-0.5, 0.25, 0.75])
+    weight = levels[torch.randint(0, 3, (64, 256), generator=generator)]
+    weight[torch.rand(64, 256, generator=generator) < 0.9] = 0.0
+    container = encode({"fc.weight": weight}, tmp_path / "g.vcz", EncodeConfig(bits="fc.weight=2"))
+    (entry,) = container.layers
+    grouped = max(entry.weights.group, entry.indices.group)
+    assert grouped > 1
+    assert bits_equal(decode(tmp_path / "g.vcz")["fc.weight"], weight)
+    assert 8 * entry.data_bytes < 0.75 * weight.numel()  # under the one-bit-an-element floor
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "g.vcz")])
+    assert result.exit_code == 0 and f"huffman x{grouped}" in result.output

@@ -25,6 +25,8 @@ class CodedLayerStats:
     fillers: int
     weight_coding: str
     index_coding: str
+    weight_group: int  # symbols a Huffman codeword codes (format 4; 1 otherwise)
+    index_group: int
     weight_payload_bits: int  # payload bits of the weight-symbol stream
     weight_entropy_bits: float
     index_payload_bits: int  # payload bits of the index stream
@@ -67,6 +69,9 @@ class ContainerReport:
         def per(value: float, count: int) -> str:
             return f"{value / count:.2f}" if count else "-"
 
+        def coding(name: str, group: int) -> str:
+            return f"{name} x{group}" if group > 1 else name
+
         rows = [
             [
                 layer.name,
@@ -75,6 +80,7 @@ class ContainerReport:
                 f"{layer.nonzeros:,}",
                 f"{layer.fillers:,}",
                 f"{'raw' if layer.bits == 0 else layer.bits}/{layer.index_bits}",
+                f"{coding(layer.weight_coding, layer.weight_group)} / {coding(layer.index_coding, layer.index_group)}",
                 f"{per(layer.weight_payload_bits, layer.nonzeros)} ({per(layer.weight_entropy_bits, layer.nonzeros)})",
                 f"{per(layer.index_payload_bits, layer.nonzeros)} ({per(layer.index_entropy_bits, layer.nonzeros)})",
                 f"{layer.bytes:,}",
@@ -83,7 +89,7 @@ class ContainerReport:
             for layer in self.layers
         ]
         headers = [
-            "layer", "kind", "parameters", "nonzeros", "fillers", "bits/index",
+            "layer", "kind", "parameters", "nonzeros", "fillers", "bits/index", "coding (weights / index)",
             "weight bits/nz (entropy)", "index bits/nz (entropy)", "bytes", "vs fp32",
         ]  # fmt: skip
         totals = self.totals()
@@ -115,6 +121,8 @@ def inspect_container(container: Container) -> ContainerReport:
                     fillers=entry.fillers,
                     weight_coding=entry.weights.coding,
                     index_coding=entry.indices.coding,
+                    weight_group=entry.weights.group,
+                    index_group=entry.indices.group,
                     weight_payload_bits=entry.weights.bit_length,
                     weight_entropy_bits=entropy_bits(symbols),
                     index_payload_bits=entry.indices.bit_length,
