@@ -49,6 +49,8 @@ MANIFEST_FIELDS = [
     ("indices.coding", lambda r: str(r.choice(["constant", "huffman", "packed", "raw"]))),
     ("weights.constant", lambda r: int(r.integers(0, 1 << 20))),
     ("weights.alphabet", lambda r: int(r.integers(0, 1 << 17))),
+    ("weights.group", lambda r: int(r.integers(0, 10))),  # format 4: symbols a Huffman codeword codes
+    ("indices.group", lambda r: int(r.choice([0, 2, 3, 4, 8, 9, 1 << 40]))),
 ]
 
 
