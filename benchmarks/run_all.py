@@ -17,7 +17,7 @@ from benchmarks.common import RESULTS
 
 SCRIPTS = (
     "kmeans", "codec", "container_costs", "cli_memory", "spmv", "conv_cpu", "inference", "lenet", "mnist_cnn", "i3d",
-    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding",
+    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding", "entropy_gap",
     "budget_half_bits", "nncodec", "nncodec --model lenet-300-100", "nncodec --model lenet-5", "nncodec --model i3d",
     "tc3d_compress",
 )  # fmt: skip
