@@ -206,9 +206,9 @@ ENCODE_CHUNK = 1 << 20
 
 def groups_for(alphabet: int) -> range:
     """The group sizes a stream of this alphabet may use: 1, and those whose grouped alphabet has at
-    most 256 symbols."""
+    most 256 symbols (none for an alphabet of fewer than two, which is never Huffman-coded)."""
     largest = 1
-    while largest < MAX_GROUP and alphabet ** (largest + 1) <= DEFLATE_MAX_ALPHABET:
+    while alphabet >= 2 and largest < MAX_GROUP and alphabet ** (largest + 1) <= DEFLATE_MAX_ALPHABET:
         largest += 1
     return range(1, largest + 1)
 
