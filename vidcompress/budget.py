@@ -41,7 +41,12 @@ from vidcompress.codec.config import DEFAULT_INDEX_BITS
 from vidcompress.codec.container import Container, tied_names, unwrap_model
 from vidcompress.codec.huffman import groups_for
 from vidcompress.codec.layer import choose_index_bits, coded_bytes, frequency_bytes
-from vidcompress.codec.relative_index import column_major, relative_index_encode, relative_index_positions
+from vidcompress.codec.relative_index import (
+    column_major,
+    column_major_index,
+    relative_index_encode,
+    relative_index_positions,
+)
 from vidcompress.config import Config
 from vidcompress.errors import ConfigError, InputError
 from vidcompress.layers import LayerInfo, state_dict_layers
@@ -324,8 +329,7 @@ def layer_candidates(
         # The coder groups neighbouring symbols of small alphabets (`groups_for`), so their bytes depend
         # on the symbols' order: such candidates are sized from their streams, the others from counts.
         stored = relative_index_positions(entries.codes, n, width, name)
-        rows = shape[0] if shape else 1
-        kept_walk = (kept % (n // max(rows, 1))) * rows + kept // (n // max(rows, 1)) if n else kept
+        kept_walk = column_major_index(kept, shape)
         for width_bits in bits or config.bits:
             if kept.size == 0:
                 candidates.append(Candidate(sparsity, width_bits, width, 0, element, scale * pruned_error))

@@ -86,6 +86,15 @@ def row_major_index(positions: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     return row
 
 
+def column_major_index(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Where row-major (C-order) indices of `W.reshape(out, -1)` land in the CSC walk (the inverse of
+    `row_major_index`)."""
+    rows = shape[0] if shape else 1
+    columns = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    row, column = np.divmod(flat, columns)
+    return column * rows + row
+
+
 def relative_index_decode(
     symbols: np.ndarray, codes: np.ndarray, numel: int, index_bits: int, name: str = "layer"
 ) -> np.ndarray:
