@@ -14,7 +14,11 @@ error, plus one standard error of its paired difference from the dense model's, 
 ALLOWED_RISE points above the dense model's (the scan stops at the first that is not). The test split
 is measured once, for the dense model and the chosen compressed one.
 
-    python -m benchmarks.lenet [--quick] [--network NAME]
+`--beyond` takes the same dense networks past Deep Compression by the same rule (`lenet_beyond.md`):
+deeper pruning of the largest layer and entropy-constrained quantization (ECSQ), against the ratios
+published for methods that go past it (soft weight-sharing, universal compression).
+
+    python -m benchmarks.lenet [--quick] [--network NAME] [--beyond]
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from torch import nn
 
 from benchmarks.common import RESULTS, machine, machine_line, write_results
 from examples.real import cache_dir, load_mnist
-from vidcompress import PruneConfig, Pruner, QuantizeConfig, StepSchedule, finalize_, quantize_
+from vidcompress import AGPSchedule, PruneConfig, Pruner, QuantizeConfig, StepSchedule, finalize_, quantize_
 from vidcompress.codec import EncodeConfig, encode, inspect_container, load_compressed, read_container
 from vidcompress.io import load_state_dict, save_state_dict
 from vidcompress.report import markdown_table
@@ -73,21 +77,36 @@ NETWORKS: dict[str, dict[str, Any]] = {
     "LeNet-300-100": {
         "build": lenet_300_100,
         "rates": {"1.weight": 0.92, "3.weight": 0.91, "5.weight": 0.74},
-        # (rate of the scanned layer, bits): the paper's first, then smaller files
-        "scan": ("1.weight", ((0.92, "fc=6"), (0.94, "fc=6"), (0.94, "fc=5"), (0.95, "fc=5"), (0.96, "fc=5"))),
+        # (rate of the scanned layer, quantization): the paper's first, then smaller files
+        "scan": ("1.weight", ((0.92, "fc=6"), (0.94, "fc=6"), (0.94, "fc=5"), (0.95, "fc=5"), (0.96, "fc=5"), (0.97, "fc=5"))),
         "paper": {"error_before": 1.64, "error_after": 1.58, "ratio": 40, "kept": 8, "weight_bits": 6, "index_bits": 5},
         "lr": 0.05,
         "epochs": 20,
-        "schedule": {"step_epochs": 3, "retrain_epochs": 24, "finetune_epochs": 3},
+        "schedule": {"agp_steps": 8, "step_epochs": 1, "retrain_epochs": 24, "finetune_epochs": 3},
+        # Past Deep Compression (`--beyond`, goal 64x): deeper pruning, then ECSQ (`quantizer`), chosen the same way
+        "beyond": {
+            "rates": {"1.weight": 0.95, "3.weight": 0.92, "5.weight": 0.75},
+            "scan": ("1.weight", ((0.95, "ecsq:fc=5:0.02"), (0.96, "ecsq:fc=5:0.02"), (0.96, "ecsq:fc=4:0.05"), (0.97, "ecsq:fc=5:0.02"), (0.97, "ecsq:fc=4:0.05"), (0.98, "ecsq:fc=4:0.05"))),
+            "schedule": {"agp_steps": 8, "step_epochs": 1, "retrain_epochs": 24, "finetune_epochs": 3},
+            "goal": 64,
+            "anchors": "soft weight-sharing 64x (1.89 -> 1.94)",
+        },
     },
     "LeNet-5": {
         "build": lenet_5,
         "rates": {"0.weight": 0.34, "2.weight": 0.88, "5.weight": 0.92, "7.weight": 0.81},
-        "scan": ("5.weight", ((0.92, "conv=8,fc=5"), (0.92, "conv=8,fc=4"), (0.93, "conv=8,fc=4"), (0.94, "conv=8,fc=4"))),
+        "scan": ("5.weight", ((0.92, "conv=8,fc=5"), (0.92, "conv=8,fc=4"), (0.94, "conv=8,fc=4"), (0.94, "conv=6,fc=4"), (0.96, "conv=6,fc=4"), (0.97, "conv=6,fc=4"))),
         "paper": {"error_before": 0.80, "error_after": 0.74, "ratio": 39, "kept": 8, "weight_bits": "8 / 5", "index_bits": "8 / 5"},
         "lr": 0.02,
         "epochs": 12,
-        "schedule": {"step_epochs": 2, "retrain_epochs": 12, "finetune_epochs": 2},
+        "schedule": {"agp_steps": 8, "step_epochs": 1, "retrain_epochs": 12, "finetune_epochs": 2},
+        "beyond": {
+            "rates": {"0.weight": 0.5, "2.weight": 0.9, "5.weight": 0.98, "7.weight": 0.85},
+            "scan": ("5.weight", ((0.97, "ecsq:conv=6,fc=5:0.02"), (0.98, "ecsq:conv=6,fc=5:0.02"), (0.98, "ecsq:conv=6,fc=4:0.03"), (0.985, "ecsq:conv=6,fc=4:0.03"))),
+            "schedule": {"agp_steps": 8, "step_epochs": 1, "retrain_epochs": 12, "finetune_epochs": 2},
+            "goal": 100,
+            "anchors": "Choi et al. 2017 51.25x; universal compression 124.8x; soft weight-sharing 162x (0.88 -> 0.97)",
+        },
     },
 }  # fmt: skip
 
@@ -181,10 +200,13 @@ def prune(
     teacher: torch.Tensor | None,
 ) -> nn.Module:
     """Prune progressively with retraining (at lr / 2) after each step and at the targets; masks made
-    permanent."""
+    permanent. With `epochs["agp_steps"]` the steps follow Zhu & Gupta's cubic schedule (large steps
+    first, small ones near the targets), else +PRUNE_STEP a step."""
     model = copy.deepcopy(dense)
     rules = ",".join(f"{name}={rate:g}" for name, rate in rates.items())
-    schedule = StepSchedule(PRUNE_STEP)
+    schedule: AGPSchedule | StepSchedule = (
+        AGPSchedule(steps=epochs["agp_steps"]) if "agp_steps" in epochs else StepSchedule(PRUNE_STEP)
+    )
     pruner = Pruner(PruneConfig(sparsity=rules, schedule=schedule)).attach(model)
     steps = max(schedule.steps_to_reach(rate) for rate in rates.values())
     for step in range(steps):
@@ -195,19 +217,31 @@ def prune(
     return model
 
 
+def quantizer(setting: str) -> tuple[QuantizeConfig, str]:
+    """A scan's quantization setting: bits rules (`fc=6`: k-means, the paper's), or `METHOD:BITS` /
+    `ecsq:BITS:LAMBDA` for the quantizers beyond it. Returns the config and the bits rules."""
+    method, *rest = setting.split(":") if ":" in setting else ("kmeans", setting)
+    bits = rest[0]
+    if method == "ecsq":
+        return QuantizeConfig(bits=bits, method="ecsq", lagrangian=float(rest[1])), bits
+    return QuantizeConfig(bits=bits, method=method), bits
+
+
 def quantize_and_encode(
     pruned: nn.Module,
     build: Callable[[], nn.Module],
-    bits: str,
+    setting: str,
     lr: float,
     train_data: tuple[torch.Tensor, torch.Tensor],
     path: Path,
     epochs: dict[str, int],
     teacher: torch.Tensor,
 ) -> nn.Module:
-    """Quantize a pruned model with centroid fine-tuning, encode it; the model decoded from the file."""
+    """Quantize a pruned model (`quantizer(setting)`) with centroid fine-tuning, encode it; the model
+    decoded from the file."""
     model = copy.deepcopy(pruned)
-    quantize_(model, QuantizeConfig(bits=bits))
+    config, bits = quantizer(setting)
+    quantize_(model, config)
     # Centroid fine-tuning (each centroid gets the sum of its members' gradients: small steps).
     train(model, train_data, epochs["finetune_epochs"], lr / 20, seed=50, cosine=True, teacher=teacher)
     finalize_(model)
@@ -265,7 +299,11 @@ def passes(entry: dict[str, Any]) -> bool:
     return entry["rise"] + MARGIN_STANDARD_ERRORS * entry.get("standard_error", 0.0) <= ALLOWED_RISE + 1e-9
 
 
-def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: Path, quick: bool) -> dict[str, Any]:
+def run_network(
+    name: str, spec: dict[str, Any], plan: dict[str, Any], data: dict[str, Any], folder: Path, quick: bool
+) -> dict[str, Any]:
+    """Scan `plan`'s settings (its rates, scan and schedule: the network's own, or its `beyond` plan) on
+    the validation split; the test split measured once, on the chosen setting."""
     start = time.perf_counter()
     if quick:
         torch.manual_seed(0)
@@ -279,11 +317,11 @@ def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: P
     dense_validation = 100.0 * float(dense_wrong.float().mean())
     print(name, f"dense: validation error {dense_validation:.2f}%", flush=True)
     teacher = logits_of(dense, data["train"][0])
-    layer, candidates = spec["scan"]
-    epochs = dict.fromkeys(spec["schedule"], 1) if quick else spec["schedule"]
+    layer, candidates = plan["scan"]
+    epochs = {k: 2 if k == "agp_steps" else 1 for k in plan["schedule"]} if quick else plan["schedule"]
     scan, chosen, pruned, runs = [], None, {}, {}
     for rate, bits in candidates[:2] if quick else candidates:
-        rates = {**spec["rates"], layer: rate}
+        rates = {**plan["rates"], layer: rate}
         if rate not in pruned:  # settings that differ only in bits share one pruned model
             pruned[rate] = prune(dense, rates, spec["lr"], data["train"], epochs, teacher)
         path = folder / f"{name}-{rate:g}-{bits}.vcz"
@@ -324,7 +362,7 @@ def run_network(name: str, spec: dict[str, Any], data: dict[str, Any], folder: P
         "chosen_rate": chosen[0],
         "scan": scan,
         "paper": spec["paper"],
-        "schedule": spec["schedule"],
+        "schedule": plan["schedule"],
         "dense_epochs": spec["epochs"],
         "distillation": {"temperature": DISTILL_TEMPERATURE, "weight": DISTILL_WEIGHT},
         "margin_standard_errors": MARGIN_STANDARD_ERRORS,
@@ -341,23 +379,114 @@ def weights_only_ratio(row: dict[str, Any]) -> float:
     return 4 * weights / (parts["weight_streams"] + parts["index_streams"] + parts["code_tables"] + parts["codebooks"])
 
 
+def beyond_report(rows: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """lenet_beyond.md: the goals past Deep Compression, beside the published results."""
+    lines = [
+        "# Past Deep Compression on real MNIST: deeper pruning and entropy-constrained quantization",
+        "",
+        *(f"{name}: measured on {r['machine']}. Command: `{r['command']}`." for name, r in rows.items()),
+        "",
+        f"MNIST (the `mnist` fixture): {len(data['train'][1]):,} training, {len(data['validation'][1]):,} "
+        f"validation and {len(data['test'][1]):,} test images. The dense models are `benchmarks.lenet`'s "
+        "(the same cached networks). Pruned on Zhu & Gupta's cubic schedule with retraining (distilled from "
+        "the dense model), quantized by ECSQ (`QuantizeConfig(method='ecsq')`, lambda relative to each "
+        "layer's weight variance) with centroid fine-tuning, encoded (relative index + Huffman, index bits "
+        "per layer). The largest layer's rate and the quantization were scanned on the validation split by "
+        f"`benchmarks.lenet`'s rule (validation rise plus one standard error at most {ALLOWED_RISE} points); "
+        "the test split was measured once, on the chosen file. Ratio: the fp32 .safetensors file over the "
+        "container file, everything counted.",
+        "",
+        markdown_table(
+            [
+                "network",
+                "test error dense -> compressed (%)",
+                "ratio (files)",
+                "goal",
+                "ratio (weights only)",
+                "weights kept",
+                "bits / weight",
+                "bits / index",
+                "chosen",
+                "published",
+            ],
+            [
+                [
+                    name,
+                    f"{r['test_error_dense']:.2f} -> {r['test_error_compressed']:.2f}",
+                    f"**{r['ratio']:.1f}x**",
+                    f">= {NETWORKS[name]['beyond']['goal']}x, within 0.1 points: "
+                    + (
+                        "met"
+                        if r["ratio"] >= NETWORKS[name]["beyond"]["goal"]
+                        and r["test_error_compressed"] - r["test_error_dense"] <= ALLOWED_RISE + 1e-9
+                        else "not met"
+                    ),
+                    f"{weights_only_ratio(r):.1f}x",
+                    f"{100 * r['weights_kept']:.2f}%",
+                    f"{r['weight_bits_per_nonzero']:.2f}",
+                    f"{r['index_bits_per_nonzero']:.2f}",
+                    f"`{r['scan_layer']}`={r['chosen_rate']:g}, {r['bits']}",
+                    NETWORKS[name]["beyond"]["anchors"],
+                ]
+                for name, r in rows.items()
+            ],
+        ),
+        "",
+        "Chosen: the scanned layer's rate and the quantizer (`ecsq:BITS:LAMBDA`). Published: ratios of "
+        "methods that train for compressibility or code past Huffman (their own dense errors in brackets).",
+        "",
+        "## The validation scans",
+        "",
+    ]
+    for name, r in rows.items():
+        lines += [
+            f"{name}: dense validation error {r['validation_error_dense']:.2f}%. Rules: `{r['rules']}`. Epochs: "
+            f"{r['schedule']['agp_steps']} pruning steps of {r['schedule']['step_epochs']}, "
+            f"{r['schedule']['retrain_epochs']} at the targets, {r['schedule']['finetune_epochs']} of centroid "
+            f"fine-tuning. Breakdown of the chosen file (bytes): "
+            + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in r["breakdown"].items() if v),
+            "",
+            markdown_table(
+                ["rate", "quantization", "validation error (%)", "rise (points)", "standard error", "ratio", "kept"],
+                [
+                    [
+                        f"{s['rate']:g}",
+                        s["bits"],
+                        f"{s['validation_error']:.2f}",
+                        f"{s['rise']:+.2f}",
+                        f"{s['standard_error']:.2f}",
+                        f"{s['ratio']:.1f}x",
+                        f"{100 * s['weights_kept']:.2f}%",
+                    ]
+                    for s in r["scan"]
+                ],
+            ),
+            "",
+        ]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run on a subset (not a result)")
     parser.add_argument("--network", choices=list(NETWORKS), help="run one network; the other's row is kept")
-    parser.add_argument("--report-only", action="store_true", help="rewrite lenet.md from lenet.json, no run")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from its .json, no run")
+    parser.add_argument(
+        "--beyond", action="store_true", help="past Deep Compression: deeper pruning and ECSQ (lenet_beyond.md)"
+    )
     args = parser.parse_args()
     info = machine()
     data = mnist_tensors(args.quick)
-    name_of_results = "lenet_quick" if args.quick else "lenet"
+    name_of_results = ("lenet_beyond" if args.beyond else "lenet") + ("_quick" if args.quick else "")
     previous = RESULTS / f"{name_of_results}.json"
     rows: dict[str, Any] = {}
-    command = "python -m benchmarks.lenet" + (" --quick" if args.quick else "")
+    command = "python -m benchmarks.lenet" + (" --beyond" if args.beyond else "") + (" --quick" if args.quick else "")
     with tempfile.TemporaryDirectory() as folder:
         for name, spec in NETWORKS.items():
             if args.report_only or (args.network and name != args.network):
                 continue
-            rows[name] = run_network(name, spec, data, Path(folder), args.quick)
+            plan = spec["beyond"] if args.beyond else spec
+            rows[name] = run_network(name, spec, plan, data, Path(folder), args.quick)
             rows[name].update(
                 machine=machine_line(info), command=command + (f" --network {name}" if args.network else "")
             )
@@ -367,6 +496,9 @@ def main() -> None:
     ) and previous.exists():  # read now, not at the start: another network's run may have ended
         rows = {**json.loads(previous.read_text())["rows"], **rows}
     rows = {name: rows[name] for name in NETWORKS if name in rows}
+    if args.beyond:
+        write_results(name_of_results, {"rows": rows}, "\n".join(beyond_report(rows, data)))
+        return
     lines = [
         "# Deep Compression's Table 1 on real MNIST",
         "",
@@ -374,8 +506,8 @@ def main() -> None:
         "",
         f"MNIST (the `mnist` fixture): {len(data['train'][1]):,} training, {len(data['validation'][1]):,} validation and "
         f"{len(data['test'][1]):,} test images. Trained from scratch here (SGD, momentum 0.9, weight decay 5e-4, batch "
-        "64); pruned +0.2 per step to Deep Compression's per-layer rates with retraining after each step and at "
-        "the targets (lr / 2, cosine to zero); quantized (k-means, the paper's bits or fewer) with centroid "
+        "64); pruned to Deep Compression's per-layer rates on Zhu & Gupta's cubic schedule with retraining "
+        "after each step and at the targets (lr / 2, cosine to zero); quantized (k-means, the paper's bits or fewer) with centroid "
         "fine-tuning (lr / 20); epochs per network below; encoded with the index width chosen per layer. The "
         "largest layer's rate and the FC bits were chosen on the validation split (below); the "
         "test split was measured once. Errors of the model decoded from the container. Ratio: the fp32 "
@@ -476,6 +608,12 @@ def main() -> None:
             "The margin added, but the dense model built before the seed was set (a bug, since fixed): another "
             "initialisation, trained by the same recipe. Not even the paper's setting passed; on the test split "
             "it lost 0.17 points:",
+        ),
+        (
+            "lenet_step_schedule",
+            "The seed fixed; pruning still in +0.2 steps (3 epochs a step on LeNet-300-100, 2 on LeNet-5). "
+            "Replaced by Zhu & Gupta's cubic schedule after a validation-only trial (`lenet_recipe_check.md`, "
+            "run after the switch: -0.06 +- 0.07 points against +0.02 +- 0.07 at one setting, inside the noise):",
         ),
     ]
     if not args.quick and all((RESULTS / f"{name}.json").exists() for name, _ in history):

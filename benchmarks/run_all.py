@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.common import RESULTS
 
 SCRIPTS = (
-    "kmeans", "codec", "container_costs", "cli_memory", "spmv", "conv_cpu", "inference", "lenet", "mnist_cnn", "i3d",
+    "kmeans", "codec", "container_costs", "cli_memory", "spmv", "conv_cpu", "inference", "lenet", "lenet --beyond", "mnist_cnn", "i3d",
     "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding", "entropy_gap",
     "budget_half_bits", "nncodec", "nncodec --model lenet-300-100", "nncodec --model lenet-5", "nncodec --model i3d",
     "tc3d_compress",
@@ -85,6 +85,16 @@ def write_summary() -> Path:
                 f"{row['test_error_dense']:.2f}% -> {row['test_error_compressed']:.2f}% (paper "
                 f"{paper['error_before']:.2f}% -> {paper['error_after']:.2f}%), {100 * row['weights_kept']:.1f}% of the "
                 f"weights kept; largest layer's rate {row['chosen_rate']:g} and bits {row['bits']}, chosen on the validation split"
+            )
+        lines.append("")
+    beyond = _load("lenet_beyond")
+    if beyond:
+        lines += ["## Past Deep Compression on real MNIST: deeper pruning and ECSQ (`lenet_beyond.md`)", ""]
+        for name, row in beyond["rows"].items():
+            lines.append(
+                f"- {name}: **{row['ratio']:.1f}x**, test error {row['test_error_dense']:.2f}% -> "
+                f"{row['test_error_compressed']:.2f}%, {100 * row['weights_kept']:.2f}% of the weights kept; "
+                f"largest layer's rate {row['chosen_rate']:g} and {row['bits']}, chosen on the validation split"
             )
         lines.append("")
     i3d = _load("i3d")
