@@ -425,7 +425,8 @@ def beyond_report(rows: dict[str, Any], data: dict[str, Any]) -> list[str]:
                     f"{100 * r['weights_kept']:.2f}%",
                     f"{r['weight_bits_per_nonzero']:.2f}",
                     f"{r['index_bits_per_nonzero']:.2f}",
-                    f"`{r['scan_layer']}`={r['chosen_rate']:g}, {r['bits']}",
+                    f"`{r['scan_layer']}`={r['chosen_rate']:g}, {r['bits']}"
+                    + ("" if passes(r["scan"][0]) else " (none passed: the scan's first setting)"),
                     NETWORKS[name]["beyond"]["anchors"],
                 ]
                 for name, r in rows.items()
