@@ -566,7 +566,9 @@ def main() -> None:
                 else ""
             )
             + f". Rules: `{r['rules']}`. Epochs: "
-            f"{r['dense_epochs']} dense, {r['schedule']['step_epochs']} a pruning step, "
+            f"{r['dense_epochs']} dense, "
+            + (f"{r['schedule']['agp_steps']} cubic " if "agp_steps" in r["schedule"] else "")
+            + f"pruning steps of {r['schedule']['step_epochs']}, "
             f"{r['schedule']['retrain_epochs']} at the targets, {r['schedule']['finetune_epochs']} of centroid "
             "fine-tuning"
             + (
