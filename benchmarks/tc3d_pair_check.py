@@ -15,7 +15,6 @@ already finished in the work folder, with the very same config, are read back.
 from __future__ import annotations
 
 import argparse
-import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from multiprocessing import get_context
@@ -24,21 +23,21 @@ from typing import Any
 
 from benchmarks.common import machine, machine_line, write_results
 from benchmarks.tc3d_dropout_check import measure, train
-from benchmarks.tc3d_tables import FRAMES, TEST_GROUPS, VALIDATION_GROUPS, VIDEOS_PER_CLASS
+from benchmarks.tc3d_tables import FRAMES, TEST_GROUPS, VALIDATION_GROUPS, VIDEOS_PER_CLASS, start_over_if_changed
 from examples.tc3d.synthetic import generate
 from examples.tc3d.train import TrainConfig
 from vidcompress.report import markdown_table
 
 SEEDS = 3
 EPOCHS = 30
-# tag: (description, overrides of the tables' setup)
+# run folder (a seed's: FOLDER-seedN): (description, overrides of the tables' setup)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "lr0.01": ("the tables' setup (lr 0.01, dropout 0.5, 30 epochs)", {}),
-    "lr0.005": ("lr 0.005", {"lr": 0.005}),
-    "d0": ("no dropout", {"dropout": 0.0}),
-    "e60": ("60 epochs (steps at 40 and 52)", {"epochs": 60, "lr_steps": [40, 52]}),
+    "S1-lr0.01": ("the tables' setup (lr 0.01, dropout 0.5, 30 epochs)", {}),
+    "S1-lr0.005": ("lr 0.005", {"lr": 0.005}),
+    "S1-d0": ("no dropout", {"dropout": 0.0}),
+    "S1-e60": ("60 epochs (steps at 40 and 52)", {"epochs": 60, "lr_steps": [40, 52]}),
     # max fusion failed the pair on every seed in the tables (dropout 0.5)
-    "S3max-d0": ("S=3, max fusion, no dropout", {"segments": 3, "fusion": "max", "dropout": 0.0}),
+    "S3-max-d0": ("S=3, max fusion, no dropout", {"segments": 3, "fusion": "max", "dropout": 0.0}),
 }
 
 
@@ -60,16 +59,13 @@ def main() -> None:
         lr_steps=[int(EPOCHS * 0.67), int(EPOCHS * 0.87)], dropout=0.5, workers=0, cache_frames=True,
         progress=False, segments=1, fusion="average",
     )  # fmt: skip
-    folder = {"lr0.01": "S1-lr0.01", "lr0.005": "S1-lr0.005", "d0": "S1-d0", "e60": "S1-e60", "S3max-d0": "S3-max-d0"}
     configs = {
-        (tag, seed): replace(base, **overrides, seed=seed, out=str(args.work / f"{folder[tag]}-seed{seed}"))
+        (tag, seed): replace(base, **overrides, seed=seed, out=str(args.work / f"{tag}-seed{seed}"))
         for tag, (_, overrides) in VARIANTS.items()
         for seed in range(SEEDS)
     }
-    for config in configs.values():  # another setup's run in the folder: start it over
-        saved = Path(config.out) / "config.json"
-        if saved.exists() and json.loads(saved.read_text()) != asdict(config):
-            (Path(config.out) / "checkpoint.pt").unlink(missing_ok=True)
+    for config in configs.values():
+        start_over_if_changed(config)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {key: pool.submit(train, config) for key, config in configs.items()}
         results = {}
@@ -111,7 +107,7 @@ def main() -> None:
         "variants": {tag: overrides for tag, (_, overrides) in VARIANTS.items()},
         "runs": {f"{tag}/seed{seed}": r for (tag, seed), r in results.items()},
     }
-    write_results("tc3d_pair_check", json.loads(json.dumps(data)), "\n".join(lines))
+    write_results("tc3d_pair_check", data, "\n".join(lines))
     print("\n".join(lines))
 
 

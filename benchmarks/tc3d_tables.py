@@ -80,14 +80,20 @@ def family_accuracy(config: TrainConfig, model: TC3D | None = None, *, every_cli
     return result
 
 
+def start_over_if_changed(config: TrainConfig) -> None:
+    """Drop the checkpoint in `config.out` when it belongs to another setup, so that resuming trains
+    this one from scratch instead of going on from it."""
+    saved = Path(config.out) / "config.json"
+    if saved.exists() and json.loads(saved.read_text()) != asdict(config):
+        (Path(config.out) / "checkpoint.pt").unlink(missing_ok=True)
+
+
 def train_row(config: TrainConfig) -> dict[str, Any]:
     """One row, one seed (in a worker process, one thread); its result also written to `row.json` in
     the run's folder. A training that was stopped goes on from its last checkpoint."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    saved = Path(config.out) / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != asdict(config):  # another setup's run: start over
-        (Path(config.out) / "checkpoint.pt").unlink(missing_ok=True)
+    start_over_if_changed(config)
     history = run_training(config, resume=True)["history"]
     result = {
         "seconds": time.perf_counter() - start,
