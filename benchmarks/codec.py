@@ -28,7 +28,7 @@ from examples.tc3d import build_tc3d
 from vidcompress import PAPER_BITS, PAPER_SPARSITY, QuantizeConfig, prune_, quantize_state_dict
 from vidcompress.codec import EncodeConfig, decode, encode, inspect_container, read_container
 from vidcompress.codec.layer import coded_bytes, layer_codebook
-from vidcompress.codec.relative_index import relative_index_encode
+from vidcompress.codec.relative_index import column_major, relative_index_encode
 from vidcompress.io import load_state_dict, safetensors_bytes
 from vidcompress.layers import state_dict_layers
 from vidcompress.report import markdown_table
@@ -53,7 +53,8 @@ def column_pointer_bytes(state: dict[str, torch.Tensor], index_bits: dict[str, i
     that restart at each column plus a column-pointer array (entries per column, coded the same way)."""
     flat_total = column_total = 0
     for name, b in index_bits.items():
-        _, flat = layer_codebook(state[name], bits[name], name)
+        _, symbols = layer_codebook(state[name], bits[name], name)
+        flat = column_major(symbols, tuple(state[name].shape))
         alphabet = int(flat.max()) + 1
         span = 1 << b
         entries = relative_index_encode(flat, b)

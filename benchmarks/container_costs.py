@@ -25,7 +25,7 @@ from benchmarks.common import machine, machine_line, write_results
 from vidcompress import PAPER_BITS, PAPER_SPARSITY, prune_state_dict, quantize_state_dict
 from vidcompress.codec import FORMAT_VERSION, EncodeConfig, encode, read_container, size_breakdown
 from vidcompress.codec.layer import coded_bytes, layer_codebook
-from vidcompress.codec.relative_index import relative_index_encode
+from vidcompress.codec.relative_index import column_major, relative_index_encode
 from vidcompress.metadata import with_stage
 from vidcompress.quantize import QuantizeConfig
 from vidcompress.report import markdown_table
@@ -82,10 +82,11 @@ def light_pruning(folder: Path) -> list[dict]:
         entry = container.layers[0]
         _, flat = layer_codebook(tensor, 8, "layer")
         alphabet = int(flat.max()) + 1
+        columns = column_major(flat, tuple(tensor.shape))  # container v2's walk
         best_sparse = min(
             coded_bytes(entries.symbols, alphabet) + coded_bytes(entries.codes, 1 << bits)
             for bits in range(1, 13)
-            for entries in [relative_index_encode(flat, bits)]
+            for entries in [relative_index_encode(columns, bits)]
         )
         n = flat.size
         zeros = int((flat == 0).sum())

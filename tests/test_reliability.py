@@ -87,6 +87,7 @@ def _set(path: list, value):
         (_set(["layers", 0, "weights", "payload_bytes"], 10**15), "declares"),
         (_set(["layers", 0, "weights", "coding"], "zip"), "unknown coding"),
         (_set(["format_version"], 99), "format version 99"),
+        (_set(["layers", 0, "layout"], "diagonal"), "unknown layout"),
         (_set(["raw_crc32"], [1]), "raw CRC32 values"),
         (_set(["order"], []), "disagree"),
         (_set(["order"], ["a", "a"]), "disagree"),
@@ -100,9 +101,9 @@ def test_edited_manifests_are_format_errors(container: bytes, tmp_path: Path, ed
 
 
 def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) -> None:
-    (tmp_path / "v5.vcz").write_bytes(edit_header(container, lambda metadata: metadata.update(format_version="5")))
-    with pytest.raises(FormatError, match=r"format version .5."):
-        decode(tmp_path / "v5.vcz")
+    (tmp_path / "v6.vcz").write_bytes(edit_header(container, lambda metadata: metadata.update(format_version="6")))
+    with pytest.raises(FormatError, match=r"format version .6."):
+        decode(tmp_path / "v6.vcz")
 
     def all_zero(manifest: dict) -> None:  # a consistent, tiny description of a huge all-zero layer
         layer = manifest["layers"][0]
@@ -118,8 +119,32 @@ def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) ->
         decode(tmp_path / "bomb.vcz")
 
 
-def test_version_3_files_with_a_plain_manifest_still_decode(container: bytes, tmp_path: Path) -> None:
-    """Versions 2 and 3 kept the manifest as plain JSON; version 4 compresses it."""
+def test_a_row_walk_in_a_version_4_manifest_is_a_format_error(container: bytes, tmp_path: Path) -> None:
+    """Version 5 added the row walk; an older version's manifest declaring one is malformed."""
+
+    def to_version_4(manifest: dict) -> None:
+        manifest["format_version"] = 4
+        manifest["layers"][0]["layout"] = "rows"
+
+    (tmp_path / "v4.vcz").write_bytes(
+        edit_header(edit_manifest(container, to_version_4), lambda metadata: metadata.update(format_version="4"))
+    )
+    with pytest.raises(FormatError, match="layout 'rows', which format version 4 does not have"):
+        decode(tmp_path / "v4.vcz")
+
+
+def test_version_3_files_with_a_plain_manifest_still_decode(tmp_path: Path) -> None:
+    """Versions 2 and 3 kept the manifest as plain JSON; version 4 compresses it. Without the row walk
+    (version 5) a file is written as version 4."""
+    torch.manual_seed(0)
+    model = R3D18Like(width=4)
+    prune_(model, "conv=0.8,fc=0.9")
+    state, _ = quantize_state_dict(model.state_dict())
+    encode(state, tmp_path / "v4.vcz", EncodeConfig(index_bits="conv=4,fc=3", row_walk=False))
+    container = (tmp_path / "v4.vcz").read_bytes()
+    written: dict[str, str] = {}
+    edit_header(container, written.update)  # reads the header's metadata
+    assert written["format_version"] == "4" and json.loads(manifest_text(written, "v4"))["format_version"] == 4
 
     def to_version_3(metadata: dict[str, str]) -> None:
         manifest = json.loads(manifest_text(metadata, "v4"))
@@ -127,7 +152,6 @@ def test_version_3_files_with_a_plain_manifest_still_decode(container: bytes, tm
         text = json.dumps(manifest)
         metadata.update(format_version="3", manifest=text, manifest_crc32=str(zlib.crc32(text.encode())))
 
-    (tmp_path / "v4.vcz").write_bytes(container)
     (tmp_path / "v3.vcz").write_bytes(edit_header(container, to_version_3))
     assert state_dicts_bits_equal(decode(tmp_path / "v3.vcz"), decode(tmp_path / "v4.vcz"))
     assert (tmp_path / "v3.vcz").stat().st_size > (tmp_path / "v4.vcz").stat().st_size

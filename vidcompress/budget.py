@@ -41,12 +41,7 @@ from vidcompress.codec.config import DEFAULT_INDEX_BITS
 from vidcompress.codec.container import Container, tied_names, unwrap_model
 from vidcompress.codec.huffman import groups_for
 from vidcompress.codec.layer import choose_index_bits, coded_bytes, frequency_bytes
-from vidcompress.codec.relative_index import (
-    column_major,
-    column_major_index,
-    relative_index_encode,
-    relative_index_positions,
-)
+from vidcompress.codec.relative_index import column_major, relative_index_encode, relative_index_positions, walk
 from vidcompress.config import Config
 from vidcompress.errors import ConfigError, InputError
 from vidcompress.layers import LayerInfo, state_dict_layers
@@ -321,36 +316,44 @@ def layer_candidates(
         mask = _kept(weight, values, sparsity)
         kept = np.flatnonzero(mask)
         pruned_error = float(np.sum(values[~mask] ** 2 if h is None else h[~mask] * values[~mask] ** 2))
-        flat = column_major(mask.astype(np.uint8), shape)
-        width = choose_index_bits(flat, 2) if index_bits == "auto" else int(index_bits)
-        entries = relative_index_encode(flat, width)
-        index_bytes = coded_bytes(entries.codes, 1 << width)
-        # Where each stored entry (fillers included) and each kept weight sit in the column-major walk.
-        # The coder groups neighbouring symbols of small alphabets (`groups_for`), so their bytes depend
-        # on the symbols' order: such candidates are sized from their streams, the others from counts.
-        stored = relative_index_positions(entries.codes, n, width, name)
-        kept_walk = column_major_index(kept, shape)
+        # Both walks the encoder weighs (columns, the paper's, then rows) at each width in play (`auto`:
+        # each walk's own best; the encoder, given a candidate's width, weighs both walks at it, so the
+        # model does too): entries, index bytes and where each stored entry (fillers included) sits.
+        flats = [walk(mask.astype(np.uint8), shape, by_rows=rows) for rows in (False, True)]
+        widths = sorted({choose_index_bits(flat, 2) for flat in flats}) if index_bits == "auto" else [int(index_bits)]
+        walks = []
+        for width in widths:
+            for rows, flat in zip((False, True), flats, strict=True):
+                entries = relative_index_encode(flat, width)
+                stored = relative_index_positions(entries.codes, n, width, name)
+                walks.append((rows, width, entries.fillers, coded_bytes(entries.codes, 1 << width), stored))
         for width_bits in bits or config.bits:
             if kept.size == 0:
-                candidates.append(Candidate(sparsity, width_bits, width, 0, element, scale * pruned_error))
+                candidates.append(Candidate(sparsity, width_bits, walks[0][1], 0, element, scale * pruned_error))
                 continue
             fitted = _fit(values, h, kept, width_bits, config)
             symbols = fitted.assign(values[kept])
             residual = values[kept] - fitted.centroids[symbols]
             kept_error = float(np.dot(residual, residual) if h is None else np.dot(h[kept] * residual, residual))
             alphabet = fitted.centroids.size + 1
+            # The coder groups neighbouring symbols of small alphabets (`groups_for`), so their bytes
+            # depend on the symbols' order: such candidates are sized from their streams, the others
+            # from counts.
+            sparse: list[tuple[int, int]] = []  # (bytes, index width) per walk
             if len(groups_for(alphabet)) == 1:
                 counts = np.bincount(symbols, minlength=fitted.centroids.size)
-                sparse = frequency_bytes(np.concatenate(([entries.fillers], counts)), alphabet) + index_bytes
+                for _, width, fillers, index_bytes, _ in walks:
+                    sparse.append((frequency_bytes(np.concatenate(([fillers], counts)), alphabet) + index_bytes, width))
                 dense = frequency_bytes(np.concatenate(([n - kept.size], counts)), alphabet)
             else:
-                walk = np.zeros(n, dtype=np.int64)
-                walk[kept_walk] = symbols + 1  # codebook entry 0 is zero
-                sparse = coded_bytes(walk[stored], alphabet) + index_bytes
-                dense = coded_bytes(walk, alphabet)
-            data = min(sparse, dense)
+                grid = np.zeros(n, dtype=np.int64)  # row-major symbols; codebook entry 0 is zero
+                grid[kept] = symbols + 1
+                for rows, width, _, index_bytes, stored in walks:
+                    sparse.append((coded_bytes(walk(grid, shape, by_rows=rows)[stored], alphabet) + index_bytes, width))
+                dense = coded_bytes(column_major(grid, shape), alphabet)  # the dense layout walks columns
+            data, width = min(sparse, key=lambda option: option[0])  # on a tie, columns (as the encoder)
             candidates.append(
-                Candidate(sparsity, width_bits, width, fitted.centroids.size, data + alphabet * element,
+                Candidate(sparsity, width_bits, width, fitted.centroids.size, min(data, dense) + alphabet * element,
                           scale * (pruned_error + kept_error))
             )  # fmt: skip
     return candidates

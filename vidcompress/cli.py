@@ -294,6 +294,12 @@ def quantize(
 )
 @click.option("--no-huffman", is_flag=True, help="Store every stream packed: the size before Huffman coding.")
 @click.option(
+    "--columns-only",
+    is_flag=True,
+    help="Walk every sparse layer column by column, as Deep Compression does (a file version-4 readers read); "
+    "by default each layer also weighs the row walk and keeps whichever codes smaller.",
+)
+@click.option(
     "--bits",
     help="Layers to encode and their codebook bits, or 'raw' for pruned-only layers (values stored as they "
     "are); default: as recorded by 'vidcompress quantize', else the smallest width that holds each layer's "
@@ -307,11 +313,12 @@ def encode_command(
     output_path: Path,
     index_bits: str | None,
     no_huffman: bool,
+    columns_only: bool,
     bits: str | None,
     config_path: Path | None,
     force: bool,
 ) -> None:
-    """Encode a quantized weights file into one container (relative-index CSC + Huffman).
+    """Encode a quantized weights file into one container (relative index + Huffman).
 
     A selected layer with more than 2^b distinct values is an error: quantize it first.
     """
@@ -319,7 +326,12 @@ def encode_command(
 
     _check_output(output_path, input_path, CONTAINER, force, "a container")
     config = _stage_config(
-        EncodeConfig, config_path, bits=bits, index_bits=index_bits, huffman=False if no_huffman else None
+        EncodeConfig,
+        config_path,
+        bits=bits,
+        index_bits=index_bits,
+        huffman=False if no_huffman else None,
+        row_walk=False if columns_only else None,
     )
     tensors, metadata = _read_weights(input_path)
     container = encode(tensors, output_path, config, metadata=metadata, progress=_progress())

@@ -195,6 +195,10 @@ def test_cli_encode_decode_inspect(quantized, tmp_path) -> None:
         main, ["encode", str(source), "-o", str(tmp_path / "m.vcz"), "--index-bits", "conv=auto,fc=5"]
     )
     assert result.exit_code == 0, result.output
+    columns = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "c.vcz"), "--columns-only"])
+    assert columns.exit_code == 0, columns.output
+    written = read_container(tmp_path / "c.vcz")
+    assert written.metadata["format_version"] == "4" and all(e.layout != "rows" for e in written.layers)
     result = runner.invoke(main, ["decode", str(tmp_path / "m.vcz"), "-o", str(tmp_path / "d.safetensors")])
     assert result.exit_code == 0, result.output
     decoded, _ = load_state_dict(tmp_path / "d.safetensors")
@@ -227,3 +231,44 @@ def test_a_two_bit_pruned_layer_is_coded_in_groups_and_inspect_says_so(tmp_path)
     assert 8 * entry.data_bytes < 0.75 * weight.numel()  # under the one-bit-an-element floor
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "g.vcz")])
     assert result.exit_code == 0 and f"huffman x{grouped}" in result.output
+
+
+def _dead_units(rows: int, columns: int, seed: int, *, inputs: bool) -> torch.Tensor:
+    """90% of the weights kept where both units live; the second half of the input units (`inputs`, as
+    MNIST's border pixels in a first layer) or of the output units pruned away whole. Which walk codes
+    such a layer smaller depends on how the fillers and the index widths fall: the test takes cases
+    where the row walk wins."""
+    generator = torch.Generator().manual_seed(seed)
+    levels = torch.tensor([-0.5, -0.125, 0.25, 0.75])
+    weight = levels[torch.randint(0, 4, (rows, columns), generator=generator)]
+    weight[torch.rand(rows, columns, generator=generator) >= 0.9] = 0.0
+    if inputs:
+        weight[:, columns // 2 :] = 0.0
+    else:
+        weight[rows // 2 :] = 0.0
+    return weight
+
+
+@pytest.mark.parametrize(("bits", "shape", "inputs"), [("3", (8, 512), False), ("raw", (4096, 8), True)])
+def test_the_row_walk_is_taken_where_it_codes_smaller_and_decodes_exactly(tmp_path, bits, shape, inputs) -> None:
+    from vidcompress.codec.container import read_layers
+    from vidcompress.codec.layer import coded_bytes, layer_codebook
+    from vidcompress.codec.relative_index import column_major, relative_index_encode
+    from vidcompress.kernels.layout import SparseLayout
+
+    weight = _dead_units(*shape, seed=1, inputs=inputs)
+    path = tmp_path / "rows.vcz"
+    container = encode({"fc.weight": weight}, path, EncodeConfig(bits=f"fc.weight={bits}", index_bits="fc=auto"))
+    (entry,) = container.layers
+    assert entry.layout == "rows" and entry.nonzeros == int((weight != 0).sum())
+    assert bits_equal(decode(path)["fc.weight"], weight)
+    ((read_entry, data, codebook),) = read_layers(read_container(path))
+    assert torch.equal(SparseLayout.from_container(read_entry, data, codebook).to_dense(), weight)
+    if bits == "3":  # smaller than the column walk at its best width
+        symbols = column_major(layer_codebook(weight, 3, "fc.weight")[1], shape)
+        columns = min(
+            coded_bytes(entries.symbols, 5) + coded_bytes(entries.codes, 1 << width)
+            for width in range(1, 13)
+            for entries in [relative_index_encode(symbols, width)]
+        )
+        assert entry.data_bytes < columns

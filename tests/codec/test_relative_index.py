@@ -20,11 +20,12 @@ def test_gaps_exactly_at_and_past_the_bound(index_bits: int) -> None:
         assert np.array_equal(relative_index_decode(entries.symbols, entries.codes, flat.size, index_bits), flat)
 
 
-def test_column_major_index_inverts_row_major_index() -> None:
-    from vidcompress.codec.relative_index import column_major, column_major_index, row_major_index
+def test_row_major_index_folds_either_walk_back() -> None:
+    from vidcompress.codec.relative_index import row_major_index, walk
 
     shape = (5, 3, 2, 2)
     values = np.arange(60).reshape(shape)
-    walk = column_major(values.reshape(-1), shape)
-    assert np.array_equal(walk[column_major_index(np.arange(60), shape)], np.arange(60))
-    assert np.array_equal(row_major_index(column_major_index(np.arange(60), shape), shape), np.arange(60))
+    for by_rows in (False, True):
+        walked = walk(values, shape, by_rows=by_rows)
+        assert np.array_equal(values.reshape(-1)[row_major_index(np.arange(60), shape, by_rows=by_rows)], walked)
+    assert not np.array_equal(walk(values, shape, by_rows=False), walk(values, shape, by_rows=True))

@@ -3,7 +3,6 @@
 from vidcompress.codec.config import DEFAULT_INDEX_BITS, EncodeConfig
 from vidcompress.codec.container import (
     FORMAT_NAME,
-    FORMAT_VERSION,
     Container,
     decode,
     decode_with_metadata,
@@ -15,7 +14,16 @@ from vidcompress.codec.container import (
 )
 from vidcompress.codec.huffman import CodedStream, decode_stream, encode_stream
 from vidcompress.codec.layer import decode_layer, encode_layer, entropy_bits
-from vidcompress.codec.manifest import Coding, Kind, LayerEntry, Layout, Manifest, StreamInfo, parse_manifest
+from vidcompress.codec.manifest import (
+    FORMAT_VERSION,
+    Coding,
+    Kind,
+    LayerEntry,
+    Layout,
+    Manifest,
+    StreamInfo,
+    parse_manifest,
+)
 from vidcompress.codec.relative_index import RelativeIndex, relative_index_decode, relative_index_encode
 from vidcompress.codec.report import ContainerReport, inspect_container
 

@@ -23,11 +23,15 @@ class EncodeConfig(Config):
             than 2^16 - 1; stored as it is when unpruned too, or when a codebook would not pay).
         index_bits: relative-index width per layer (`conv=8,fc=5`, or `auto` for the smallest).
         huffman: False stores every stream packed (or constant): the size before Huffman coding.
+        row_walk: False walks every sparse layer column by column, as Deep Compression does (a file
+            that version-4 readers read); True (the default) also weighs the row walk per layer and
+            keeps whichever codes smaller.
     """
 
     bits: LayerRules | None
     index_bits: LayerRules
     huffman: bool
+    row_walk: bool
 
     def __init__(
         self,
@@ -35,9 +39,11 @@ class EncodeConfig(Config):
         bits: RulesSource | None = None,
         index_bits: RulesSource | None = None,
         huffman: bool = True,
+        row_walk: bool = True,
     ) -> None:
-        if not isinstance(huffman, bool):
-            raise ConfigError(f"huffman {huffman!r}: must be true or false")
+        for name, value in (("huffman", huffman), ("row_walk", row_walk)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} {value!r}: must be true or false")
         if index_bits is None:
             index_rules = LayerRules.parse(DEFAULT_INDEX_BITS, INDEX_BITS, default=True)
         else:
@@ -46,4 +52,5 @@ class EncodeConfig(Config):
             bits=None if bits is None else LayerRules.parse(bits, ENCODE_BITS),
             index_bits=index_rules,
             huffman=huffman,
+            row_walk=row_walk,
         )

@@ -37,11 +37,11 @@ from vidcompress.codec.config import EncodeConfig
 from vidcompress.codec.layer import DTYPES, decode_layer, encode_layer
 from vidcompress.codec.manifest import (
     FORMAT_NAME,
-    FORMAT_VERSION,
     READABLE_VERSIONS,
     LayerEntry,
     Manifest,
     parse_manifest,
+    version_needed,
 )
 from vidcompress.errors import ConfigError, FormatError, InputError
 from vidcompress.io import StateDict, safetensors_header, strip_wrapper_prefixes, write_atomic, write_safetensors
@@ -166,7 +166,7 @@ def encode(
             if name not in plan_index:
                 raise ConfigError(f"{name}: index bits are off for a layer selected for encoding")
             entry, data, codebook = encode_layer(
-                name, tensor, kinds[name], plan_bits[name], plan_index[name], config.huffman
+                name, tensor, kinds[name], plan_bits[name], plan_index[name], config.huffman, config.row_walk
             )
             coded = len(data) + codebook.numel() * codebook.element_size()
             if bits is None and name not in recorded and coded >= tensor.numel() * tensor.element_size():
@@ -184,7 +184,7 @@ def encode(
     body = Manifest(list(tensors), entries, raw, raw_crc32, aliases)
     manifest = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": version_needed(entries),
         "vidcompress_version": __version__,
         "created": _created(),
         **body.to_dict(),
@@ -192,7 +192,7 @@ def encode(
     compact = json.dumps(manifest, separators=(",", ":"))
     file_metadata = {
         "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(version_needed(entries)),
         "manifest": pack_manifest(compact),
         "manifest_crc32": str(zlib.crc32(compact.encode())),
     }

@@ -19,10 +19,12 @@ from vidcompress.codec.huffman import (
 )
 from vidcompress.codec.manifest import Coding, Kind, LayerEntry, Layout
 from vidcompress.codec.relative_index import (
+    RelativeIndex,
     column_major,
     relative_index_encode,
     relative_index_positions,
     row_major_index,
+    walk,
 )
 from vidcompress.errors import ConfigError, FormatError, InputError
 from vidcompress.gather import gather
@@ -42,7 +44,7 @@ SYMBOL_CHUNK = 1 << 20
 
 def layer_codebook(tensor: torch.Tensor, bits: int, name: str) -> tuple[torch.Tensor, np.ndarray]:
     """The codebook (entry 0 is +0.0, then the distinct nonzero values in increasing order) and the
-    symbol of every element in CSC order."""
+    symbol of every element, row-major."""
     patterns = bit_patterns(tensor, name)
     distinct = np.unique(patterns[patterns != 0])
     levels = (1 << bits) - 1
@@ -61,7 +63,7 @@ def layer_codebook(tensor: torch.Tensor, bits: int, name: str) -> tuple[torch.Te
         chunk = patterns[start : start + SYMBOL_CHUNK]
         symbols[start : start + chunk.size] = order[np.searchsorted(table, chunk, sorter=order)]
     codebook = torch.from_numpy(table).view(tensor.dtype)
-    return codebook, column_major(symbols, tuple(tensor.shape))
+    return codebook, symbols
 
 
 def coded_bytes(symbols: np.ndarray, alphabet: int) -> int:
@@ -82,21 +84,19 @@ def frequency_bytes(frequencies: np.ndarray, alphabet: int) -> int:
     return min(huffman, (int(frequencies.sum()) * packed_width(alphabet) + 7) // 8)
 
 
-def choose_index_bits(flat_symbols: np.ndarray, alphabet: int) -> int:
-    """The index width that gives the smallest coded layer."""
-    best, best_bits = None, 0
-    for bits in AUTO_INDEX_BITS:
-        entries = relative_index_encode(flat_symbols, bits)
-        size = coded_bytes(entries.symbols, alphabet) + coded_bytes(entries.codes, 1 << bits)
-        if best is None or size < best:
-            best, best_bits = size, bits
-    return best_bits
+def sparse_size(
+    flat: np.ndarray, index_bits: int, alphabet: int, huffman: bool = True, value_bytes: int = 0
+) -> tuple[int, RelativeIndex]:
+    """Bytes of a sparse layout's two streams for a walk of symbols, and its entries: the weight
+    symbols (or, for a raw layer, `value_bytes` a stored entry, fillers included) and the index codes."""
+    entries = relative_index_encode(flat, index_bits)
+    values = entries.entries * value_bytes if value_bytes else stream_bytes(entries.symbols, alphabet, huffman)
+    return values + stream_bytes(entries.codes, 1 << index_bits, huffman), entries
 
 
-def _raw_values(tensor: torch.Tensor, name: str) -> tuple[torch.Tensor, np.ndarray]:
-    """For a layer stored without a codebook: an empty codebook and its bit patterns in CSC order."""
-    patterns = bit_patterns(tensor, name)
-    return torch.empty(0, dtype=tensor.dtype), column_major(patterns, tuple(tensor.shape))
+def choose_index_bits(flat: np.ndarray, alphabet: int, huffman: bool = True, value_bytes: int = 0) -> int:
+    """The index width that gives the smallest coded layer (the narrowest on a tie)."""
+    return min(AUTO_INDEX_BITS, key=lambda bits: sparse_size(flat, bits, alphabet, huffman, value_bytes)[0])
 
 
 def bit_patterns(tensor: torch.Tensor, name: str) -> np.ndarray:
@@ -110,51 +110,64 @@ def bit_patterns(tensor: torch.Tensor, name: str) -> np.ndarray:
 
 
 def encode_layer(
-    name: str, tensor: torch.Tensor, kind: str, bits: int | str, index_bits: int | str, huffman: bool = True
+    name: str,
+    tensor: torch.Tensor,
+    kind: str,
+    bits: int | str,
+    index_bits: int | str,
+    huffman: bool = True,
+    row_walk: bool = True,
 ) -> tuple[LayerEntry, bytes, torch.Tensor]:
     """Encode one layer: its manifest entry, its data bytes and its codebook tensor.
 
-    `bits="raw"` stores the nonzero values themselves (pruned, not quantized: no codebook). A quantized
-    layer takes whichever layout codes smaller: sparse (relative index) or dense (no index).
+    `bits="raw"` stores the nonzero values themselves (pruned, not quantized: no codebook). A layer
+    takes whichever layout codes smallest: the relative index walking columns (the paper's) or rows,
+    each at its own index width when `index_bits` is `auto` (`row_walk=False`: columns only), or
+    (quantized layers) dense, no index.
     """
     raw = bits == "raw"
     if raw:
-        codebook, patterns = _raw_values(tensor, name)
-        flat = (patterns != 0).astype(np.uint8)
+        codebook, patterns = torch.empty(0, dtype=tensor.dtype), bit_patterns(tensor, name)
+        symbols = (patterns != 0).astype(np.uint8)
     else:
-        codebook, flat = layer_codebook(tensor, int(bits), name)
+        codebook, symbols = layer_codebook(tensor, int(bits), name)
     alphabet = max(codebook.numel(), 2)
-    if index_bits == "auto":
-        index_bits = choose_index_bits(flat, alphabet)
-    entries = relative_index_encode(flat, int(index_bits))
-    layout = Layout.SPARSE
-    if not raw and flat.size:
-        sparse_cost = stream_bytes(entries.symbols, alphabet, huffman)
-        sparse_cost += stream_bytes(entries.codes, 1 << int(index_bits), huffman)
-        if stream_bytes(flat, alphabet, huffman) < sparse_cost:
-            layout = Layout.DENSE
+    shape = tuple(tensor.shape)
+    value_bytes = patterns.itemsize if raw else 0
+    best: tuple[int, Layout, int, RelativeIndex] | None = None
+    for layout in (Layout.SPARSE, Layout.ROWS) if row_walk else (Layout.SPARSE,):  # a tie keeps columns
+        flat = walk(symbols, shape, by_rows=layout == Layout.ROWS)
+        width = int(index_bits) if index_bits != "auto" else choose_index_bits(flat, alphabet, huffman, value_bytes)
+        cost, entries = sparse_size(flat, width, alphabet, huffman, value_bytes)
+        if best is None or cost < best[0]:
+            best = (cost, layout, width, entries)
+    assert best is not None
+    cost, layout, width, entries = best
+    by_columns = column_major(symbols, shape)  # the dense layout's walk
+    if not raw and symbols.size and stream_bytes(by_columns, alphabet, huffman) < cost:
+        layout = Layout.DENSE
     if raw:
         values = np.zeros(entries.entries, dtype=patterns.dtype)
-        values[entries.symbols != 0] = patterns[patterns != 0]
+        walked = walk(patterns, shape, by_rows=layout == Layout.ROWS)
+        values[entries.symbols != 0] = walked[walked != 0]
         payload = values.astype(values.dtype.newbyteorder("<")).tobytes()
         weights = CodedStream(Coding.RAW, payload, 8 * len(payload), entries.entries, 0)
-        indices = encode_stream(entries.codes, 1 << int(index_bits), huffman)
+        indices = encode_stream(entries.codes, 1 << width, huffman)
     elif layout == Layout.DENSE:
-        weights = encode_stream(flat, codebook.numel(), huffman)
+        weights = encode_stream(by_columns, codebook.numel(), huffman)
         indices = encode_stream(np.zeros(0, dtype=np.int64), 1, huffman)
     else:
         weights = encode_stream(entries.symbols, codebook.numel(), huffman)
-        indices = encode_stream(entries.codes, 1 << int(index_bits), huffman)
-    nonzeros = int(np.count_nonzero(flat))
+        indices = encode_stream(entries.codes, 1 << width, huffman)
     entry = LayerEntry(
         name=name,
-        shape=tuple(tensor.shape),
+        shape=shape,
         dtype=str(tensor.dtype).removeprefix("torch."),
         kind=Kind(kind),
         bits=0 if raw else int(bits),
-        index_bits=0 if layout == Layout.DENSE else int(index_bits),
-        nonzeros=nonzeros,
-        fillers=0 if layout == Layout.DENSE else entries.fillers,
+        index_bits=width if layout.indexed else 0,
+        nonzeros=int(np.count_nonzero(symbols)),
+        fillers=entries.fillers if layout.indexed else 0,
         codebook_size=codebook.numel(),
         codebook_crc32=zlib.crc32(codebook.view(torch.uint8).numpy().tobytes()),
         weights=weights.info,
@@ -200,11 +213,11 @@ def decode_positions(entry: LayerEntry, data: bytes | memoryview) -> tuple[np.nd
         positions = relative_index_positions(codes, entry.numel, entry.index_bits, name)
     real = symbols != 0
     stored = int(np.count_nonzero(real))
-    if stored != entry.nonzeros or (entry.layout == Layout.SPARSE and symbols.size - stored != entry.fillers):
+    if stored != entry.nonzeros or (entry.layout.indexed and symbols.size - stored != entry.fillers):
         raise FormatError(f"{name}: decoded counts differ from the manifest")
     if entry.fillers or entry.layout == Layout.DENSE:
         positions, symbols = positions[real], symbols[real]
-    return row_major_index(positions, entry.shape), symbols
+    return row_major_index(positions, entry.shape, by_rows=entry.layout == Layout.ROWS), symbols
 
 
 def decode_streams(entry: LayerEntry, data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:

@@ -16,9 +16,10 @@ from vidcompress.io import CONTAINER_FORMAT
 from vidcompress.layers import LayerKind as Kind  # a coded layer keeps the kind it was compressed as
 
 FORMAT_NAME = CONTAINER_FORMAT  # defined in io, which reads containers without importing codec
-FORMAT_VERSION = 4
-# version 3 added dense layers, aliases and source metadata; version 4 stores the manifest compressed
-READABLE_VERSIONS = (2, 3, 4)
+FORMAT_VERSION = 5
+# version 3 added dense layers, aliases and source metadata; version 4 stores the manifest compressed;
+# version 5 added the row walk (`Layout.ROWS`)
+READABLE_VERSIONS = (2, 3, 4, 5)
 MAX_BITS = 16
 MAX_INDEX_BITS = 16
 MAX_ELEMENTS = 1 << 34  # per layer; a guard against a manifest declaring an absurd shape
@@ -37,8 +38,14 @@ class Coding(enum.StrEnum):
 class Layout(enum.StrEnum):
     """How a layer's positions are stored."""
 
-    SPARSE = "sparse"  # nonzero entries (plus fillers) with a relative index
+    SPARSE = "sparse"  # nonzero entries (plus fillers) with a relative index, walked column by column
+    ROWS = "rows"  # the same, walked row by row (version 5)
     DENSE = "dense"  # one weight symbol per element, zeros as symbol 0, no index stream
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the layout stores a relative index (and fillers)."""
+        return self != Layout.DENSE
 
 
 @dataclass(frozen=True)
@@ -62,10 +69,13 @@ class StreamInfo:
 class LayerEntry:
     """The manifest entry of a coded layer.
 
-    `layout`: sparse stores the nonzero entries (plus fillers) with a relative index of `index_bits`
-    per entry; dense stores one weight symbol per element and no index stream (`index_bits` 0): for a
-    layer with few zeros that costs about the entropy of its zero/nonzero pattern, where an index would
-    cost at least a bit a weight. `bits` 0 with a raw weight stream: values stored without a codebook.
+    `layout`: sparse stores the nonzero entries (plus fillers) with a relative index of `index_bits` per
+    entry, walking `W.reshape(out, -1)` column by column (CSC, Deep Compression's walk); rows walks it
+    row by row, which codes smaller where whole input units are pruned away or an output unit's weights
+    cluster (the encoder takes the smaller); dense stores one weight symbol per element and no index
+    stream (`index_bits` 0): for a layer with few zeros that costs about the entropy of its zero/nonzero
+    pattern, where an index would cost at least a bit a weight. `bits` 0 with a raw weight stream:
+    values stored without a codebook.
     """
 
     name: str
@@ -115,6 +125,12 @@ class Manifest:
             "raw_crc32": [self.raw_crc32[name] for name in self.raw],
             "layers": [entry.to_dict() for entry in self.layers],
         }
+
+
+def version_needed(layers: list[LayerEntry]) -> int:
+    """The oldest format version that holds these layers: 5 where one walks rows, else 4, so that a
+    file without one stays readable by version-4 readers."""
+    return FORMAT_VERSION if any(entry.layout == Layout.ROWS for entry in layers) else 4
 
 
 def parse_manifest(manifest: Any, path: Path) -> Manifest:
@@ -180,6 +196,8 @@ def _layer_entry(item: Any, fail: Any, version: int) -> LayerEntry:
         streams: dict[str, Any] = {key: _stream(item[key], name, fail) for key in ("weights", "indices")}
         kind = _enum(Kind, item["kind"], "kind", name, fail)
         layout = _enum(Layout, item["layout"], "layout", name, fail) if version >= 3 else Layout.SPARSE
+        if layout == Layout.ROWS and version < 5:
+            raise fail(f"entry of {name!r} has layout {layout.value!r}, which format version {version} does not have")
         entry = LayerEntry(name=name, shape=shape, dtype=item["dtype"], kind=kind, **ints, **streams, layout=layout)
     except (KeyError, TypeError):
         raise fail(f"entry of {name!r} is incomplete or malformed") from None

@@ -1,12 +1,13 @@
 """Relative-index CSC with filler zeros (Deep Compression, section 3).
 
-A layer is viewed as the matrix `W.reshape(out, -1)` and walked column by column (CSC order); the
-index runs on across column boundaries, as in Han's released decoder, so no column pointers are
-stored. Each stored entry has a weight symbol and `code = d - 1`, where d >= 1 is its distance from
-the previous stored entry (the first entry's distance counts from position -1). A distance larger
-than 2^b gets filler entries of symbol 0 every 2^b positions. The end of the matrix is treated as a
-virtual entry at position n, so trailing zeros are bridged by fillers too; hence
-n <= (entries + 1) * 2^b, which bounds what a decoder allocates.
+A layer is viewed as the matrix `W.reshape(out, -1)` and walked column by column (CSC order, the
+paper's), or row by row (`by_rows`, the transposed walk: each output unit's weights in turn), which
+the encoder takes where it codes smaller; the index runs on across column (row) boundaries, as in
+Han's released decoder, so no column pointers are stored. Each stored entry has a weight symbol and
+`code = d - 1`, where d >= 1 is its distance from the previous stored entry (the first entry's
+distance counts from position -1). A distance larger than 2^b gets filler entries of symbol 0 every
+2^b positions. The end of the matrix is treated as a virtual entry at position n, so trailing zeros
+are bridged by fillers too; hence n <= (entries + 1) * 2^b, which bounds what a decoder allocates.
 """
 
 from __future__ import annotations
@@ -39,8 +40,14 @@ def column_major(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(values.reshape(rows, -1).T).reshape(-1)
 
 
+def walk(values: np.ndarray, shape: tuple[int, ...], *, by_rows: bool) -> np.ndarray:
+    """The flat walk a sparse layout codes of row-major `values`: column after column (CSC), or row
+    after row (`by_rows`: the row-major order itself)."""
+    return values.reshape(-1) if by_rows else column_major(values, shape)
+
+
 def relative_index_encode(symbols_flat: np.ndarray, index_bits: int) -> RelativeIndex:
-    """Encode a flat (CSC-order) array of weight symbols, 0 meaning an absent entry."""
+    """Encode a flat (walk-order) array of weight symbols, 0 meaning an absent entry."""
     span = 1 << index_bits
     positions = np.flatnonzero(symbols_flat)
     if symbols_flat.size < 1 << 31:
@@ -62,7 +69,7 @@ def relative_index_encode(symbols_flat: np.ndarray, index_bits: int) -> Relative
 
 
 def relative_index_positions(codes: np.ndarray, numel: int, index_bits: int, name: str = "layer") -> np.ndarray:
-    """CSC-walk positions of the stored entries; checks that they stay inside the layer."""
+    """Walk positions of the stored entries; checks that they stay inside the layer."""
     span = 1 << index_bits
     if codes.size and (codes.min() < 0 or codes.max() >= span):
         raise FormatError(f"{name}: index code outside [0, {span})")
@@ -76,8 +83,11 @@ def relative_index_positions(codes: np.ndarray, numel: int, index_bits: int, nam
     return positions
 
 
-def row_major_index(positions: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Where CSC-walk positions of `W.reshape(out, -1)` land in the row-major (C-order) layout."""
+def row_major_index(positions: np.ndarray, shape: tuple[int, ...], *, by_rows: bool = False) -> np.ndarray:
+    """Where walk positions of `W.reshape(out, -1)` land in the row-major (C-order) layout: the
+    positions themselves for the row walk (`by_rows`)."""
+    if by_rows:
+        return positions
     rows = shape[0] if shape else 1
     columns = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     column, row = np.divmod(positions, rows)
@@ -86,19 +96,10 @@ def row_major_index(positions: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     return row
 
 
-def column_major_index(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Where row-major (C-order) indices of `W.reshape(out, -1)` land in the CSC walk (the inverse of
-    `row_major_index`)."""
-    rows = shape[0] if shape else 1
-    columns = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    row, column = np.divmod(flat, columns)
-    return column * rows + row
-
-
 def relative_index_decode(
     symbols: np.ndarray, codes: np.ndarray, numel: int, index_bits: int, name: str = "layer"
 ) -> np.ndarray:
-    """Rebuild the flat CSC-order symbol array (0 where nothing is stored); checks every bound."""
+    """Rebuild the flat walk-order symbol array (0 where nothing is stored); checks every bound."""
     if symbols.size != codes.size:
         raise FormatError(f"{name}: {symbols.size} weight symbols but {codes.size} indices")
     flat = np.zeros(numel, dtype=np.int64)
