@@ -264,6 +264,8 @@ def test_the_row_walk_is_taken_where_it_codes_smaller_and_decodes_exactly(tmp_pa
     assert bits_equal(decode(path)["fc.weight"], weight)
     ((read_entry, data, codebook),) = read_layers(read_container(path))
     assert torch.equal(SparseLayout.from_container(read_entry, data, codebook).to_dense(), weight)
+    shown = CliRunner().invoke(main, ["inspect", str(path)])
+    assert shown.exit_code == 0 and "| fc.weight | fc | rows |" in shown.output
     if bits == "3":  # smaller than the column walk at its best width
         symbols = column_major(layer_codebook(weight, 3, "fc.weight")[1], shape)
         columns = min(

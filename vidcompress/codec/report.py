@@ -20,6 +20,7 @@ class CodedLayerStats:
     kind: str
     bits: int
     index_bits: int  # width of a relative index (0: a dense layer, no index)
+    layout: str  # sparse (relative index walking columns), rows (walking rows) or dense
     parameters: int
     nonzeros: int
     fillers: int
@@ -76,6 +77,7 @@ class ContainerReport:
             [
                 layer.name,
                 layer.kind,
+                {"sparse": "columns"}.get(layer.layout, layer.layout),
                 f"{layer.parameters:,}",
                 f"{layer.nonzeros:,}",
                 f"{layer.fillers:,}",
@@ -89,7 +91,7 @@ class ContainerReport:
             for layer in self.layers
         ]
         headers = [
-            "layer", "kind", "parameters", "nonzeros", "fillers", "bits/index", "coding (weights / index)",
+            "layer", "kind", "layout", "parameters", "nonzeros", "fillers", "bits/index", "coding (weights / index)",
             "weight bits/nz (entropy)", "index bits/nz (entropy)", "bytes", "vs fp32",
         ]  # fmt: skip
         totals = self.totals()
@@ -108,7 +110,8 @@ def inspect_container(container: Container) -> ContainerReport:
         for entry in container.layers:
             data = handle.get_tensor(f"layers/{entry.name}").numpy().tobytes()
             symbols, codes = decode_streams(entry, data)
-            itemsize = handle.get_tensor(f"codebooks/{entry.name}").element_size()
+            # A raw layer (values stored as they are) has no codebook tensor.
+            itemsize = handle.get_tensor(f"codebooks/{entry.name}").element_size() if entry.codebook_size else 0
             layers.append(
                 CodedLayerStats(
                     name=entry.name,
@@ -116,6 +119,7 @@ def inspect_container(container: Container) -> ContainerReport:
                     kind=entry.kind,
                     bits=entry.bits,
                     index_bits=entry.index_bits,
+                    layout=entry.layout.value,
                     parameters=entry.numel,
                     nonzeros=entry.nonzeros,
                     fillers=entry.fillers,
