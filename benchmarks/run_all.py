@@ -17,7 +17,7 @@ from benchmarks.common import RESULTS
 
 SCRIPTS = (
     "kmeans", "codec", "container_costs", "cli_memory", "spmv", "conv_cpu", "inference", "lenet", "lenet --beyond", "mnist_cnn", "i3d",
-    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding", "entropy_gap",
+    "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding", "entropy_gap", "walks",
     "budget_half_bits", "nncodec", "nncodec --model lenet-300-100", "nncodec --model lenet-5", "nncodec --model i3d",
     "tc3d_compress",
 )  # fmt: skip
@@ -138,6 +138,17 @@ def write_summary() -> Path:
         axes.invert_yaxis()
         save_figure(figure, RESULTS / "codec.png")
         lines += ["![codec sizes](codec.png)", ""]
+    walks = _load("walks")
+    if walks:
+        lines += ["## The row walk (container format 5) on real networks (`walks.md`)", ""]
+        for row in walks["rows"]:
+            columns, best = row["columns"]["file_bytes"], row["best"]["file_bytes"]
+            layouts = list(row["best"]["layouts"].values())
+            lines.append(
+                f"- {row['subject']}: {columns:,} -> {best:,} bytes ({100 * (1 - best / columns):.1f}% saved), "
+                f"{layouts.count('rows')} of {len(layouts)} layers walking rows"
+            )
+        lines.append("")
     kmeans = _load("kmeans")
     if kmeans:
         model = kmeans["model"]
