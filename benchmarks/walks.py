@@ -10,9 +10,10 @@ encoder a second pass per layer).
 
 Subjects: real trained networks only (the LeNets `benchmarks.lenet` trains on real MNIST, the `ccexam`
 MNIST CNN, DeepMind's I3D), pruned one-shot by magnitude and quantized by k-means without retraining at
-Deep Compression's settings (LeNets: the paper's per-layer rates and bits; the CNN and I3D: T-C3D's conv
-0.9 / fc 0.95 at 8 / 5 bits). Retraining moves values, not masks, so the walks see the masks the
-pipeline would keep; `lenet.md` measures the same on the retrained LeNets.
+Deep Compression's settings (LeNets: the paper's per-layer rates and bits; the CNN: T-C3D's conv 0.9 /
+fc 0.95 at 8 / 5 bits; I3D: the same on its convolutions and its 1x1x1 logits, as `benchmarks.i3d`).
+Retraining moves values, not masks, so the walks see the masks the pipeline would keep; `lenet.md`
+measures the same on the retrained LeNets.
 
     python -m benchmarks.walks
 """
@@ -27,6 +28,8 @@ import torch
 
 from benchmarks.common import machine, machine_line, timed, write_results
 from benchmarks.entropy_gap import tensors_of
+from examples.i3d.compress import PAPER_BITS as I3D_BITS
+from examples.i3d.compress import PAPER_SPARSITY as I3D_SPARSITY
 from vidcompress import PAPER_BITS, PAPER_SPARSITY, QuantizeConfig, prune_state_dict, quantize_state_dict
 from vidcompress.codec import EncodeConfig, decode, encode
 from vidcompress.report import markdown_table
@@ -37,18 +40,22 @@ SUBJECTS: tuple[tuple[str, str, str, str], ...] = (
     ("LeNet-5 (paper: 8% kept, 8 / 5 bits)", "LeNet-5", "0.weight=0.34,2.weight=0.88,5.weight=0.92,7.weight=0.81",
      "conv=8,fc=5"),
     ("MNIST CNN (ccexam), conv 0.9 / fc 0.95, 8 / 5 bits", "ccexam", PAPER_SPARSITY, PAPER_BITS),
-    ("I3D (Kinetics-400), conv 0.9 / logits 0.95, 8 / 5 bits", "i3d", PAPER_SPARSITY, PAPER_BITS),
+    ("I3D (Kinetics-400), conv 0.9 / logits 0.95, 8 / 5 bits", "i3d", I3D_SPARSITY, I3D_BITS),
 )  # fmt: skip
 
 
-def measure(tensors: dict[str, torch.Tensor], sparsity: str, bits: str, folder: Path) -> dict[str, Any]:
-    pruned, _ = prune_state_dict(tensors, sparsity)
-    quantized, _ = quantize_state_dict(pruned, QuantizeConfig(bits=bits))
+def quantized(model: str, sparsity: str, bits: str) -> dict[str, torch.Tensor]:
+    """The subject's state dict pruned and quantized."""
+    pruned, _ = prune_state_dict(tensors_of(model), sparsity)
+    return quantize_state_dict(pruned, QuantizeConfig(bits=bits))[0]
+
+
+def measure(subject: dict[str, torch.Tensor], bits: str, folder: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for label, row_walk in (("columns", False), ("best", True)):
         path = folder / f"{label}.vcz"
         config = EncodeConfig(bits=bits, index_bits="auto", row_walk=row_walk)
-        encode_seconds, container = timed(encode, quantized, path, config, repeat=3)
+        encode_seconds, container = timed(encode, subject, path, config, repeat=3)
         decode_seconds, _ = timed(decode, path, repeat=3)
         result[label] = {
             "file_bytes": path.stat().st_size,
@@ -65,9 +72,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for label, model, sparsity, bits in SUBJECTS:
-            tensors = tensors_of(model)
-            rows.append({"subject": label, "sparsity": sparsity, "bits": bits,
-                         **measure(tensors, sparsity, bits, Path(folder))})  # fmt: skip
+            subject = quantized(model, sparsity, bits)
+            rows.append({"subject": label, "sparsity": sparsity, "bits": bits, **measure(subject, bits, Path(folder))})
             print(label, {k: v for k, v in rows[-1]["best"].items() if k != "layouts"}, flush=True)
     cells = []
     for r in rows:
