@@ -134,15 +134,13 @@ def encode_layer(
     alphabet = max(codebook.numel(), 2)
     shape = tuple(tensor.shape)
     value_bytes = patterns.itemsize if raw else 0
-    best: tuple[int, Layout, int, RelativeIndex] | None = None
-    for layout in (Layout.SPARSE, Layout.ROWS) if row_walk else (Layout.SPARSE,):  # a tie keeps columns
+    options: list[tuple[int, Layout, int, RelativeIndex]] = []  # (bytes, walk, index width, entries)
+    for layout in (Layout.SPARSE, Layout.ROWS) if row_walk else (Layout.SPARSE,):
         flat = walk(symbols, shape, by_rows=layout == Layout.ROWS)
         width = int(index_bits) if index_bits != "auto" else choose_index_bits(flat, alphabet, huffman, value_bytes)
         cost, entries = sparse_size(flat, width, alphabet, huffman, value_bytes)
-        if best is None or cost < best[0]:
-            best = (cost, layout, width, entries)
-    assert best is not None
-    cost, layout, width, entries = best
+        options.append((cost, layout, width, entries))
+    cost, layout, width, entries = min(options, key=lambda option: option[0])  # a tie keeps columns
     by_columns = column_major(symbols, shape)  # the dense layout's walk
     if not raw and symbols.size and stream_bytes(by_columns, alphabet, huffman) < cost:
         layout = Layout.DENSE
