@@ -85,9 +85,11 @@ def test_every_cluster_is_used_and_sorted(values: list[float], k: int, init: str
     assert np.bincount(model.predict(x), minlength=centers.size).min() >= 1
 
 
-def test_neighbouring_subnormals_each_keep_their_cluster() -> None:
-    # (a + b) / 2 of -5e-324 and 0 rounds to 0, which once sent both values to one cluster.
-    for values in ([0.0, -5e-324], [0.0, 5e-324], [-5e-324, 5e-324, 0.0]):
+def test_neighbouring_floats_each_keep_their_cluster() -> None:
+    # (a + b) / 2 of neighbouring floats rounds to one of them (of -5e-324 and 0 to 0; of
+    # 999.9999999999999 and 1000.0 to 1000.0, found by hypothesis), which once sent both to one cluster.
+    for values in ([0.0, -5e-324], [0.0, 5e-324], [-5e-324, 5e-324, 0.0], [1000.0, 999.9999999999999],
+                   [-1.0, np.nextafter(-1.0, 0.0)]):  # fmt: skip
         data = np.array(values)
         kmeans = KMeans1D(len(values)).fit(data)
         assert np.bincount(kmeans.predict(data), minlength=len(values)).min() == 1

@@ -239,9 +239,12 @@ def check_weights(weights: np.ndarray | None, size: int) -> np.ndarray | None:
 
 
 def _midpoints(centroids: np.ndarray) -> np.ndarray:
-    """Midpoints between neighbouring sorted centroids, each at least its lower centroid: (a + b) / 2
-    rounds to the upper one for neighbouring subnormals (-5e-324 and 0), which left a cluster empty."""
-    return centroids[:-1] + (centroids[1:] - centroids[:-1]) / 2.0
+    """Midpoints between neighbouring sorted centroids, each at least its lower centroid and below its
+    upper one: (a + b) / 2 rounds to the upper one for neighbouring floats (the subnormals -5e-324 and
+    0, or 999.9999999999999 and 1000.0), and a value at a midpoint goes to the lower cluster, which
+    left the upper cluster empty."""
+    lower, upper = centroids[:-1], centroids[1:]
+    return np.minimum(lower + (upper - lower) / 2.0, np.nextafter(upper, -np.inf))
 
 
 def _repair(data: _Sorted, centroids: np.ndarray, k: int) -> np.ndarray:
