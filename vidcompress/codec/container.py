@@ -182,9 +182,10 @@ def encode(
             envelope[f"raw/{name}"] = tensor
     raw_crc32 = {name: _tensor_crc32(envelope[f"raw/{name}"]) for name in raw}
     body = Manifest(list(tensors), entries, raw, raw_crc32, aliases)
+    version = version_needed(entries)
     manifest = {
         "format": FORMAT_NAME,
-        "format_version": version_needed(entries),
+        "format_version": version,
         "vidcompress_version": __version__,
         "created": _created(),
         **body.to_dict(),
@@ -192,7 +193,7 @@ def encode(
     compact = json.dumps(manifest, separators=(",", ":"))
     file_metadata = {
         "format": FORMAT_NAME,
-        "format_version": str(version_needed(entries)),
+        "format_version": str(version),
         "manifest": pack_manifest(compact),
         "manifest_crc32": str(zlib.crc32(compact.encode())),
     }
