@@ -47,3 +47,65 @@ def test_parametrized_layers_keep_plain_names() -> None:
     before = [layer.name for layer in module_layers(model)]
     Pruner(PruneConfig(sparsity="conv=0.5,fc=0.5")).attach(model).step()
     assert [layer.name for layer in module_layers(model)] == before
+
+
+def _recurrent() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.ModuleDict(
+        {"lstm": nn.LSTM(6, 5, num_layers=2, bidirectional=True, proj_size=3), "gru": nn.GRUCell(6, 4)}
+    )
+
+
+def test_recurrent_matrices_are_fc_in_modules_and_in_files() -> None:
+    model = _recurrent()
+    found = {layer.name: layer.kind for layer in module_layers(model)}
+    lstm = [f"lstm.weight_{kind}_l{n}{rev}" for n in (0, 1) for rev in ("", "_reverse") for kind in ("ih", "hh", "hr")]
+    assert found == {**dict.fromkeys(lstm, "fc"), "gru.weight_ih": "fc", "gru.weight_hh": "fc"}
+    assert [layer.name for layer in state_dict_layers(model.state_dict())] == [
+        layer.name for layer in module_layers(model)
+    ]
+
+
+def test_recurrent_layers_compute_with_their_masks_and_shared_values() -> None:
+    """torch's RNNs read cached flat weights: the pruned and shared weights must be what forward uses,
+    before finalize_, and the centroids must get gradients through them."""
+    from vidcompress import finalize_, prune_, quantize_
+    from vidcompress.quantize import WeightSharing
+
+    model = _recurrent()
+    # (a hidden state for the cell, or weight_hh's gradient is zero)
+    x, h, state = torch.randn(7, 2, 6), torch.randn(2, 6), torch.randn(2, 4)
+    prune_(model, "fc=0.6")
+    quantize_(model, "fc=4")
+    plain = _recurrent()
+    with torch.no_grad():
+        for name, value in plain.named_parameters():
+            module, _, attribute = name.rpartition(".")
+            value.copy_(getattr(model[module], attribute))  # masked and shared, as computed
+    weight = model["lstm"].weight_ih_l1_reverse
+    assert float((weight == 0).float().mean()) >= 0.55 and torch.unique(weight).numel() <= 16
+    assert torch.equal(model["lstm"](x)[0], plain["lstm"](x)[0])
+    assert torch.equal(model["gru"](h, state), plain["gru"](h, state))
+    (model["lstm"](x)[0].sum() + model["gru"](h, state).sum()).backward()
+    sharing = [m for m in model.modules() if isinstance(m, WeightSharing)]
+    assert len(sharing) == 14 and all(
+        m.centroids.grad is not None and m.centroids.grad.abs().sum() > 0 for m in sharing
+    )
+    order = list(plain.state_dict())
+    finalize_(model)
+    assert list(model.state_dict()) == order  # the module's own order comes back (weights before biases)
+    assert torch.equal(model["lstm"](x)[0], plain["lstm"](x)[0])
+
+
+def test_load_sparse_says_why_recurrent_layers_stay_dense(tmp_path) -> None:
+    from vidcompress import encode, finalize_, load_sparse, prune_, quantize_
+
+    model = _recurrent()
+    prune_(model, "fc=0.5")
+    quantize_(model, "fc=5")
+    finalize_(model)
+    encode(model, tmp_path / "m.vcz")
+    report = load_sparse(tmp_path / "m.vcz", _recurrent(), mode="sparse").sparse_report_
+    reasons = {choice.name: (choice.mode, choice.reason) for choice in report}
+    assert reasons["lstm.weight_hr_l1_reverse"] == ("dense", "recurrent layer (LSTM): runs dense")
+    assert reasons["gru.weight_hh"] == ("dense", "recurrent layer (GRUCell): runs dense")

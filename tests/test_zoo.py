@@ -87,6 +87,23 @@ class AttentionModel(nn.Module):
         return self.head(out.mean(1))
 
 
+class VideoLSTM(nn.Module):
+    """A CNN-LSTM action model (LRCN's shape): a small CNN per frame, a two-layer bidirectional LSTM with
+    a projection over the frames, a GRU cell on its last state, a linear classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.lstm = nn.LSTM(32, 24, num_layers=2, bidirectional=True, proj_size=12, batch_first=True)
+        self.cell = nn.GRUCell(24, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, C, H, W)
+        n, t = x.shape[:2]
+        features, _ = self.lstm(self.frames(x.flatten(0, 1)).view(n, t, -1))
+        return self.head(self.cell(features[:, -1]))
+
+
 def _mlp_with(wrap: Callable[[nn.Linear], nn.Module]) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         torch.manual_seed(0)
@@ -114,6 +131,7 @@ CASES = {
     "vit": Case(vit, lambda: torch.randn(2, 3, 16, 16), "conv=0.5,fc=0.5", "conv=6,fc=6", lambda out: out.logits),
     "separable_cnn": Case(separable_cnn, lambda: torch.randn(2, 3, 12, 12), "conv=0.5,fc=0.5", "conv=6,fc=6"),
     "attention": Case(AttentionModel, lambda: torch.randn(2, 9, 24), "fc=0.5", "fc=6"),
+    "video_lstm": Case(VideoLSTM, lambda: torch.randn(2, 4, 3, 8, 8), "conv=0.5,fc=0.5", "conv=6,fc=6"),
     "weight_norm_old": Case(
         _mlp_with(nn.utils.weight_norm), lambda: torch.randn(4, 20), "fc=0.5,2.weight=off", "fc=6,2.weight=off"
     ),

@@ -8,7 +8,9 @@ survive) and touches only vidcompress's own parametrizations.
 `torch.nn.utils.parametrize` gives each parametrized module a generated class and, on removal,
 deletes the weight's property from that class, which a `deepcopy` of the module shares: removing a
 parametrization from one copy broke the other. Removal here first moves the module onto a private
-copy of its class.
+copy of its class. Registration moves a weight out of its module's parameters and removal puts it
+back at the end; the order the module had before is restored, so its `state_dict` keys come back in
+their original order (weight before bias).
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from torch.nn.utils import parametrize
 
 from vidcompress.layers import WeightSite, is_own_parametrization
 
+_ORDER = "_vidcompress_parameter_order"
+
 
 def attach(sites: Sequence[WeightSite], item: nn.Module) -> None:
     """Register `item` as a parametrization of the weight at every site (the same object everywhere)."""
     for site in sites:
+        if not hasattr(site.module, _ORDER):  # the order before any parametrization, for `bake`
+            object.__setattr__(site.module, _ORDER, tuple(site.module._parameters))
         parametrize.register_parametrization(site.module, site.attribute, item, unsafe=True)
 
 
@@ -52,6 +58,12 @@ def bake(module: nn.Module, attribute: str) -> bool:
         return False
     _private_class(module)
     parametrize.remove_parametrizations(module, attribute, leave_parametrized=True)
+    order = getattr(module, _ORDER, ())
+    if set(order) <= set(module._parameters):  # every name back: the original order, then any others
+        rest = [name for name in module._parameters if name not in order]
+        module._parameters = {name: module._parameters[name] for name in (*order, *rest)}
+        if not parametrize.is_parametrized(module):
+            object.__delattr__(module, _ORDER)
     return True
 
 

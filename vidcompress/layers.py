@@ -1,10 +1,12 @@
 """Which tensors of a model are compressible, of which kind, and where they live.
 
 A compressible weight is what a user would call one: the `weight` of a Linear, ConvNd,
-ConvTransposeNd, Embedding or EmbeddingBag, of Hugging Face's `Conv1D` (GPT-2's projections), and the
-input projections of `nn.MultiheadAttention` (its output projection is a Linear). Kinds: `conv` (any
-convolution), `fc` (Linear, Conv1D, attention projections) and `emb` (embeddings). Biases, norms,
-buffers, masks and every other tensor are never touched.
+ConvTransposeNd, Embedding or EmbeddingBag, of Hugging Face's `Conv1D` (GPT-2's projections), the
+input projections of `nn.MultiheadAttention` (its output projection is a Linear), and the input,
+hidden and projection matrices of recurrent layers (`weight_ih_l0`, `weight_hh_l0`, `weight_hr_l0`,
+their `_reverse` twins; a cell's `weight_ih`, `weight_hh`) of nn.RNN, nn.LSTM, nn.GRU and their cells.
+Kinds: `conv` (any convolution), `fc` (Linear, Conv1D, attention projections, recurrent matrices) and
+`emb` (embeddings). Biases, norms, buffers, masks and every other tensor are never touched.
 
 In a module the weight is found through parametrizations: vidcompress's own (pruning masks, weight
 sharing) are looked through; a foreign one (spectral_norm, orthogonal, weight_norm of either style, a
@@ -14,8 +16,9 @@ reached from several modules, e.g. an embedding shared with the output layer) ar
 the first name, with every place it is used listed in `weight_sites`.
 
 In a bare state-dict file modules are unknown, so names and shapes decide, conservatively: a
-floating-point tensor of 2+ dimensions whose name ends in `weight` (`.weight`, `_proj_weight`);
-`emb` when its module's name says embedding (`wte`, `embed_tokens`, `word_embeddings`, ...).
+floating-point tensor of 2+ dimensions whose name ends in `weight` (`.weight`, `_proj_weight`) or
+is a recurrent matrix's (`.weight_ih_l0`, `.weight_hh`, ...); `emb` when its module's name says
+embedding (`wte`, `embed_tokens`, `word_embeddings`, ...).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class LayerInfo:
 
 
 _ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+_RECURRENT_WEIGHT = re.compile(r"^weight_(ih|hh|hr)(_l\d+(_reverse)?)?$")
 _EMBEDDING_NAME = re.compile(r"(^|[._])(wte|wpe|shared|emb|embed\w*|\w*embeddings?)$")
 
 
@@ -68,7 +72,7 @@ def module_kind(module: nn.Module) -> LayerKind | None:
         return LayerKind.CONV
     if isinstance(module, nn.Embedding | nn.EmbeddingBag):
         return LayerKind.EMB
-    if isinstance(module, nn.Linear | nn.MultiheadAttention) or is_hf_conv1d(module):
+    if isinstance(module, nn.Linear | nn.MultiheadAttention | nn.RNNBase | nn.RNNCellBase) or is_hf_conv1d(module):
         return LayerKind.FC
     return None
 
@@ -79,7 +83,13 @@ def is_hf_conv1d(module: nn.Module) -> bool:
 
 
 def _weight_attributes(module: nn.Module) -> tuple[str, ...]:
-    return _ATTENTION_WEIGHTS if isinstance(module, nn.MultiheadAttention) else ("weight",)
+    if isinstance(module, nn.MultiheadAttention):
+        return _ATTENTION_WEIGHTS
+    if isinstance(module, nn.RNNBase):  # weight_ih_l0, weight_hh_l0, (LSTM's projection) weight_hr_l0, ...
+        return tuple(name for name in module._flat_weights_names if name.startswith("weight_"))
+    if isinstance(module, nn.RNNCellBase):
+        return ("weight_ih", "weight_hh")
+    return ("weight",)
 
 
 def is_own_parametrization(item: nn.Module) -> bool:
@@ -168,7 +178,7 @@ def state_dict_kind(name: str, tensor: torch.Tensor) -> LayerKind | None:
     module_name, _, attribute = name.rpartition(".")
     if ".parametrizations." in f".{name}":
         return None  # a parametrization's stored tensor: what it stands for is unknown in a file
-    if attribute != "weight" and not attribute.endswith("_proj_weight"):
+    if attribute != "weight" and not attribute.endswith("_proj_weight") and not _RECURRENT_WEIGHT.match(attribute):
         return None
     if tensor.ndim >= 3:
         return LayerKind.CONV

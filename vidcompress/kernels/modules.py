@@ -324,8 +324,8 @@ def load_sparse(
     it receives in that call; without it, a Linear is timed on one vector and a convolution, whose
     dense kernel and input size the probe cannot know, stays dense. `"sparse"` swaps every layer that
     can; `"dense"` none.
-    Everything else stays dense: grouped, depthwise and transposed convolutions, embeddings, and the
-    projections inside `nn.MultiheadAttention` (which reads their weights directly). What was chosen
+    Everything else stays dense: grouped, depthwise and transposed convolutions, embeddings, recurrent
+    layers, and the projections inside `nn.MultiheadAttention` (which reads their weights directly). What was chosen
     and why is in `model.sparse_report_` (a SparseReport; `.to_markdown()` prints it).
 
     `cache=True` (CPU): each sparse module keeps its layout expanded to CSR (8 bytes a nonzero more)
@@ -349,6 +349,9 @@ def load_sparse(
         name = entry.name
         module_name, _, attribute = name.rpartition(".")
         module = owners.get(module_name)
+        if isinstance(module, nn.RNNBase | nn.RNNCellBase):
+            choices.append(SparseChoice(name, "dense", f"recurrent layer ({type(module).__name__}): runs dense"))
+            continue
         if module is None or attribute != "weight":
             choices.append(SparseChoice(name, "dense", "not the weight of a layer module"))
             continue
