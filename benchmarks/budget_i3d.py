@@ -1,7 +1,8 @@
 """The I3D part of `benchmarks.budget`: budgets at the size of a row of `i3d.md`.
 
-The target is the file size of i3d.md's 'dense weights, 4 bits' row (60% agreement), so each budget row
-sits beside a one-setting row of the same size (one target: each row takes minutes on 2 cores). Agreement and KL with the
+The target is the file size of i3d.md's 'dense weights, 4 bits' row, read from i3d.json (so it follows
+the container format that run used), so each budget row sits beside a one-setting row of the same size
+(one target: each row takes minutes on 2 cores). Agreement and KL with the
 dense model on the same 20 views (centre and start crops of the 10 clips). ECSQ's lambda is fixed at
 0.02 (no validation split here). `importance=True` adds a row with importance from 5 end crops (views
 the evaluation never sees), the dense model's top-1 as the label: five backward passes through I3D, so
@@ -27,20 +28,39 @@ from vidcompress.budget import BudgetConfig, Candidate, compress_to_budget
 from vidcompress.quantize import estimate_importance
 from vidcompress.report import markdown_table
 
-# (label of the i3d.md row of the same size, its bytes, its agreement)
-TARGETS = (("dense weights, 4 bits", 5_727_737, 0.60),)
-# Smaller targets with no one-setting row of their size: how far below the 4-bit file the budget's
-# allocation keeps that row's 60% agreement (`--i3d-smaller`, k-means only).
-SMALLER = (("15% under the 4-bit file", 4_868_576, None),)
+TARGET_ROW = "dense weights, 4 bits"  # the i3d.md row whose file size is the budget
+SMALLER_FRACTION = 0.85  # `--i3d-smaller`: how far below that file the allocation keeps its agreement
 CALIBRATION_VIEWS = 5
+
+
+def one_setting_rows() -> dict[str, dict[str, Any]]:
+    """i3d.md's rows by setting (from i3d.json), whose sizes the budgets take."""
+    path = RESULTS / "i3d.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run `python -m benchmarks.i3d` first (the budget takes its sizes)")
+    return {row["setting"]: row for row in json.loads(path.read_text())["rows"]}
+
+
+def budget_targets() -> tuple[tuple[str, int, float | None], ...]:
+    """(label, bytes, the one-setting row's agreement): the size of i3d.md's 4-bit file."""
+    row = one_setting_rows()[TARGET_ROW]
+    return ((TARGET_ROW, int(row["bytes"]), float(row["agreement"])),)
+
+
+def smaller_targets() -> tuple[tuple[str, int, float | None], ...]:
+    """A target with no one-setting row of its size: how far below the 4-bit file the budget's allocation
+    keeps that row's agreement (`--i3d-smaller`, k-means only)."""
+    size = int(one_setting_rows()[TARGET_ROW]["bytes"])
+    return ((f"{100 * (1 - SMALLER_FRACTION):.0f}% under the 4-bit file", round(SMALLER_FRACTION * size), None),)
 
 
 def i3d_budget(
     folder: Path,
     importance: bool = False,
-    targets: tuple[tuple[str, int, float | None], ...] = TARGETS,
+    targets: tuple[tuple[str, int, float | None], ...] | None = None,
     kmeans_only: bool = False,
 ) -> dict[str, Any]:
+    targets = targets if targets is not None else budget_targets()
     clips = load_clips()
     views, inputs = make_views(clips, CROPS[:2])
     dense_model = pretrained_i3d()
@@ -88,12 +108,11 @@ def i3d_budget(
 
 def i3d_table(result: dict[str, Any]) -> str:
     """The budget rows beside i3d.md's rows of the same size (their agreement and KL from i3d.json)."""
-    stored = json.loads((RESULTS / "i3d.json").read_text()) if (RESULTS / "i3d.json").exists() else {"rows": []}
-    one_setting = {row["setting"]: row for row in stored["rows"]}
+    one_setting = one_setting_rows()
     cells = []
-    sizes = {r["target_bytes"] for r in result["rows"]}
-    for label, size, agreement in (t for t in TARGETS + SMALLER if t[1] in sizes):
-        row = one_setting.get(label)
+    labels = {r["target_bytes"]: (r["target"], r["one_setting_agreement"]) for r in result["rows"]}
+    for size, (label, agreement) in labels.items():
+        row = one_setting.get(label) if agreement is not None else None
         kl = f"{row['kl']:.3f} ({row['kl_max']:.2f})" if row else "-"
         top1 = f"{100 * row['top1_labelled']:.0f}%" if row else "-"
         if agreement is not None:
