@@ -2,11 +2,11 @@
 
 The target is the file size of i3d.md's 'dense weights, 4 bits' row, read from i3d.json (so it follows
 the container format that run used), so each budget row sits beside a one-setting row of the same size
-(one target: each row takes minutes on 2 cores). Agreement and KL with the
-dense model on the same 20 views (centre and start crops of the 10 clips). ECSQ's lambda is fixed at
-0.02 (no validation split here). `importance=True` adds a row with importance from 5 end crops (views
-the evaluation never sees), the dense model's top-1 as the label: five backward passes through I3D, so
-it is off by default on a CPU.
+(one target: each row takes minutes on 2 cores). Agreement and KL with the dense model on the same 20
+views (centre and start crops of the 10 clips). ECSQ's lambda is fixed at 0.02 (no validation split
+here). `importance=True` adds a row with importance from 5 end crops (views the evaluation never sees),
+the dense model's top-1 as the label: five backward passes through I3D, so it is off by default on a
+CPU.
 """
 
 from __future__ import annotations

@@ -82,7 +82,8 @@ def is_hf_conv1d(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
 
 
-def _weight_attributes(module: nn.Module) -> tuple[str, ...]:
+def weight_attributes(module: nn.Module) -> tuple[str, ...]:
+    """The attributes of `module` that hold its compressible weights (`weight` for most layers)."""
     if isinstance(module, nn.MultiheadAttention):
         return _ATTENTION_WEIGHTS
     if isinstance(module, nn.RNNBase):  # weight_ih_l0, weight_hh_l0, (LSTM's projection) weight_hr_l0, ...
@@ -136,7 +137,7 @@ def _collect(model: nn.Module) -> tuple[list[LayerInfo], dict[str, list[WeightSi
         if kind is None:
             continue
         prefix = f"{module_name}." if module_name else ""
-        for attribute in _weight_attributes(module):
+        for attribute in weight_attributes(module):
             found = _underlying(module, attribute)
             if found is None:
                 continue

@@ -23,7 +23,7 @@ from vidcompress.kernels.cpu import csr_matrix, spmm_cpu
 from vidcompress.kernels.cpu_numba import conv_numba, numba_available
 from vidcompress.kernels.cuda import conv_cuda, spmm_cuda
 from vidcompress.kernels.layout import SparseLayout
-from vidcompress.layers import is_hf_conv1d
+from vidcompress.layers import is_hf_conv1d, weight_attributes
 
 
 def sparse_matmul(layout: SparseLayout, x: torch.Tensor) -> torch.Tensor:
@@ -227,6 +227,8 @@ def unsupported_reason(module: nn.Module) -> str | None:
         return None
     if isinstance(module, nn.Embedding | nn.EmbeddingBag):
         return "embedding: a lookup, not a product"
+    if isinstance(module, nn.RNNBase | nn.RNNCellBase):
+        return f"recurrent layer ({type(module).__name__}): runs dense"
     if isinstance(module, nn.Linear) or is_hf_conv1d(module):
         return None
     return f"{type(module).__name__}: no sparse module"
@@ -349,10 +351,7 @@ def load_sparse(
         name = entry.name
         module_name, _, attribute = name.rpartition(".")
         module = owners.get(module_name)
-        if isinstance(module, nn.RNNBase | nn.RNNCellBase):
-            choices.append(SparseChoice(name, "dense", f"recurrent layer ({type(module).__name__}): runs dense"))
-            continue
-        if module is None or attribute != "weight":
+        if module is None or attribute not in weight_attributes(module):
             choices.append(SparseChoice(name, "dense", "not the weight of a layer module"))
             continue
         reason = unsupported_reason(module)
