@@ -83,11 +83,17 @@ def family_accuracy(config: TrainConfig, model: TC3D | None = None, *, every_cli
     return result
 
 
+def same_setup(config: TrainConfig) -> bool:
+    """Whether `config.out` holds a training of this very config. A config.json written before a setting
+    existed holds that setting's default, which is what such a training ran with."""
+    saved = Path(config.out) / "config.json"
+    return saved.exists() and asdict(TrainConfig.from_json(saved)) == asdict(config)
+
+
 def start_over_if_changed(config: TrainConfig) -> None:
     """Drop the checkpoint in `config.out` when it belongs to another setup, so that resuming trains
     this one from scratch instead of going on from it."""
-    saved = Path(config.out) / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != asdict(config):
+    if (Path(config.out) / "config.json").exists() and not same_setup(config):
         (Path(config.out) / "checkpoint.pt").unlink(missing_ok=True)
 
 
@@ -235,6 +241,17 @@ def main() -> None:
     # rerun (`tc3d_dropout_check.md`). Without dropout the pair check (validation only) learnt it on every
     # seed of two failing setups, and the 21 runs missed it 4 times: fewer, not none.
     parser.add_argument("--dropout", type=float, default=0.0)
+    # Weighted fusion's weights are one a clip, shared by every class; from the first epoch they can
+    # solve the order pair with a negative first-clip weight before the backbone has learnt colour, and
+    # 11 of its 18 trainings then missed the appearance pair (5 of 5 at S=3 with a negative first
+    # weight), against 8 of 45 with the other fusions (`tc3d_tables_no_warmup.md`). Held at 1/S for
+    # the first third of training, the 4 failed S=3 trainings retrained all learnt the pair.
+    parser.add_argument(
+        "--fusion-warmup",
+        type=int,
+        default=None,
+        help="epochs weighted fusion's weights stay at 1/S (default: a third of --epochs; 0: none)",
+    )
     parser.add_argument(
         "--restarts",
         type=int,
@@ -247,6 +264,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 epochs, small data, one seed")
     args = parser.parse_args()
     epochs, seeds = (2, 1) if args.quick else (args.epochs, args.seeds)
+    warmup = epochs // 3 if args.fusion_warmup is None else args.fusion_warmup
     info = machine()
     with contextlib.ExitStack() as stack:
         folder = Path(args.work) if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -272,6 +290,7 @@ def main() -> None:
                 base,
                 segments=segments,
                 fusion=fusion,
+                fusion_warmup=warmup if fusion == "weighted" else 0,
                 seed=seed + RESTART_SEED * restart,
                 out=str(
                     folder
@@ -289,7 +308,7 @@ def main() -> None:
         runs = {}
         for key, config in configs.items():  # rows a stopped run finished already, with this very config
             finished = Path(config.out) / ROW_FILE
-            if finished.exists() and json.loads((Path(config.out) / "config.json").read_text()) == asdict(config):
+            if finished.exists() and same_setup(config):
                 runs[key] = json.loads(finished.read_text())
         reused = len(runs)
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -315,6 +334,7 @@ def main() -> None:
         for name in RUNS
     }
     config_record = {k: v for k, v in asdict(base).items() if k not in ("data", "out", "segments", "fusion", "seed")}
+    config_record["weighted_fusion_warmup"] = warmup
     trainings = [  # every training, kept or not: how often the appearance pair is missed, by fusion
         {
             "run": name, "seed": seed, "restart": restart, "kept": kept[(name, seed)] == restart,
@@ -346,6 +366,7 @@ def main() -> None:
     command = "python -m benchmarks.tc3d_tables" + (
         " --quick" if args.quick else f" --epochs {epochs} --seeds {seeds} --dropout {args.dropout:g}"
     )
+    command += f" --fusion-warmup {warmup}" if args.fusion_warmup is not None else ""
     command += f" --restarts {args.restarts}" if args.restarts > 1 else ""
     later = sum(restart > 0 for restart in kept.values())
     test_videos = 4 * (2 if args.quick else TEST_GROUPS)
@@ -371,6 +392,12 @@ def main() -> None:
         f"Model: T-C3D, width 8, 48 x 48 input, 8-frame clips at stride 2; {epochs} epochs of SGD (lr 0.01, "
         f"momentum 0.9, weight decay 5e-5, x0.1 at 2/3 and 7/8), dropout {args.dropout:g}, batch 8, the last epoch "
         "kept. "
+        + (
+            f"Weighted fusion's segment weights stay at 1/S for the first {warmup} epochs (the backbone learns as "
+            "under average fusion first), then train. "
+            if warmup
+            else ""
+        )
         + (
             f"Each run trained {args.restarts} times from different seeds (seed + {RESTART_SEED} r), the one with "
             f"the highest validation accuracy kept (the first on a tie; {later} of {len(kept)} runs kept a later "

@@ -109,3 +109,50 @@ def test_load_sparse_says_why_recurrent_layers_stay_dense(tmp_path) -> None:
     reasons = {choice.name: (choice.mode, choice.reason) for choice in report}
     assert reasons["lstm.weight_hr_l1_reverse"] == ("dense", "recurrent layer (LSTM): runs dense")
     assert reasons["gru.weight_hh"] == ("dense", "recurrent layer (GRUCell): runs dense")
+
+
+class _OwnLinear(nn.Module):
+    """A user's own layer: vidcompress does not know its type."""
+
+    def __init__(self, features_in: int, features_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(features_out, features_in))
+        self.bias = nn.Parameter(torch.zeros(features_out))
+        self.scale = nn.Parameter(torch.ones(features_out, 1))  # 2-D, but not a weight by its name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight * self.scale, self.bias)
+
+
+def test_unknown_modules_are_judged_as_in_a_file_so_both_give_the_same_layers(tmp_path) -> None:
+    from vidcompress import encode, finalize_, load_compressed, prune_, quantize_
+
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(_OwnLinear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    model = build()
+    layers = module_layers(model)
+    assert [(layer.name, layer.kind) for layer in layers] == [("0.weight", "fc"), ("2.weight", "fc")]
+    assert [layer.name for layer in state_dict_layers(model.state_dict())] == ["0.weight", "2.weight"]
+    prune_(model, "fc=0.5")  # the user's layer is pruned too, not skipped without a word
+    quantize_(model, "fc=4")
+    finalize_(model)
+    assert float((model[0].weight == 0).float().mean()) == 0.5
+    assert torch.equal(model[0].scale, torch.ones(8, 1))
+    encode(model, tmp_path / "own.vcz")
+    decoded = load_compressed(tmp_path / "own.vcz", build())
+    x = torch.randn(4, 6)
+    assert torch.equal(decoded(x), model(x))
+
+
+def test_a_lazy_module_that_has_not_run_is_an_error_naming_it() -> None:
+    from vidcompress import prune_
+    from vidcompress.errors import ConfigError
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    with pytest.raises(ConfigError, match=r"^2\.weight \(LazyLinear\): not initialized yet .* run the model once"):
+        prune_(model, "conv=0.5,fc=0.5")
+    assert float((model[0].weight == 0).float().mean()) == 0.0  # nothing was changed
+    model(torch.randn(1, 3, 6, 6))  # after one forward pass it has its shape
+    assert prune_(model, "conv=0.5,fc=0.5") == {"0.weight": 0.5, "2.weight": 0.5}

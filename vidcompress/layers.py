@@ -6,7 +6,10 @@ input projections of `nn.MultiheadAttention` (its output projection is a Linear)
 hidden and projection matrices of recurrent layers (`weight_ih_l0`, `weight_hh_l0`, `weight_hr_l0`,
 their `_reverse` twins; a cell's `weight_ih`, `weight_hh`) of nn.RNN, nn.LSTM, nn.GRU and their cells.
 Kinds: `conv` (any convolution), `fc` (Linear, Conv1D, attention projections, recurrent matrices) and
-`emb` (embeddings). Biases, norms, buffers, masks and every other tensor are never touched.
+`emb` (embeddings). A module of a type vidcompress does not know (a user's own layer, nn.Bilinear) has
+its parameters judged as in a file (below), so a model and its state-dict file give the same layers.
+Biases, norms, buffers, masks and every other tensor are never touched. A lazy module that has not yet
+run (its parameters have no shape) is an error naming it.
 
 In a module the weight is found through parametrizations: vidcompress's own (pruning masks, weight
 sharing) are looked through; a foreign one (spectral_norm, orthogonal, weight_norm of either style, a
@@ -30,7 +33,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 from torch.nn.utils import parametrize
+
+from vidcompress.errors import ConfigError
 
 
 class LayerKind(enum.StrEnum):
@@ -126,23 +132,35 @@ class WeightSite:
     attribute: str
 
 
+def _candidate_attributes(module: nn.Module, kind: LayerKind | None) -> tuple[str, ...]:
+    """The attributes to look at: a known layer's weights, or every parameter of a module vidcompress
+    does not know (judged below as in a file, by name and shape)."""
+    if kind is not None:
+        return weight_attributes(module)
+    parametrized = module.parametrizations.keys() if parametrize.is_parametrized(module) else ()  # type: ignore[union-attr,operator]
+    return tuple(dict.fromkeys(["weight", *module._parameters, *parametrized]))
+
+
 def _collect(model: nn.Module) -> tuple[list[LayerInfo], dict[str, list[WeightSite]]]:
     layers: list[LayerInfo] = []
     sites: dict[str, list[WeightSite]] = {}
     first_name: dict[int, str] = {}
+    lazy: list[str] = []
     for module_name, module in model.named_modules(remove_duplicate=False):
         if ".parametrizations." in f".{module_name}.":
             continue
-        kind = module_kind(module)
-        if kind is None:
-            continue
+        known = module_kind(module)
         prefix = f"{module_name}." if module_name else ""
-        for attribute in weight_attributes(module):
+        for attribute in _candidate_attributes(module, known):
             found = _underlying(module, attribute)
             if found is None:
                 continue
             key, tensor, refused = found
-            if not tensor.is_floating_point() or tensor.ndim < 2:
+            if is_lazy(tensor):
+                lazy.append(f"{prefix}{attribute} ({type(module).__name__})")
+                continue
+            kind = known if known is not None else state_dict_kind(prefix + attribute, tensor)
+            if kind is None or not tensor.is_floating_point() or tensor.ndim < 2:
                 continue
             if key in first_name:  # tied: the same stored tensor, reached again
                 sites[first_name[key]].append(WeightSite(module, attribute))
@@ -151,6 +169,16 @@ def _collect(model: nn.Module) -> tuple[list[LayerInfo], dict[str, list[WeightSi
             first_name[key] = name
             sites[name] = [WeightSite(module, attribute)]
             layers.append(LayerInfo(name, kind, tuple(tensor.shape), refused))
+    if lazy:
+        more = (
+            f" (and {len(lazy) - 1} more: {', '.join(lazy[1:4])}{', ...' if len(lazy) > 4 else ''})"
+            if len(lazy) > 1
+            else ""
+        )
+        raise ConfigError(
+            f"{lazy[0]}: not initialized yet (a lazy module has no shape before its first forward pass); "
+            f"run the model once on an example input, then compress{more}"
+        )
     return layers, sites
 
 

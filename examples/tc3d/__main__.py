@@ -68,6 +68,14 @@ def train_options(command):
         click.option("--lr", type=float, default=defaults.lr, show_default=True),
         click.option("--lr-steps", default="20,25", show_default=True, help="epochs where lr x 0.1"),
         click.option("--dropout", type=float, default=defaults.dropout, show_default=True),
+        click.option(
+            "--fusion-warmup",
+            type=click.IntRange(min=0),
+            default=defaults.fusion_warmup,
+            show_default=True,
+            help="epochs the fusion's own weights stay at their start (weighted: the average), so the backbone "
+            "learns first",
+        ),
         click.option("--workers", type=int, default=defaults.workers, show_default=True),
         click.option("--cache-frames", is_flag=True, help="decode each video once and keep it in memory (small sets)"),
         click.option("--seed", type=int, default=defaults.seed, show_default=True),
@@ -80,8 +88,16 @@ def train_options(command):
 def config_from(options: dict) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in options.items() if k in names}
-    values["lr_steps"] = [int(s) for s in str(options["lr_steps"]).split(",") if s.strip()]
-    return TrainConfig(**values)
+    try:
+        values["lr_steps"] = [int(s) for s in str(options["lr_steps"]).split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"not comma-separated epochs: {options['lr_steps']!r}", param_hint="--lr-steps"
+        ) from None
+    try:
+        return TrainConfig(**values)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
 
 
 @main.command()

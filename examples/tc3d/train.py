@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ class TrainConfig:
     fusion: str = "average"
     sampler: str = "consecutive"
     dropout: float = 0.8
+    # Epochs during which the fusion's own parameters stay at their start (weighted fusion: the average of
+    # the clips; attention: uniform weights), so the backbone first learns as under average fusion.
+    fusion_warmup: int = 0
     epochs: int = 30
     batch_size: int = 8
     lr: float = 0.005
@@ -52,6 +55,10 @@ class TrainConfig:
     seed: int = 0
     split: int = 1
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fusion_warmup <= self.epochs:
+            raise ValueError(f"fusion_warmup must be 0 to epochs ({self.epochs}) epochs, got {self.fusion_warmup}")
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
@@ -187,9 +194,16 @@ def evaluate(
 
 
 def train_one_epoch(
-    model: nn.Module, data: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device, progress: bool
+    model: nn.Module,
+    data: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    progress: bool,
+    frozen: Sequence[nn.Parameter] = (),
 ) -> float:
-    """One pass over the training data; returns the mean loss (on the video-level score)."""
+    """One pass over the training data; returns the mean loss (on the video-level score). `frozen`
+    parameters get no step: their gradient is dropped before the optimizer runs, so neither momentum nor
+    weight decay moves them (this also holds under DDP, whose gradient hooks have run by then)."""
     from tqdm.auto import tqdm
 
     model.train()
@@ -199,6 +213,8 @@ def train_one_epoch(
         loss = F.cross_entropy(model(videos), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for parameter in frozen:
+            parameter.grad = None
         optimizer.step()
         total += float(loss.detach()) * labels.numel()
         count += labels.numel()
@@ -253,7 +269,8 @@ def run_training(
         data = loader(
             train_set, batch_size=per_process, workers=config.workers, shuffle=True, seed=config.seed, epoch=epoch
         )
-        loss = train_one_epoch(network, data, optimizer, device, config.progress)
+        frozen = list(model.fusion.parameters()) if epoch < config.fusion_warmup else []
+        loss = train_one_epoch(network, data, optimizer, device, config.progress, frozen)
         scheduler.step()
         if is_main_process():
             metrics = evaluate(model, monitor, device)

@@ -50,6 +50,27 @@ def test_weighted_fusion_tells_segments_apart() -> None:
         model.fusion(torch.zeros(1, 3, 2))  # no silent fallback to averaging
 
 
+def test_frozen_fusion_gets_no_step_not_even_from_momentum_or_weight_decay() -> None:
+    from examples.tc3d.train import train_one_epoch
+
+    torch.manual_seed(0)
+    model = build_tc3d(num_classes=3, width=4, segments=3, fusion="weighted")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    batches = [(torch.randn(2, 3, 3, 8, 24, 24), torch.tensor([0, 2])) for _ in range(3)]
+    fusion = [p.detach().clone() for p in model.fusion.parameters()]
+    first = model.backbone.conv1.weight.detach().clone()
+    train_one_epoch(model, batches, optimizer, torch.device("cpu"), False, frozen=list(model.fusion.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(model.fusion.parameters(), fusion, strict=True))
+    assert not torch.equal(model.backbone.conv1.weight, first)
+    train_one_epoch(model, batches, optimizer, torch.device("cpu"), False)  # thawed: it learns
+    assert not torch.equal(model.fusion.segment_weight, fusion[0])
+
+
+def test_fusion_warmup_must_fit_the_epochs() -> None:
+    with pytest.raises(ValueError, match="fusion_warmup must be 0 to epochs \\(4\\)"):
+        TrainConfig(epochs=4, fusion_warmup=5)
+
+
 def test_fusions_are_a_name_to_class_table() -> None:
     from examples.tc3d.model import AttentionFusion, make_fusion
 
@@ -198,6 +219,22 @@ def test_resume_ends_with_the_same_weights(tiny: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_fusion_warmup_holds_weighted_fusion_at_the_average_then_trains_it(tiny: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from vidcompress.io import load_state_dict
+
+    config = replace(_config(tiny, tmp_path / "run", 2), fusion="weighted", fusion_warmup=1)
+    run_training(config, stop_after=1)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    assert torch.equal(state["fusion.segment_weight"], torch.full((3,), 1 / 3))
+    assert torch.equal(state["fusion.segment_bias"], torch.zeros(1))
+    run_training(config, resume=True)
+    trained, _ = load_state_dict(tmp_path / "run" / "model.safetensors")
+    assert not torch.equal(trained["fusion.segment_weight"], torch.full((3,), 1 / 3))
+
+
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_gives_the_same_weights(tiny: Path, tmp_path: Path) -> None:
     import signal
     import time
@@ -233,6 +270,7 @@ def test_two_process_torchrun_training(tiny: Path, tmp_path: Path) -> None:
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "examples.tc3d", "train", "--data", str(tiny), "--out", str(tmp_path / "ddp"),
         "--width", "4", "--size", "24", "--epochs", "1", "--batch-size", "4", "--workers", "0",
+        "--fusion", "weighted", "--fusion-warmup", "1",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -240,6 +278,10 @@ def test_two_process_torchrun_training(tiny: Path, tmp_path: Path) -> None:
     assert (tmp_path / "ddp" / "model.safetensors").exists()
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()
     assert "epoch 0" in result.stdout
+    from vidcompress.io import load_state_dict
+
+    trained, _ = load_state_dict(tmp_path / "ddp" / "model.safetensors")  # frozen under DDP as well
+    assert torch.equal(trained["fusion.segment_weight"], torch.full((3,), 1 / 3))
 
 
 @pytest.mark.slow
