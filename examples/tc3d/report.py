@@ -59,7 +59,13 @@ def write_report(
         f"Wall time of the whole demo: {wall_seconds / 60:.1f} minutes." if wall_seconds else "",
         "",
         f"Model: T-C3D width {train['width']}, {train['size']} x {train['size']} input, {train['segments']} segments, "
-        f"{train['fusion']} fusion, {summary['parameters']:,} parameters; trained {train['epochs']} epochs on the "
+        f"{train['fusion']} fusion, {summary['parameters']:,} parameters; trained {train['epochs']} epochs"
+        + (
+            f" (the fusion's weights held at their start for the first {train['fusion_warmup']})"
+            if train.get("fusion_warmup")
+            else ""
+        )
+        + " on the "
         f"{summary.get('data_description', 'synthetic action set')} ({len(summary['classes'])} classes). Accuracy: "
         f"video-level, test split ({summary.get('test_videos', '?')} videos), {train['segments']} centred clips.",
         _monitor_line(summary),

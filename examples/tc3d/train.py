@@ -58,7 +58,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.fusion_warmup <= self.epochs:
-            raise ValueError(f"fusion_warmup must be 0 to epochs ({self.epochs}) epochs, got {self.fusion_warmup}")
+            raise ValueError(
+                f"fusion_warmup {self.fusion_warmup}: expected 0 to {self.epochs} (the epochs of training)"
+            )
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:

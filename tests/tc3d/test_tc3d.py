@@ -67,7 +67,7 @@ def test_frozen_fusion_gets_no_step_not_even_from_momentum_or_weight_decay() -> 
 
 
 def test_fusion_warmup_must_fit_the_epochs() -> None:
-    with pytest.raises(ValueError, match="fusion_warmup must be 0 to epochs \\(4\\)"):
+    with pytest.raises(ValueError, match="fusion_warmup 5: expected 0 to 4 \\(the epochs"):
         TrainConfig(epochs=4, fusion_warmup=5)
 
 
