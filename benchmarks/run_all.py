@@ -252,7 +252,7 @@ def write_summary() -> Path:
             "",
             f"{first['bytes']:,} -> {last['bytes']:,} bytes: **{hard['ratio']:.1f}x**, test accuracy "
             f"{100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% "
-            f"({signed_points(hard['accuracy_drop_points'])} points, 95% interval [{low:+.1f}, {high:+.1f}]; "
+            f"({signed_points(hard['accuracy_drop_points'])} points, 95% interval [{low:+.2f}, {high:+.2f}]; "
             f"{paired['right_to_wrong']} videos right to wrong, {paired['wrong_to_right']} wrong to right).",
             "",
         ]

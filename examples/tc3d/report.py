@@ -163,7 +163,7 @@ def _paired_sentence(paired: dict[str, Any]) -> str:
         low, high = (100 * v for v in paired["change_interval_95"])
         interval = (
             f" The accuracy change is {signed_points(-100 * paired['change'])} points, 95% interval "
-            f"[{low:+.1f}, {high:+.1f}] (exact, conditional on the {lost + gained} videos that changed)."
+            f"[{low:+.2f}, {high:+.2f}] (exact, conditional on the {lost + gained} videos that changed)."
         )
     return (
         f"Video by video: {lost} test videos the original classified right are wrong after compression and "
