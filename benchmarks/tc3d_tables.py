@@ -39,7 +39,7 @@ from examples.tc3d.data import ucf101_split
 from examples.tc3d.evaluate import load_trained, measure_fps
 from examples.tc3d.model import TC3D
 from examples.tc3d.synthetic import CATALOGUE, generate
-from examples.tc3d.train import TrainConfig, evaluation_loader, predict, run_training
+from examples.tc3d.train import TrainConfig, evaluation_loader, fusion_warmup_for, predict, run_training
 from vidcompress import DSDConfig, QuantizeConfig, StepSchedule, load_sparse
 from vidcompress.codec import EncodeConfig
 from vidcompress.kernels.modules import SparseReport
@@ -241,11 +241,8 @@ def main() -> None:
     # rerun (`tc3d_dropout_check.md`). Without dropout the pair check (validation only) learnt it on every
     # seed of two failing setups, and the 21 runs missed it 4 times: fewer, not none.
     parser.add_argument("--dropout", type=float, default=0.0)
-    # Weighted fusion's weights are one a clip, shared by every class; from the first epoch they can
-    # solve the order pair with a negative first-clip weight before the backbone has learnt colour, and
-    # 11 of its 18 trainings then missed the appearance pair (5 of 5 at S=3 with a negative first
-    # weight), against 8 of 45 with the other fusions (`tc3d_tables_no_warmup.md`). Held at 1/S for
-    # the first third of training, the 4 failed S=3 trainings retrained all learnt the pair.
+    # Without it 11 of 18 weighted trainings missed the appearance pair, against 8 of 45 with the other
+    # fusions (`tc3d_tables_no_warmup.md`); why weighted fusion alone: `fusion_warmup_for`.
     parser.add_argument(
         "--fusion-warmup",
         type=int,
@@ -290,7 +287,7 @@ def main() -> None:
                 base,
                 segments=segments,
                 fusion=fusion,
-                fusion_warmup=warmup if fusion == "weighted" else 0,
+                fusion_warmup=fusion_warmup_for(fusion, warmup),
                 seed=seed + RESTART_SEED * restart,
                 out=str(
                     folder

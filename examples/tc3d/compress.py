@@ -30,6 +30,7 @@ from examples.tc3d.train import (
     TrainConfig,
     build_model,
     evaluation_loader,
+    fusion_warmup_for,
     loader,
     make_dataset,
     predict,
@@ -347,11 +348,10 @@ def demo_compress_config(progress: bool = True) -> CompressConfig:
 def default_run_config(
     data: str, out: str, width: int, size: int, epochs: int, fusion: str = DEMO_FUSION
 ) -> TrainConfig:
-    """The CPU-sized training configuration of the demo. Weighted fusion's weights stay at 1/S for the
-    first third of the epochs (`benchmarks/results/tc3d_tables.md`: trained from the start, they often
-    solved the order classes before the backbone had learnt colour, and the appearance pair was lost)."""
+    """The CPU-sized training configuration of the demo; weighted fusion's weights stay at 1/S for the
+    first third of the epochs (`fusion_warmup_for`)."""
     steps = [max(1, int(epochs * 0.67)), max(1, int(epochs * 0.87))]
     return TrainConfig(
         data=data, out=out, width=width, size=size, epochs=epochs, batch_size=8, lr=0.01, lr_steps=steps,
-        dropout=0.5, workers=2, fusion=fusion, fusion_warmup=epochs // 3 if fusion == "weighted" else 0,
+        dropout=0.5, workers=2, fusion=fusion, fusion_warmup=fusion_warmup_for(fusion, epochs // 3),
     )  # fmt: skip

@@ -67,6 +67,14 @@ class TrainConfig:
         return cls(**json.loads(Path(path).read_text()))
 
 
+def fusion_warmup_for(fusion: str, epochs_held: int) -> int:
+    """The warm-up the CPU-sized runs (the tables, the demo) give a fusion: `epochs_held` for weighted
+    fusion, whose one weight a clip is shared by every class and, trained from the first epoch, often
+    solved the order classes before the backbone had learnt colour (`benchmarks/results/tc3d_tables.md`);
+    none for the others (attention fusion missed the appearance pair in 0 of 9 trainings without one)."""
+    return epochs_held if fusion == "weighted" else 0
+
+
 def is_main_process() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
