@@ -15,8 +15,9 @@ ALLOWED_RISE points above the dense model's (the scan stops at the first that is
 is measured once, for the dense model and the chosen compressed one.
 
 `--beyond` takes the same dense networks past Deep Compression by the same rule (`lenet_beyond.md`):
-deeper pruning of the largest layer and entropy-constrained quantization (ECSQ), against the ratios
-published for methods that go past it (soft weight-sharing, universal compression).
+deeper pruning of the largest layer, distillation by function matching (BEYOND_SHIFT) and
+entropy-constrained quantization (ECSQ), against the ratios published for methods that go past it
+(soft weight-sharing, universal compression).
 
     python -m benchmarks.lenet [--quick] [--network NAME] [--beyond]
 """
@@ -54,6 +55,13 @@ PRUNE_STEP = 0.2  # sparsity added per pruning step, then `step_epochs` of retra
 # Retraining after pruning and centroid fine-tuning learn from the labels and from the dense model (Hinton
 # et al.'s distillation: half cross-entropy, half T^2 KL divergence to the dense model's softened output).
 DISTILL_TEMPERATURE, DISTILL_WEIGHT = 2.0, 0.5
+# `--beyond` distils by function matching (Beyer et al. 2022, "Knowledge distillation: A good teacher is
+# patient and consistent"): the dense model runs on the same randomly moved images as the student (up to
+# BEYOND_SHIFT pixels each way), so the student learns the dense model's function around every training
+# image, not only its outputs on the images themselves. Chosen on the validation split: on LeNet-300-100
+# at 0.95 the rise went from +0.09 +- 0.07 (fixed logits) to -0.13 +- 0.08 (1 pixel); 2 pixels gave
+# +0.02 +- 0.09 (the student drifts further from the dense model).
+BEYOND_SHIFT = 1
 # Per network: epochs a pruning step, epochs at the targets (lr / 2 annealed to zero), epochs of centroid
 # fine-tuning (lr / 20 annealed). LeNet-5 costs about ten times LeNet-300-100 an epoch on a CPU.
 
@@ -88,6 +96,7 @@ NETWORKS: dict[str, dict[str, Any]] = {
             "rates": {"1.weight": 0.95, "3.weight": 0.92, "5.weight": 0.75},
             "scan": ("1.weight", ((0.95, "ecsq:fc=5:0.02"), (0.96, "ecsq:fc=5:0.02"), (0.96, "ecsq:fc=4:0.05"), (0.97, "ecsq:fc=5:0.02"), (0.97, "ecsq:fc=4:0.05"), (0.98, "ecsq:fc=4:0.05"))),
             "schedule": {"agp_steps": 8, "step_epochs": 1, "retrain_epochs": 24, "finetune_epochs": 3},
+            "shift": BEYOND_SHIFT,
             "goal": 64,
             "anchors": "soft weight-sharing 64x (1.89 -> 1.94)",
         },
@@ -104,6 +113,7 @@ NETWORKS: dict[str, dict[str, Any]] = {
             "rates": {"0.weight": 0.5, "2.weight": 0.9, "5.weight": 0.98, "7.weight": 0.85},
             "scan": ("5.weight", ((0.97, "ecsq:conv=6,fc=5:0.02"), (0.98, "ecsq:conv=6,fc=5:0.02"), (0.98, "ecsq:conv=6,fc=4:0.03"), (0.985, "ecsq:conv=6,fc=4:0.03"))),
             "schedule": {"agp_steps": 8, "step_epochs": 1, "retrain_epochs": 12, "finetune_epochs": 2},
+            "shift": BEYOND_SHIFT,
             "goal": 100,
             "anchors": "Choi et al. 2017 51.25x; universal compression 124.8x; soft weight-sharing 162x (0.88 -> 0.97)",
         },
@@ -128,14 +138,19 @@ def train(
     lr: float,
     seed: int,
     cosine: bool = False,
-    teacher: torch.Tensor | None = None,
+    teacher: torch.Tensor | nn.Module | None = None,
+    shift: int = 0,
 ) -> None:
     """SGD with momentum, batch 64, weight decay 5e-4 (Caffe's LeNet solver); lr halved every third
     epoch, or (`cosine`) annealed to zero over the epochs (retraining after pruning). `teacher`: the
-    dense model's logits on every training image, distilled from (see DISTILL_WEIGHT)."""
+    dense model's logits on every training image, or the dense model itself, distilled from (see
+    DISTILL_WEIGHT). `shift`: each image moved by up to this many pixels each way, at random; the
+    teacher (a model) sees the same moved image (function matching, see BEYOND_SHIFT)."""
     images, labels = data
     t = DISTILL_TEMPERATURE
-    targets = None if teacher is None else F.log_softmax(teacher / t, dim=1)
+    targets = F.log_softmax(teacher / t, dim=1) if isinstance(teacher, torch.Tensor) else None
+    if isinstance(teacher, nn.Module):
+        teacher.eval()
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=5e-4)
     steps_per_epoch = (len(labels) + 63) // 64
@@ -150,15 +165,34 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
                 step += 1
-            logits = model(images[batch])
+            inputs = shifted(images[batch], shift, generator) if shift else images[batch]
+            logits = model(inputs)
             loss = F.cross_entropy(logits, labels[batch])
-            if targets is not None:
+            if teacher is not None:
+                if isinstance(teacher, nn.Module):
+                    with torch.no_grad():
+                        wanted = F.log_softmax(teacher(inputs) / t, dim=1)
+                else:
+                    assert targets is not None
+                    wanted = targets[batch]
                 soft = F.log_softmax(logits / t, dim=1)
-                kl = F.kl_div(soft, targets[batch], log_target=True, reduction="batchmean")
+                kl = F.kl_div(soft, wanted, log_target=True, reduction="batchmean")
                 loss = (1 - DISTILL_WEIGHT) * loss + DISTILL_WEIGHT * t * t * kl
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
+
+def shifted(images: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of a batch (N, 1, H, W) moved by its own random offset of up to `pixels` each way
+    (zeros move in at the edge)."""
+    n, _, height, width = images.shape
+    padded = F.pad(images, (pixels,) * 4)
+    dx = torch.randint(0, 2 * pixels + 1, (n, 1, 1), generator=generator)
+    dy = torch.randint(0, 2 * pixels + 1, (n, 1, 1), generator=generator)
+    rows = dy + torch.arange(height).view(1, -1, 1)
+    columns = dx + torch.arange(width).view(1, 1, -1)
+    return padded[torch.arange(n).view(-1, 1, 1), 0, rows, columns].unsqueeze(1)
 
 
 @torch.no_grad()
@@ -197,7 +231,8 @@ def prune(
     lr: float,
     train_data: tuple[torch.Tensor, torch.Tensor],
     epochs: dict[str, int],
-    teacher: torch.Tensor | None,
+    teacher: torch.Tensor | nn.Module | None,
+    shift: int = 0,
 ) -> nn.Module:
     """Prune progressively with retraining (at lr / 2) after each step and at the targets; masks made
     permanent. With `epochs["agp_steps"]` the steps follow Zhu & Gupta's cubic schedule (large steps
@@ -211,8 +246,8 @@ def prune(
     steps = max(schedule.steps_to_reach(rate) for rate in rates.values())
     for step in range(steps):
         pruner.step()
-        train(model, train_data, epochs["step_epochs"], lr / 2, seed=10 + step, cosine=True, teacher=teacher)
-    train(model, train_data, epochs["retrain_epochs"], lr / 2, seed=40, cosine=True, teacher=teacher)  # at the targets
+        train(model, train_data, epochs["step_epochs"], lr / 2, 10 + step, cosine=True, teacher=teacher, shift=shift)
+    train(model, train_data, epochs["retrain_epochs"], lr / 2, 40, cosine=True, teacher=teacher, shift=shift)
     pruner.finalize()
     return model
 
@@ -235,7 +270,8 @@ def quantize_and_encode(
     train_data: tuple[torch.Tensor, torch.Tensor],
     path: Path,
     epochs: dict[str, int],
-    teacher: torch.Tensor,
+    teacher: torch.Tensor | nn.Module,
+    shift: int = 0,
 ) -> nn.Module:
     """Quantize a pruned model (`quantizer(setting)`) with centroid fine-tuning, encode it; the model
     decoded from the file."""
@@ -243,7 +279,7 @@ def quantize_and_encode(
     config, bits = quantizer(setting)
     quantize_(model, config)
     # Centroid fine-tuning (each centroid gets the sum of its members' gradients: small steps).
-    train(model, train_data, epochs["finetune_epochs"], lr / 20, seed=50, cosine=True, teacher=teacher)
+    train(model, train_data, epochs["finetune_epochs"], lr / 20, seed=50, cosine=True, teacher=teacher, shift=shift)
     finalize_(model)
     encode(model, path, EncodeConfig(bits=bits, index_bits="auto"))
     return load_compressed(path, build())
@@ -316,17 +352,18 @@ def run_network(
     dense_wrong = wrong(dense, data["validation"])
     dense_validation = 100.0 * float(dense_wrong.float().mean())
     print(name, f"dense: validation error {dense_validation:.2f}%", flush=True)
-    teacher = logits_of(dense, data["train"][0])
+    shift = plan.get("shift", 0)  # function matching: the dense model itself teaches, on moved images
+    teacher = copy.deepcopy(dense) if shift else logits_of(dense, data["train"][0])
     layer, candidates = plan["scan"]
     epochs = {k: 2 if k == "agp_steps" else 1 for k in plan["schedule"]} if quick else plan["schedule"]
     scan, chosen, pruned, runs = [], None, {}, {}
     for rate, bits in candidates[:2] if quick else candidates:
         rates = {**plan["rates"], layer: rate}
         if rate not in pruned:  # settings that differ only in bits share one pruned model
-            pruned[rate] = prune(dense, rates, spec["lr"], data["train"], epochs, teacher)
+            pruned[rate] = prune(dense, rates, spec["lr"], data["train"], epochs, teacher, shift)
         path = folder / f"{name}-{rate:g}-{bits}.vcz"
         decoded = quantize_and_encode(
-            pruned[rate], spec["build"], bits, spec["lr"], data["train"], path, epochs, teacher
+            pruned[rate], spec["build"], bits, spec["lr"], data["train"], path, epochs, teacher, shift
         )
         rules = ",".join(f"{n}={r:g}" for n, r in rates.items())
         runs[rate, bits] = decoded, path, {"rules": rules, "bits": bits}
@@ -366,7 +403,7 @@ def run_network(
         "paper": spec["paper"],
         "schedule": plan["schedule"],
         "dense_epochs": spec["epochs"],
-        "distillation": {"temperature": DISTILL_TEMPERATURE, "weight": DISTILL_WEIGHT},
+        "distillation": {"temperature": DISTILL_TEMPERATURE, "weight": DISTILL_WEIGHT, "shift": shift},
         "margin_standard_errors": MARGIN_STANDARD_ERRORS,
         "seconds": time.perf_counter() - start,
         **extra,
@@ -401,17 +438,26 @@ def walk_sentence(rows: dict[str, Any]) -> list[str]:
     ]
 
 
+def beyond_goal_met(name: str, row: dict[str, Any]) -> bool:
+    """Issue 16's goal for a `--beyond` row: the network's ratio, test error within ALLOWED_RISE points."""
+    return (
+        row["ratio"] >= NETWORKS[name]["beyond"]["goal"]
+        and row["test_error_compressed"] - row["test_error_dense"] <= ALLOWED_RISE + 1e-9
+    )
+
+
 def beyond_report(rows: dict[str, Any], data: dict[str, Any]) -> list[str]:
     """lenet_beyond.md: the goals past Deep Compression, beside the published results."""
     lines = [
-        "# Past Deep Compression on real MNIST: deeper pruning and entropy-constrained quantization",
+        "# Past Deep Compression on real MNIST: deeper pruning, function matching and entropy-constrained quantization",
         "",
         *(f"{name}: measured on {r['machine']}. Command: `{r['command']}`." for name, r in rows.items()),
         "",
         f"MNIST (the `mnist` fixture): {len(data['train'][1]):,} training, {len(data['validation'][1]):,} "
         f"validation and {len(data['test'][1]):,} test images. The dense models are `benchmarks.lenet`'s "
         "(the same cached networks). Pruned on Zhu & Gupta's cubic schedule with retraining (distilled from "
-        "the dense model), quantized by ECSQ (`QuantizeConfig(method='ecsq')`, lambda relative to each "
+        "the dense model by function matching: both see the same training images, each moved at random by up "
+        f"to {BEYOND_SHIFT} pixel each way; the dense model was trained on unmoved images), quantized by ECSQ (`QuantizeConfig(method='ecsq')`, lambda relative to each "
         "layer's weight variance) with centroid fine-tuning, encoded (relative index + Huffman, index bits "
         "per layer). The largest layer's rate and the quantization were scanned on the validation split by "
         f"`benchmarks.lenet`'s rule (validation rise plus one standard error at most {ALLOWED_RISE} points); "
@@ -437,12 +483,7 @@ def beyond_report(rows: dict[str, Any], data: dict[str, Any]) -> list[str]:
                     f"{r['test_error_dense']:.2f} -> {r['test_error_compressed']:.2f}",
                     f"**{r['ratio']:.1f}x**",
                     f">= {NETWORKS[name]['beyond']['goal']}x, within 0.1 points: "
-                    + (
-                        "met"
-                        if r["ratio"] >= NETWORKS[name]["beyond"]["goal"]
-                        and r["test_error_compressed"] - r["test_error_dense"] <= ALLOWED_RISE + 1e-9
-                        else "not met"
-                    ),
+                    + ("met" if beyond_goal_met(name, r) else "not met"),
                     f"{weights_only_ratio(r):.1f}x",
                     f"{100 * r['weights_kept']:.2f}%",
                     f"{r['weight_bits_per_nonzero']:.2f}",

@@ -11,6 +11,7 @@ paired standard error (the rule `benchmarks.lenet` applies).
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -25,29 +26,33 @@ NAME = "LeNet-300-100"
 RATES = {"1.weight": 0.94, "3.weight": 0.91, "5.weight": 0.74}
 BITS = "fc=5"
 # name: (retraining lr as a fraction of the dense lr, epochs a step, epochs at the targets, distil, steps of
-# the cubic schedule or 0 for +0.2 steps)
+# the cubic schedule or 0 for +0.2 steps, pixels of function matching's random moves or 0 for fixed logits)
 RECIPES = {
-    "+0.2 steps (lr / 2, 3 epochs a step + 24, distilled)": (0.5, 3, 24, True, 0),
-    "labels only": (0.5, 3, 24, False, 0),
-    "lr / 10": (0.1, 3, 24, True, 0),
-    "lr / 10, 48 epochs at the targets": (0.1, 3, 48, True, 0),
-    "cubic schedule, 8 steps of 1 epoch + 24 (the benchmark's now)": (0.5, 1, 24, True, 8),
+    "+0.2 steps (lr / 2, 3 epochs a step + 24, distilled)": (0.5, 3, 24, True, 0, 0),
+    "labels only": (0.5, 3, 24, False, 0, 0),
+    "lr / 10": (0.1, 3, 24, True, 0, 0),
+    "lr / 10, 48 epochs at the targets": (0.1, 3, 48, True, 0, 0),
+    "cubic schedule, 8 steps of 1 epoch + 24 (`lenet.md`'s)": (0.5, 1, 24, True, 8, 0),
+    "cubic, function matching, 1 pixel (`--beyond`'s)": (0.5, 1, 24, True, 8, 1),
+    "cubic, function matching, 2 pixels": (0.5, 1, 24, True, 8, 2),
 }
 
 
-def run(recipe: tuple[float, int, int, bool, int], dense: torch.nn.Module, data: dict[str, Any]) -> dict[str, Any]:
-    fraction, step_epochs, retrain_epochs, distil, agp_steps = recipe
+def run(recipe: tuple[float, int, int, bool, int, int], dense: torch.nn.Module, data: dict[str, Any]) -> dict[str, Any]:
+    fraction, step_epochs, retrain_epochs, distil, agp_steps, shift = recipe
     lr = lenet.NETWORKS[NAME]["lr"]
-    teacher = lenet.logits_of(dense, data["train"][0]) if distil else None
+    teacher: torch.Tensor | torch.nn.Module | None = None
+    if distil:
+        teacher = copy.deepcopy(dense) if shift else lenet.logits_of(dense, data["train"][0])
     epochs = {"step_epochs": step_epochs, "retrain_epochs": retrain_epochs}
     if agp_steps:
         epochs["agp_steps"] = agp_steps
-    model = lenet.prune(dense, RATES, 2 * lr * fraction, data["train"], epochs, teacher)  # retrains at lr / 2
+    model = lenet.prune(dense, RATES, 2 * lr * fraction, data["train"], epochs, teacher, shift)  # retrains at lr / 2
     dense_wrong = lenet.wrong(dense, data["validation"])
     pruned = lenet.paired_rise(dense_wrong, lenet.wrong(model, data["validation"]))
     quantize_(model, QuantizeConfig(bits=BITS))
     finetune = lenet.NETWORKS[NAME]["schedule"]["finetune_epochs"]
-    lenet.train(model, data["train"], finetune, lr / 20, seed=50, cosine=True, teacher=teacher)
+    lenet.train(model, data["train"], finetune, lr / 20, seed=50, cosine=True, teacher=teacher, shift=shift)
     finalize_(model)
     quantized = lenet.paired_rise(dense_wrong, lenet.wrong(model, data["validation"]))
     return {"pruned_rise": pruned[0], "pruned_se": pruned[1], "rise": quantized[0], "se": quantized[1]}
