@@ -58,9 +58,9 @@ DISTILL_TEMPERATURE, DISTILL_WEIGHT = 2.0, 0.5
 # `--beyond` distils by function matching (Beyer et al. 2022, "Knowledge distillation: A good teacher is
 # patient and consistent"): the dense model runs on the same randomly moved images as the student (up to
 # BEYOND_SHIFT pixels each way), so the student learns the dense model's function around every training
-# image, not only its outputs on the images themselves. Chosen on the validation split: on LeNet-300-100
-# at 0.95 the rise went from +0.09 +- 0.07 (fixed logits) to -0.13 +- 0.08 (1 pixel); 2 pixels gave
-# +0.02 +- 0.09 (the student drifts further from the dense model).
+# image, not only its outputs on the images themselves. Chosen on LeNet-300-100's validation split
+# only (`lenet_recipe_check.md`: rise -0.16 +- 0.08 with 1 pixel, -0.11 +- 0.08 with 2, -0.06 +- 0.07
+# with fixed logits).
 BEYOND_SHIFT = 1
 # Per network: epochs a pruning step, epochs at the targets (lr / 2 annealed to zero), epochs of centroid
 # fine-tuning (lr / 20 annealed). LeNet-5 costs about ten times LeNet-300-100 an epoch on a CPU.
