@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.common import RESULTS
 
 SCRIPTS = (
-    "kmeans", "codec", "container_costs", "cli_memory", "spmv", "conv_cpu", "inference", "lenet", "lenet --beyond", "mnist_cnn", "i3d",
+    "kmeans", "codec", "container_costs", "cli_memory", "spmv", "conv_cpu", "inference", "lenet", "lenet --beyond", "lenet_seed_check", "mnist_cnn", "i3d",
     "i3d_distill", "i3d_sensitivity", "fuzz", "tc3d_tables", "tc3d_hard", "budget", "context_coding", "entropy_gap", "walks",
     "budget_half_bits", "nncodec", "nncodec --model lenet-300-100", "nncodec --model lenet-5", "nncodec --model i3d",
     "tc3d_compress",
@@ -81,6 +81,7 @@ def write_summary() -> Path:
             NETWORKS,
             beyond_goal_met,
             passes,
+            rise_on_test,
             weights_only_ratio,
         )
     if lenet:
@@ -117,8 +118,21 @@ def write_summary() -> Path:
                     else "the scan's first setting (none passed the validation rule)"
                 )
                 + f"; goal >= {NETWORKS[name]['beyond']['goal']}x within 0.1 points: "
-                + ("met" if beyond_goal_met(name, row) else "not met")
+                + ("met" if beyond_goal_met(name, row["ratio"], rise_on_test(row)) else "not met")
             )
+        seeds = _load("lenet_seed_check")
+        if seeds:
+            from benchmarks.lenet_seed_check import runs_of
+
+            for name, checked in seeds["networks"].items():
+                runs = runs_of(checked)
+                lines.append(
+                    f"- {name}, the chosen setting retrained with {len(runs) - 1} other seeds "
+                    "(`lenet_seed_check.md`): test rises "
+                    + ", ".join(f"{run['test']:+.2f}" for run in runs)
+                    + f" points, ratios {min(run['ratio'] for run in runs):.1f}-{max(run['ratio'] for run in runs):.1f}x; "
+                    f"{sum(beyond_goal_met(name, run['ratio'], run['test']) for run in runs)} of {len(runs)} meet the goal"
+                )
         lines.append("")
     i3d = _load("i3d")
     if i3d:
