@@ -249,7 +249,7 @@ def prune(
     for step in range(steps):
         pruner.step()
         train(model, train_data, epochs["step_epochs"], lr / 2, seed + 10 + step, True, teacher, shift)
-    train(model, train_data, epochs["retrain_epochs"], lr / 2, seed + 40, True, teacher, shift)
+    train(model, train_data, epochs["retrain_epochs"], lr / 2, seed + 40, True, teacher, shift)  # at the targets
     pruner.finalize()
     return model
 
