@@ -248,3 +248,103 @@ def test_direct_convolution_on_random_geometries() -> None:
         sparse = SparseConv.from_conv(conv)
         assert sparse._direct(F.pad(x, [conv.padding[0]] * 2 * dims)), (kernel, stride, dilation, size)
         assert close(sparse(x), conv(x)), (kernel, stride, dilation, size)
+
+
+class SameConv2d(nn.Conv2d):
+    """TensorFlow-style "same" padding (efficientnet_pytorch's Conv2dStaticSamePadding, timm's Conv2dSame):
+    pads asymmetrically in forward, then convolves with padding 0."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.static_padding = nn.ZeroPad2d((0, 1, 0, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class SameConv3d(nn.Conv3d):
+    def _conv_forward(self, x, weight, bias):  # the override is one level down: still not the stock layer
+        return F.conv3d(F.pad(x, (0, 1, 0, 1, 0, 1)), weight, bias, self.stride, 0, self.dilation, self.groups)
+
+
+class ScaledLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(x)
+
+
+class OverriddenNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.same = SameConv2d(8, 16, 3, stride=2)
+        self.conv3d = SameConv3d(16, 16, 3, stride=2)
+        self.stock = nn.Conv2d(16, 16, 3, padding=1)
+        self.scaled = ScaledLinear(16, 12)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.same(x)  # (N, 16, 8, 8)
+        y = self.conv3d(x.unsqueeze(2).repeat(1, 1, 4, 1, 1)).mean(2)  # (N, 16, 4, 4)
+        y = self.stock(y).mean((2, 3))
+        return self.fc(torch.relu(self.scaled(y)))
+
+
+@pytest.mark.parametrize("mode", ["sparse", "auto"])
+@pytest.mark.parametrize("with_input", [True, False])
+def test_layers_whose_class_overrides_forward_stay_dense_and_say_why(tmp_path, mode: str, with_input: bool) -> None:
+    # The swap of a subclass would run the stock convolution (the parent's padding) and change the output.
+    model = _compressed(OverriddenNet(), tmp_path / "m.vcz", "0.95", "conv=8,fc=8")
+    reference = OverriddenNet().eval()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 8, 16, 16)
+    loaded = load_sparse(tmp_path / "m.vcz", OverriddenNet(), mode=mode, example_inputs=x if with_input else None)
+    report = {choice.name: choice for choice in loaded.sparse_report_}
+    assert report["same.weight"].mode == "dense" and "SameConv2d overrides Conv2d.forward" in report["same.weight"].reason
+    assert report["conv3d.weight"].mode == "dense" and "overrides Conv3d._conv_forward" in report["conv3d.weight"].reason
+    assert report["scaled.weight"].mode == "dense" and "ScaledLinear overrides Linear.forward" in report["scaled.weight"].reason
+    for name in ("same", "conv3d", "scaled"):
+        assert type(loaded.get_submodule(name)) is type(reference.get_submodule(name))
+    if mode == "sparse":
+        assert report["stock.weight"].mode == "sparse" and report["fc.weight"].mode == "sparse"
+        assert isinstance(loaded.stock, SparseConv) and isinstance(loaded.fc, SparseLinear)
+    assert "SameConv2d overrides" in loaded.sparse_report_.to_markdown()
+    with torch.no_grad():
+        assert close(loaded.eval()(x), reference(x), rel=1e-5)
+
+
+def test_every_swap_is_verified_and_a_stand_in_that_differs_stays_dense(tmp_path, monkeypatch) -> None:
+    model = _compressed(OverriddenNet(), tmp_path / "m.vcz", "0.9", "conv=8,fc=8")
+    reference = OverriddenNet().eval()
+    reference.load_state_dict(model.state_dict())
+    original = SparseLinear.forward
+    # A stand-in that is off by 1% of its output: the check must catch it, with or without an example input.
+    monkeypatch.setattr(SparseLinear, "forward", lambda self, x: original(self, x) * 1.01)
+    x = torch.randn(2, 8, 16, 16)
+    for example in (x, None):
+        loaded = load_sparse(tmp_path / "m.vcz", OverriddenNet(), mode="sparse", example_inputs=example)
+        fc = {choice.name: choice for choice in loaded.sparse_report_}["fc.weight"]
+        assert fc.mode == "dense" and "differs from dense by 1.0e-02 of its scale" in fc.reason
+        assert type(loaded.fc) is nn.Linear
+        with torch.no_grad():
+            assert close(loaded.eval()(x), reference(x))
+
+
+def test_a_layer_with_forward_hooks_stays_dense(tmp_path) -> None:
+    _compressed(mlp(), tmp_path / "m.vcz", "0.9", "fc=5")
+    model = mlp()
+    first = next(name for name, module in model.named_modules() if isinstance(module, nn.Linear))
+    seen = []
+    model.get_submodule(first).register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    loaded = load_sparse(tmp_path / "m.vcz", model, mode="sparse")
+    choice = {c.name: c for c in loaded.sparse_report_}[f"{first}.weight"]
+    assert choice.mode == "dense" and "forward hooks" in choice.reason
+    with torch.no_grad():
+        loaded(torch.randn(3, 64))
+    assert seen == [torch.Size([3, next(iter(loaded.get_submodule(first).parameters())).shape[0]])]
+
+
+def test_the_report_names_each_sparse_layers_kernel(tmp_path) -> None:
+    _compressed(R3D18Like(), tmp_path / "m.vcz", "0.9", "conv=8,fc=5")
+    loaded = load_sparse(tmp_path / "m.vcz", R3D18Like(), mode="sparse")
+    kernels = [c.reason for c in loaded.sparse_report_ if c.mode == "sparse"]
+    expected = "numba" if numba_available() else "numba missing"
+    assert kernels and all(f"kernel: " in reason and expected in reason for reason in kernels)

@@ -86,6 +86,16 @@ class _SparseBase(nn.Module):
         self._layout, self._layout_of = None, ()
         return super()._apply(fn, recurse)
 
+    def kernel(self) -> str:
+        """Which kernel this module's products run on, where its buffers are now (for the report)."""
+        if self.codebook.device.type == "cuda":
+            return "kernel: CUDA SpMM on the layout"
+        if self.cache:
+            return "kernel: scipy CSR, expanded once (cache=True)"
+        if numba_available():
+            return "kernel: numba on the layout"
+        return "kernel: scipy CSR expanded per call (numba missing: slow)"
+
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
         layout = self.layout
         if not self.cache or layout.device.type != "cpu":
@@ -189,6 +199,13 @@ class SparseConv(_SparseBase):
     # GPU benchmark have measured it, convolutions on a GPU keep im2col + SpMM unless this is set.
     direct_on_gpu: bool = False
 
+    def kernel(self) -> str:
+        if self.codebook.device.type == "cuda":
+            return "kernel: CUDA direct convolution" if self.direct_on_gpu else "kernel: im2col + CUDA SpMM"
+        if not self.cache and numba_available():
+            return "kernel: numba direct convolution on the layout"
+        return f"kernel: im2col + {super().kernel().removeprefix('kernel: ')}"
+
     def _direct(self, x: torch.Tensor) -> bool:
         """Whether this call runs a direct kernel (no im2col): `conv_numba` on the CPU with numba unless
         asked to keep an expanded CSR (`cache=True` keeps im2col + scipy's kernel), `conv_cuda` on a GPU
@@ -215,8 +232,37 @@ class SparseConv(_SparseBase):
         return out.reshape(self.out_channels, batch, *spatial).transpose(0, 1)
 
 
+# The layer types a sparse module stands in for, with the methods whose stock versions it reproduces: a
+# subclass that overrides one of them (TensorFlow-style "same" padding before F.conv2d, a scaled output)
+# computes something the stand-in does not, so it stays dense.
+_STOCK_METHODS: dict[type[nn.Module], tuple[str, ...]] = {
+    nn.Linear: ("forward",),
+    nn.Conv1d: ("forward", "_conv_forward"),
+    nn.Conv2d: ("forward", "_conv_forward"),
+    nn.Conv3d: ("forward", "_conv_forward"),
+}
+
+
+def overridden_reason(module: nn.Module) -> str | None:
+    """Why a Linear or ConvNd subclass cannot be swapped (it overrides a method the stand-in
+    reproduces), or None."""
+    for base, methods in _STOCK_METHODS.items():
+        if isinstance(module, base):
+            changed = [m for m in methods if getattr(type(module), m) is not getattr(base, m)]
+            if changed:
+                return f"{type(module).__name__} overrides {base.__name__}.{changed[0]}: runs dense"
+    return None
+
+
 def unsupported_reason(module: nn.Module) -> str | None:
     """Why `module` cannot run on the sparse kernels (it then stays dense), or None."""
+    reason = _kind_reason(module) or overridden_reason(module)
+    if reason is None and (module._forward_hooks or module._forward_pre_hooks):
+        reason = "has forward hooks, which a swapped module would not run: runs dense"
+    return reason
+
+
+def _kind_reason(module: nn.Module) -> str | None:
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         return "transposed convolution: runs dense"
     if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
@@ -327,8 +373,12 @@ def load_sparse(
     dense kernel and input size the probe cannot know, stays dense. `"sparse"` swaps every layer that
     can; `"dense"` none.
     Everything else stays dense: grouped, depthwise and transposed convolutions, embeddings, recurrent
-    layers, and the projections inside `nn.MultiheadAttention` (which reads their weights directly). What was chosen
-    and why is in `model.sparse_report_` (a SparseReport; `.to_markdown()` prints it).
+    layers, the projections inside `nn.MultiheadAttention` (which reads their weights directly), a
+    subclass that overrides the stock `forward` (TensorFlow-style "same" padding, say) and a layer with
+    forward hooks. Every swap is verified: both forms run on the layer's input from `example_inputs`
+    (else a small random one) and a layer whose outputs differ by more than VERIFY_TOLERANCE of their
+    scale stays dense. What was chosen and why, with the kernel each sparse layer runs, is in
+    `model.sparse_report_` (a SparseReport; `.to_markdown()` prints it).
 
     `cache=True` (CPU): each sparse module keeps its layout expanded to CSR (8 bytes a nonzero more)
     after the first call, so later calls skip the expansion.
@@ -373,21 +423,27 @@ def load_sparse(
         replacement = _sparse_module(module, layout, cache).to(module.weight.device)
         candidates[module_name] = _Candidate(len(choices), name, module, replacement)
         choices.append(None)
-    times = (
-        _probe_in_forward(model, candidates, example_inputs) if mode == "auto" and example_inputs is not None else {}
+    probed = (
+        _probe_in_forward(model, candidates, example_inputs, timed=mode == "auto") if example_inputs is not None else {}
     )
     for module_name, candidate in candidates.items():
         name, module, replacement = candidate.weight_name, candidate.module, candidate.replacement
         dense_ms = sparse_ms = None
-        if mode == "auto":
-            if module_name in times:
-                dense_ms, sparse_ms = times[module_name]
-            elif isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-                why_not = "a convolution not reached by the example input: runs dense"
-                choices[candidate.slot] = SparseChoice(name, "dense", why_not)
-                continue
-            else:
+        if module_name in probed:
+            dense_ms, sparse_ms, mismatch = probed[module_name]
+        elif mode == "auto" and isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            why_not = "a convolution not reached by the example input: runs dense"
+            choices[candidate.slot] = SparseChoice(name, "dense", why_not)
+            continue
+        else:  # not reached by an example input, or none given: checked on an input made for it
+            mismatch = verify_swap(module, replacement, synthetic_input(module, replacement))
+            if mode == "auto":
                 dense_ms, sparse_ms = _probe(module, replacement)
+        if mismatch is not None:
+            choices[candidate.slot] = SparseChoice(name, "dense", mismatch, dense_ms, sparse_ms)
+            continue
+        if mode == "auto":
+            assert dense_ms is not None and sparse_ms is not None
             if sparse_ms > (1 - PROBE_MARGIN) * dense_ms:
                 why = (
                     "the probe measured dense faster"
@@ -399,7 +455,7 @@ def load_sparse(
         why = f"the probe measured sparse at least {PROBE_MARGIN:.0%} faster" if mode == "auto" else "mode='sparse'"
         parent_name, _, child = module_name.rpartition(".")
         setattr(target.get_submodule(parent_name) if parent_name else target, child, replacement)
-        choices[candidate.slot] = SparseChoice(name, "sparse", why, dense_ms, sparse_ms)
+        choices[candidate.slot] = SparseChoice(name, "sparse", f"{why}; {replacement.kernel()}", dense_ms, sparse_ms)
     model.sparse_report_ = SparseReport(c for c in choices if c is not None)  # type: ignore[assignment]
     return model
 
@@ -415,14 +471,15 @@ class _Candidate:
 
 
 def _probe_in_forward(
-    model: nn.Module, candidates: dict[str, _Candidate], example_inputs: Any
-) -> dict[str, tuple[float, float]]:
-    """(dense ms, sparse ms) per candidate layer, each timed whole on the input it receives when the
-    model runs once on `example_inputs`. Each layer is probed inside that forward pass, when it is
-    reached, so only one layer's input is held at a time (keeping every layer's input to probe them
-    afterwards held all of a video model's activations at once: gigabytes for I3D)."""
+    model: nn.Module, candidates: dict[str, _Candidate], example_inputs: Any, timed: bool = True
+) -> dict[str, tuple[float | None, float | None, str | None]]:
+    """(dense ms, sparse ms, mismatch) per candidate layer reached when the model runs once on
+    `example_inputs`: both forms run on the input the layer receives there, their outputs compared
+    (`verify_swap`) and, if `timed`, their times measured. Each layer is probed when it is reached, so
+    only one layer's input is held at a time (keeping every layer's input to probe them afterwards
+    held all of a video model's activations at once: gigabytes for I3D)."""
     inputs = example_inputs if isinstance(example_inputs, tuple | list) else (example_inputs,)
-    times: dict[str, tuple[float, float]] = {}
+    probed: dict[str, tuple[float | None, float | None, str | None]] = {}
     hooks = []
     for module_name, candidate in candidates.items():
 
@@ -432,8 +489,11 @@ def _probe_in_forward(
             name: str = module_name,
             stand_in: _SparseBase = candidate.replacement,
         ) -> None:
-            if name not in times and args and isinstance(args[0], torch.Tensor):  # its first call only
-                times[name] = _probe_modules(layer, stand_in, args[0].detach())
+            if name not in probed and args and isinstance(args[0], torch.Tensor):  # its first call only
+                x = args[0].detach()
+                mismatch = verify_swap(layer, stand_in, x)
+                dense_ms, sparse_ms = _probe_modules(layer, stand_in, x) if timed else (None, None)
+                probed[name] = (dense_ms, sparse_ms, mismatch)
 
         hooks.append(candidate.module.register_forward_pre_hook(probe))
     try:
@@ -442,7 +502,58 @@ def _probe_in_forward(
     finally:
         for hook in hooks:
             hook.remove()
-    return times
+    return probed
+
+
+# A swapped layer's output must equal the dense layer's within this fraction of the dense output's
+# largest magnitude (float32 sums taken in another order differ by about 1e-6 of it), or within four
+# epsilons of a narrower dtype.
+VERIFY_TOLERANCE = 1e-4
+
+
+def output_mismatch(dense: Any, sparse: Any) -> str | None:
+    """Why a sparse layer's output is not the dense layer's (shape, or values beyond VERIFY_TOLERANCE
+    of the dense output's scale), or None."""
+    if not isinstance(dense, torch.Tensor) or not isinstance(sparse, torch.Tensor):
+        return f"the dense layer returns {type(dense).__name__}, not a tensor: runs dense"
+    if dense.shape != sparse.shape:
+        return f"the sparse output's shape {tuple(sparse.shape)} is not dense's {tuple(dense.shape)}: runs dense"
+    if dense.numel() == 0:
+        return None
+    scale = max(float(dense.abs().max()), torch.finfo(torch.float32).tiny)
+    error = float((dense.double() - sparse.double()).abs().max())
+    eps = torch.finfo(dense.dtype).eps if dense.is_floating_point() else 0.0
+    if not error <= max(VERIFY_TOLERANCE, 4 * eps) * scale:  # NaN fails too
+        return f"the sparse output differs from dense by {error / scale:.1e} of its scale: runs dense"
+    return None
+
+
+def verify_swap(module: nn.Module, replacement: _SparseBase, x: torch.Tensor) -> str | None:
+    """Run the dense layer and its stand-in on `x` and compare their outputs (`output_mismatch`)."""
+    with torch.no_grad():
+        dense = module.forward(x)  # not module(x): a probing hook of the dense layer would run again
+        try:
+            sparse = replacement.forward(x)
+        except (RuntimeError, ValueError) as error:
+            return f"the sparse module fails on this input ({str(error).splitlines()[0]}): runs dense"
+    return output_mismatch(dense, sparse)
+
+
+def synthetic_input(module: nn.Module, replacement: _SparseBase) -> torch.Tensor:
+    """A small random input a layer accepts, for checking a swap when no example input reached it: two
+    rows for a Linear, one sample just over the kernel's span (plus a stride) for a convolution."""
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    generator = torch.Generator().manual_seed(0)
+    if isinstance(replacement, SparseConv):
+        spatial = [
+            (size - 1) * gap + 1 + step
+            for size, gap, step in zip(replacement.kernel_size, replacement.dilation, replacement.stride, strict=True)
+        ]
+        shape = (1, replacement.weight_shape[1], *spatial)
+    else:
+        shape = (2, replacement.layout.shape[1])
+    return torch.randn(shape, generator=generator).to(weight.device, weight.dtype)
 
 
 def _probe_modules(module: nn.Module, replacement: _SparseBase, x: torch.Tensor) -> tuple[float, float]:
