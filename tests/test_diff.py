@@ -25,8 +25,37 @@ def test_error_sqnr_sparsity_and_bits_are_exact_on_a_known_change() -> None:
     assert layer.sqnr_db == pytest.approx(10 * math.log10(25 / 16))
     assert (layer.a.sparsity, layer.b.sparsity) == (0.5, 0.75)
     assert (layer.a.distinct, layer.a.bits, layer.b.distinct, layer.b.bits) == (2, 2, 1, 1)
-    assert report.other_changed == ["fc.bias"] and not report.only_in_a and not report.only_in_b
+    assert [change.name for change in report.other_changed] == ["fc.bias"]
+    assert report.other_changed[0].relative_error == math.inf  # a zero bias made ones: no signal
+    assert not report.only_in_a and not report.only_in_b
     assert math.isinf(diff_state_dicts(a, a).layers[0].sqnr_db)
+
+
+def test_non_finite_values_are_counted_and_left_out_of_the_errors() -> None:
+    a = {"fc.weight": torch.tensor([[3.0, 4.0], [1.0, 1.0]]), "fc.bias": torch.tensor([1.0, 2.0])}
+    b = {"fc.weight": torch.tensor([[3.0, float("inf")], [float("nan"), 1.0]]), "fc.bias": torch.tensor([1.0, 2.5])}
+    report = diff_state_dicts(a, b)
+    (layer,) = report.layers
+    assert layer.nonfinite == (0, 2) and layer.relative_error == 0.0 and math.isinf(layer.sqnr_db)
+    (bias,) = report.other_changed
+    assert bias.relative_error == pytest.approx(0.5 / math.sqrt(5))
+    text = report.to_markdown()
+    assert "fc.weight (A 0, B 2)" in text and "fc.bias (0.22)" in text
+    json.dumps(report.to_dict(), allow_nan=False)  # plain JSON: no NaN or Infinity
+
+
+def test_a_bias_stored_in_float16_is_reported_with_its_error(tmp_path) -> None:
+    from vidcompress.codec import EncodeConfig, decode
+
+    dense = R3D18Like().state_dict()
+    quantized, _ = quantize_state_dict(dense, "conv=6,fc=4")
+    encode(quantized, tmp_path / "half.vcz", EncodeConfig(raw_dtype="float16"))
+    report = diff_state_dicts(quantized, decode(tmp_path / "half.vcz"))
+    changed = {change.name: change for change in report.other_changed}
+    assert "fc.bias" in changed and 0 < changed["fc.bias"].relative_error < 1e-3
+    assert changed["fc.bias"].dtypes == ("float32", "float32")
+    assert all(layer.relative_error == 0 for layer in report.layers)  # coded layers: exact
+    assert "other tensors that differ (relative error)" in report.to_markdown()
 
 
 def test_a_shape_change_is_an_error_naming_the_layer() -> None:

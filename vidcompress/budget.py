@@ -142,6 +142,8 @@ class BudgetConfig(Config):
         method, lagrangian, init, max_iter, seed: the quantizer (`QuantizeConfig`'s meanings).
         index_bits: relative-index width per layer (`conv=8,fc=5`), or `auto` for the smallest at each
             candidate sparsity.
+        raw_dtype: `float16` or `bfloat16` stores the tensors left uncompressed (biases, norms) in that
+            dtype (`EncodeConfig`'s), which the budget counts; None keeps them as they are.
     """
 
     sparsities: tuple[float, ...]
@@ -153,6 +155,7 @@ class BudgetConfig(Config):
     max_iter: int
     seed: int
     index_bits: LayerRules
+    raw_dtype: str | None
 
     def __init__(
         self,
@@ -166,6 +169,7 @@ class BudgetConfig(Config):
         max_iter: int = 300,
         seed: int = 0,
         index_bits: RulesSource | None = None,
+        raw_dtype: str | None = None,
     ) -> None:
         sparsities = tuple(float(s) for s in sparsities)
         if not sparsities or any(not 0.0 <= s < 1.0 for s in sparsities):
@@ -192,6 +196,7 @@ class BudgetConfig(Config):
         self._set(
             sparsities=tuple(sorted(set(sparsities))), bits=tuple(sorted(set(bits))), kinds=kinds, method=method,
             lagrangian=float(lagrangian), init=init, max_iter=max_iter, seed=seed, index_bits=index_rules,
+            raw_dtype=EncodeConfig(raw_dtype=raw_dtype).raw_dtype,
         )  # fmt: skip
 
 
@@ -604,7 +609,12 @@ def measured_scales(
     return {name: value if value > 0 else floor for name, value in raw.items()}
 
 
-def _fixed_bytes(tensors: Mapping[str, torch.Tensor], layers: list[LayerInfo], index: dict[str, int | str]) -> int:
+def _fixed_bytes(
+    tensors: Mapping[str, torch.Tensor],
+    layers: list[LayerInfo],
+    index: dict[str, int | str],
+    raw_dtype: str | None = None,
+) -> int:
     """Bytes of a container besides its compressed layers' data and codebooks: encode a stand-in and
     take its layers' bytes off. The manifest is stored compressed, so its size depends on its numbers:
     the stand-in's layers are sparse, as compressed layers mostly are, with two values at random places
@@ -623,7 +633,8 @@ def _fixed_bytes(tensors: Mapping[str, torch.Tensor], layers: list[LayerInfo], i
     bits = {layer.name: 2 for layer in layers}
     widths = {name: 8 if width == "auto" else width for name, width in index.items()}
     with tempfile.TemporaryDirectory() as folder:
-        container = encode(stand_in, Path(folder) / "stand_in.vcz", EncodeConfig(bits=bits, index_bits=widths))
+        encoding = EncodeConfig(bits=bits, index_bits=widths, raw_dtype=raw_dtype)
+        container = encode(stand_in, Path(folder) / "stand_in.vcz", encoding)
     element = {name: tensor.element_size() for name, tensor in tensors.items()}
     layer_bytes = sum(entry.data_bytes + entry.codebook_size * element[entry.name] for entry in container.layers)
     return container.file_bytes - layer_bytes
@@ -684,7 +695,7 @@ def plan_budget(
     parameters = sum(t.numel() for t in tensors.values())
     budget = target.bytes(dense, parameters)
     if fixed_bytes is None:
-        fixed_bytes = _fixed_bytes(tensors, layers, index)
+        fixed_bytes = _fixed_bytes(tensors, layers, index, config.raw_dtype)
     if candidates is None:
         candidates = all_candidates(tensors, config, importance=importance, progress=progress)
     # The first plan holds a little back: the stand-in's manifest numbers have fewer digits than the
@@ -791,6 +802,7 @@ def _write_within_budget(
         encoding = EncodeConfig(
             bits={name: codebook_bits(c.bits) for name, c in chosen.items()},
             index_bits={name: c.index_bits for name, c in chosen.items()},
+            raw_dtype=config.raw_dtype,
         )
         container = encode(compressed, trial, encoding, metadata=metadata)
         allocation.actual_bytes = container.file_bytes

@@ -95,6 +95,12 @@ output_option = click.option(
     help="Output file.",
 )
 force_option = click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+raw_dtype_option = click.option(
+    "--raw-dtype",
+    type=click.Choice(["float16", "bfloat16"]),
+    help="Store the tensors that are not layer weights (biases, norms, buffers) in this dtype: half their bytes, "
+    "decoded back to their own dtype, rounded. [default: as they are]",
+)
 
 
 def config_option(kind: str) -> Callable[[Command], Command]:
@@ -305,6 +311,7 @@ def quantize(
     "are); default: as recorded by 'vidcompress quantize', else the smallest width that holds each layer's "
     "distinct values. Other tensors are stored whole.",
 )
+@raw_dtype_option
 @config_option("EncodeConfig")
 @force_option
 @user_errors
@@ -315,6 +322,7 @@ def encode_command(
     no_huffman: bool,
     columns_only: bool,
     bits: str | None,
+    raw_dtype: str | None,
     config_path: Path | None,
     force: bool,
 ) -> None:
@@ -332,6 +340,7 @@ def encode_command(
         index_bits=index_bits,
         huffman=False if no_huffman else None,
         row_walk=False if columns_only else None,
+        raw_dtype=raw_dtype,
     )
     tensors, metadata = _read_weights(input_path)
     container = encode(tensors, output_path, config, metadata=metadata, progress=_progress())
@@ -398,6 +407,7 @@ def _number_list(text: str | None, what: str, convert: Callable[[str], Any]) -> 
 )
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the allocation as Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Plot bytes and damage per layer (PNG).")
+@raw_dtype_option
 @config_option("BudgetConfig")
 @force_option
 @user_errors
@@ -414,6 +424,7 @@ def compress_command(
     index_bits: str | None,
     report_path: Path | None,
     plot_path: Path | None,
+    raw_dtype: str | None,
     config_path: Path | None,
     force: bool,
 ) -> None:
@@ -435,7 +446,7 @@ def compress_command(
         if extra is not None and extra.suffix != suffix:
             raise CommandError(f"{extra}: name it *{suffix}")
     config = _stage_config(
-        BudgetConfig, config_path, method=method, lagrangian=lagrangian, index_bits=index_bits,
+        BudgetConfig, config_path, method=method, lagrangian=lagrangian, index_bits=index_bits, raw_dtype=raw_dtype,
         sparsities=_number_list(sparsities, "sparsities", float), bits=_number_list(bits_list, "bits", _whole_or_float),
     )  # fmt: skip
     tensors, metadata = _read_weights(input_path)

@@ -1,4 +1,5 @@
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ from vidcompress.codec import (
     size_breakdown,
 )
 from vidcompress.codec.container import manifest_text
-from vidcompress.errors import ConfigError, FormatError
+from vidcompress.errors import ConfigError, FormatError, InputError
 from vidcompress.io import load_state_dict, save_state_dict
+from vidcompress.layers import state_dict_layers
 from vidcompress.prune import prune_
 from vidcompress.quantize import finalize_, quantize_
 from vidcompress.testing import bits_equal
@@ -82,6 +84,47 @@ def test_without_huffman_streams_are_packed(quantized, tmp_path) -> None:
     assert coded.file_bytes < plain.file_bytes
     decoded = decode(tmp_path / "plain.vcz")
     assert all(bits_equal(decoded[k], quantized[k]) for k in quantized)
+
+
+def test_two_encodes_of_one_input_are_byte_identical(quantized, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    encode(quantized, tmp_path / "a.vcz")
+    time.sleep(1.1)  # a time of writing, if one were recorded, would now differ
+    encode(quantized, tmp_path / "b.vcz")
+    assert (tmp_path / "a.vcz").read_bytes() == (tmp_path / "b.vcz").read_bytes()
+    assert "created" not in json.loads(manifest_text(read_container(tmp_path / "a.vcz").metadata, "a.vcz"))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_raw_tensors_stored_narrowed_come_back_in_their_dtype(quantized, tmp_path, dtype: str) -> None:
+    state = {**quantized, "norm.weight": torch.randn(64), "norm.running_var": torch.rand(64) + 0.5,
+             "norm.num_batches_tracked": torch.tensor(7), "half.bias": torch.randn(8).half()}  # fmt: skip
+    wide = encode(state, tmp_path / "wide.vcz")
+    narrow = encode(state, tmp_path / "narrow.vcz", EncodeConfig(raw_dtype=dtype))
+    assert narrow.raw == wide.raw and "norm.weight" in narrow.raw
+    weights = {layer.name for layer in state_dict_layers(state)}  # layer weights stored whole keep their bits
+    assert set(narrow.raw_dtypes) == {n for n in narrow.raw if state[n].dtype == torch.float32 and n not in weights}
+    saved = sum(state[name].numel() * 2 for name in narrow.raw_dtypes)
+    assert wide.file_bytes - narrow.file_bytes >= saved - 128  # the manifest grows by a list of dtypes
+    decoded = decode(tmp_path / "narrow.vcz")
+    for name, tensor in state.items():
+        assert decoded[name].dtype == tensor.dtype
+        if name in narrow.raw_dtypes:
+            assert torch.equal(decoded[name], tensor.to(getattr(torch, dtype)).to(tensor.dtype))
+        else:  # encoded layers, integer buffers and tensors already 16-bit: exact
+            assert bits_equal(decoded[name], tensor)
+    assert read_container(tmp_path / "narrow.vcz").metadata["format_version"] == "6"
+    assert read_container(tmp_path / "wide.vcz").metadata["format_version"] in ("4", "5")
+
+
+def test_a_raw_tensor_beyond_float16s_range_is_refused_by_name(quantized, tmp_path) -> None:
+    state = {**quantized, "scale.bias": torch.tensor([1.0, 1e6])}
+    with pytest.raises(InputError, match=r"scale\.bias: holds values up to 1e\+06, beyond float16's range"):
+        encode(state, tmp_path / "a.vcz", EncodeConfig(raw_dtype="float16"))
+    assert not (tmp_path / "a.vcz").exists()
+    encode(state, tmp_path / "a.vcz", EncodeConfig(raw_dtype="bfloat16"))  # bfloat16 has float32's range
+    with pytest.raises(ConfigError, match="raw_dtype 'int8'"):
+        EncodeConfig(raw_dtype="int8")
 
 
 def test_source_date_epoch_makes_containers_reproducible(quantized, tmp_path, monkeypatch) -> None:

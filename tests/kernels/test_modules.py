@@ -298,9 +298,12 @@ def test_layers_whose_class_overrides_forward_stay_dense_and_say_why(tmp_path, m
     x = torch.randn(2, 8, 16, 16)
     loaded = load_sparse(tmp_path / "m.vcz", OverriddenNet(), mode=mode, example_inputs=x if with_input else None)
     report = {choice.name: choice for choice in loaded.sparse_report_}
-    assert report["same.weight"].mode == "dense" and "SameConv2d overrides Conv2d.forward" in report["same.weight"].reason
-    assert report["conv3d.weight"].mode == "dense" and "overrides Conv3d._conv_forward" in report["conv3d.weight"].reason
-    assert report["scaled.weight"].mode == "dense" and "ScaledLinear overrides Linear.forward" in report["scaled.weight"].reason
+    for weight, why in (
+        ("same.weight", "SameConv2d overrides Conv2d.forward"),
+        ("conv3d.weight", "SameConv3d overrides Conv3d._conv_forward"),
+        ("scaled.weight", "ScaledLinear overrides Linear.forward"),
+    ):
+        assert report[weight].mode == "dense" and why in report[weight].reason
     for name in ("same", "conv3d", "scaled"):
         assert type(loaded.get_submodule(name)) is type(reference.get_submodule(name))
     if mode == "sparse":
@@ -347,4 +350,4 @@ def test_the_report_names_each_sparse_layers_kernel(tmp_path) -> None:
     loaded = load_sparse(tmp_path / "m.vcz", R3D18Like(), mode="sparse")
     kernels = [c.reason for c in loaded.sparse_report_ if c.mode == "sparse"]
     expected = "numba" if numba_available() else "numba missing"
-    assert kernels and all(f"kernel: " in reason and expected in reason for reason in kernels)
+    assert kernels and all("kernel: " in reason and expected in reason for reason in kernels)

@@ -41,7 +41,6 @@ from vidcompress.codec.manifest import (
     LayerEntry,
     Manifest,
     parse_manifest,
-    version_needed,
 )
 from vidcompress.errors import ConfigError, FormatError, InputError
 from vidcompress.io import StateDict, safetensors_header, strip_wrapper_prefixes, write_atomic, write_safetensors
@@ -72,6 +71,7 @@ class Container:
     file_bytes: int
     raw_crc32: dict[str, int] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # a tied tensor's other name -> the stored one
+    raw_dtypes: dict[str, str] = field(default_factory=dict)  # a raw tensor stored narrowed -> its own dtype
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -171,7 +171,6 @@ def encode(
             coded = len(data) + codebook.numel() * codebook.element_size()
             if bits is None and name not in recorded and coded >= tensor.numel() * tensor.element_size():
                 raw.append(name)  # bits inferred, and a codebook would not pay: stored as it is
-                envelope[f"raw/{name}"] = tensor
                 continue
             entries.append(entry)
             envelope[f"layers/{name}"] = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
@@ -179,15 +178,22 @@ def encode(
                 envelope[f"codebooks/{name}"] = codebook
         else:
             raw.append(name)
-            envelope[f"raw/{name}"] = tensor
+    raw_dtypes: dict[str, str] = {}
+    weights = {layer.name for layer in layers}  # a compressible weight stored whole keeps its bits
+    for name in raw:
+        envelope[f"raw/{name}"] = stored[name] if name in weights else _narrowed(name, stored[name], config.raw_dtype)
+        if envelope[f"raw/{name}"].dtype != stored[name].dtype:
+            raw_dtypes[name] = str(stored[name].dtype).removeprefix("torch.")
     raw_crc32 = {name: _tensor_crc32(envelope[f"raw/{name}"]) for name in raw}
-    body = Manifest(list(tensors), entries, raw, raw_crc32, aliases)
-    version = version_needed(entries)
+    body = Manifest(list(tensors), entries, raw, raw_crc32, aliases, raw_dtypes)
+    version = body.version_needed()
+    # No time of writing unless SOURCE_DATE_EPOCH asks for one: the same input gives the same bytes.
+    created = _created()
     manifest = {
         "format": FORMAT_NAME,
         "format_version": version,
         "vidcompress_version": __version__,
-        "created": _created(),
+        **({"created": created} if created else {}),
         **body.to_dict(),
     }
     compact = json.dumps(manifest, separators=(",", ":"))
@@ -205,7 +211,25 @@ def encode(
     header = safetensors_header(envelope, file_metadata)
     write_atomic(path, lambda temporary: write_safetensors(temporary, header, envelope))
     file_bytes = len(header) + sum(t.numel() * t.element_size() for t in envelope.values())
-    return Container(Path(path), entries, raw, list(tensors), file_metadata, file_bytes, raw_crc32, aliases)
+    return Container(Path(path), entries, raw, list(tensors), file_metadata, file_bytes, raw_crc32, aliases, raw_dtypes)
+
+
+def _narrowed(name: str, tensor: torch.Tensor, dtype_name: str | None) -> torch.Tensor:
+    """A raw tensor as stored: in `dtype_name` where that is narrower than its own floating dtype (a
+    value beyond the narrow dtype's range is an InputError naming the tensor), else as it is."""
+    if dtype_name is None or not tensor.is_floating_point():
+        return tensor
+    dtype = DTYPES[dtype_name]
+    if tensor.element_size() <= torch.empty(0, dtype=dtype).element_size():
+        return tensor
+    finite = tensor[torch.isfinite(tensor)]
+    largest = float(finite.abs().max()) if finite.numel() else 0.0
+    if largest > torch.finfo(dtype).max:
+        raise InputError(
+            f"{name}: holds values up to {largest:.3g}, beyond {dtype_name}'s range; store raw tensors in "
+            "bfloat16 or as they are"
+        )
+    return tensor.to(dtype)
 
 
 def _parametrized(module: nn.Module) -> list[str]:
@@ -262,7 +286,10 @@ def read_container(path: str | os.PathLike[str]) -> Container:
     if keys - empty != expected:
         missing, extra = sorted(expected - keys), sorted(keys - expected)
         raise FormatError(f"{path}: tensors do not match the manifest (missing {missing[:3]}, unexpected {extra[:3]})")
-    return Container(path, layers, parsed.raw, parsed.order, metadata, file_bytes, parsed.raw_crc32, parsed.aliases)
+    return Container(
+        path, layers, parsed.raw, parsed.order, metadata, file_bytes, parsed.raw_crc32, parsed.aliases,
+        parsed.raw_dtypes,
+    )  # fmt: skip
 
 
 def decode(path: str | os.PathLike[str], threads: int | None = None) -> StateDict:
@@ -286,6 +313,8 @@ def decode_with_metadata(path: str | os.PathLike[str], threads: int | None = Non
                 decoded[name] = handle.get_tensor(f"raw/{name}")
                 if _tensor_crc32(decoded[name]) != container.raw_crc32[name]:
                     raise FormatError(f"{name}: CRC32 mismatch in the raw tensor")
+                if name in container.raw_dtypes:  # stored narrowed: back to its own dtype
+                    decoded[name] = decoded[name].to(DTYPES[container.raw_dtypes[name]])
     except (SafetensorError, OSError, RuntimeError) as error:
         raise FormatError(f"{container.path}: cannot read a tensor ({error})") from None
     # Layers decode in threads: zlib's inflate and numpy's large-array work release the GIL.
@@ -404,15 +433,15 @@ def manifest_text(metadata: Mapping[str, str], path: str | os.PathLike[str]) -> 
         raise FormatError(f"{path}: manifest is not UTF-8") from None
 
 
-def _created() -> str:
-    """The UTC time of writing, or SOURCE_DATE_EPOCH's where set: the same weights then give the same bytes
-    (the reproducible-builds convention)."""
+def _created() -> str | None:
+    """The time SOURCE_DATE_EPOCH gives, in UTC (the reproducible-builds convention), or None where it
+    is not set: a container records no time of its own, so the same input gives the same bytes."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch:
-        if not epoch.isdigit():
-            raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}")
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if not epoch:
+        return None
+    if not epoch.isdigit():
+        raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
 
 
 def _tensor_crc32(tensor: torch.Tensor) -> int:

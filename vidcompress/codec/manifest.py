@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,10 @@ from vidcompress.io import CONTAINER_FORMAT
 from vidcompress.layers import LayerKind as Kind  # a coded layer keeps the kind it was compressed as
 
 FORMAT_NAME = CONTAINER_FORMAT  # defined in io, which reads containers without importing codec
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 # version 3 added dense layers, aliases and source metadata; version 4 stores the manifest compressed;
-# version 5 added the row walk (`Layout.ROWS`)
-READABLE_VERSIONS = (2, 3, 4, 5)
+# version 5 added the row walk (`Layout.ROWS`); version 6 raw tensors stored narrowed (`raw_dtypes`)
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 MAX_BITS = 16
 MAX_INDEX_BITS = 16
 MAX_ELEMENTS = 1 << 34  # per layer; a guard against a manifest declaring an absurd shape
@@ -109,28 +109,34 @@ class LayerEntry:
 @dataclass(frozen=True)
 class Manifest:
     """What a container holds: every tensor name in order, the coded layers, the tensors stored as they
-    are (with their CRC32), and the names of tied tensors stored once (alias -> stored name)."""
+    are (with their CRC32), the names of tied tensors stored once (alias -> stored name), and the
+    original dtype of each raw tensor stored narrowed (name -> dtype)."""
 
     order: list[str]
     layers: list[LayerEntry]
     raw: list[str]
     raw_crc32: dict[str, int]
     aliases: dict[str, str]
+    raw_dtypes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON body, without the header fields (`format`, versions, time) that `encode` adds."""
-        return {
+        body: dict[str, Any] = {
             "order": self.order,
             "aliases": [[name, target] for name, target in self.aliases.items()],
             "raw_crc32": [self.raw_crc32[name] for name in self.raw],
             "layers": [entry.to_dict() for entry in self.layers],
         }
+        if self.raw_dtypes:  # beside raw_crc32: a raw tensor's own dtype, or null where stored as it is
+            body["raw_dtypes"] = [self.raw_dtypes.get(name) for name in self.raw]
+        return body
 
-
-def version_needed(layers: list[LayerEntry]) -> int:
-    """The oldest format version that holds these layers: 5 where one walks rows, else 4, so that a
-    file without one stays readable by version-4 readers."""
-    return FORMAT_VERSION if any(entry.layout == Layout.ROWS for entry in layers) else 4
+    def version_needed(self) -> int:
+        """The oldest format version that holds this manifest, so that older readers read what they
+        can: 6 with narrowed raw tensors, 5 where a layer walks rows, else 4."""
+        if self.raw_dtypes:
+            return 6
+        return 5 if any(entry.layout == Layout.ROWS for entry in self.layers) else 4
 
 
 def parse_manifest(manifest: Any, path: Path) -> Manifest:
@@ -164,7 +170,15 @@ def parse_manifest(manifest: Any, path: Path) -> Manifest:
     raw = [name for name in order if name not in encoded and name not in aliases]  # stored as they are
     if len(crcs) != len(raw) or not all(isinstance(v, int) and not isinstance(v, bool) for v in crcs):
         raise fail(f"has {len(crcs)} raw CRC32 values for {len(raw)} raw tensors")
-    return Manifest(list(order), entries, raw, dict(zip(raw, crcs, strict=True)), aliases)
+    narrowed: Any = manifest.get("raw_dtypes")
+    if narrowed is not None and version < 6:
+        raise fail(f"has raw_dtypes, which format version {version} does not have")
+    if narrowed is not None and (not isinstance(narrowed, list) or len(narrowed) != len(raw)):
+        raise fail(f"has raw_dtypes that are not a list of {len(raw)}, one a raw tensor")
+    raw_dtypes = {name: dtype for name, dtype in zip(raw, narrowed or [], strict=False) if dtype is not None}
+    if not set(raw_dtypes.values()) <= set(DTYPE_NAMES):
+        raise fail(f"has a raw dtype outside {', '.join(DTYPE_NAMES)}")
+    return Manifest(list(order), entries, raw, dict(zip(raw, crcs, strict=True)), aliases, raw_dtypes)
 
 
 def _enum(kind: type[enum.StrEnum], value: Any, what: str, name: str, fail: Any) -> Any:
