@@ -101,9 +101,9 @@ def test_edited_manifests_are_format_errors(container: bytes, tmp_path: Path, ed
 
 
 def test_unknown_version_and_huge_expansion(container: bytes, tmp_path: Path) -> None:
-    (tmp_path / "v6.vcz").write_bytes(edit_header(container, lambda metadata: metadata.update(format_version="6")))
-    with pytest.raises(FormatError, match=r"format version .6."):
-        decode(tmp_path / "v6.vcz")
+    (tmp_path / "v7.vcz").write_bytes(edit_header(container, lambda metadata: metadata.update(format_version="7")))
+    with pytest.raises(FormatError, match=r"format version .7."):
+        decode(tmp_path / "v7.vcz")
 
     def all_zero(manifest: dict) -> None:  # a consistent, tiny description of a huge all-zero layer
         layer = manifest["layers"][0]

@@ -17,6 +17,7 @@ _EXPORTS = {
     "vidcompress.io": ("load_state_dict", "save_state_dict"),
     "vidcompress.layers": ("LayerInfo", "LayerKind", "module_layers", "state_dict_layers"),
     "vidcompress.attach": ("plain_state_dict",),
+    "vidcompress.fold": ("fold_bn_",),
     "vidcompress.prune": (
         "AGPSchedule",
         "ConstantSchedule",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from vidcompress.attach import plain_state_dict
     from vidcompress.codec import decode, encode, load_compressed
     from vidcompress.errors import ConfigError, FormatError, InputError, VidcompressError
+    from vidcompress.fold import fold_bn_
     from vidcompress.io import load_state_dict, save_state_dict
     from vidcompress.kernels import load_sparse
     from vidcompress.layers import LayerInfo, LayerKind, module_layers, state_dict_layers

@@ -80,7 +80,7 @@ def test_raw_layers_are_bit_exact(tmp_path, shape, sparsity, index_bits, dtype, 
 def test_without_huffman_streams_are_packed(quantized, tmp_path) -> None:
     plain = encode(quantized, tmp_path / "plain.vcz", EncodeConfig(huffman=False))
     coded = encode(quantized, tmp_path / "coded.vcz")
-    assert {e.weights.coding for e in plain.layers} <= {"packed", "constant"}
+    assert {e.weights.coding for e in plain.layers} <= {"packed", "constant", "raw"}  # raw: a small layer's values
     assert coded.file_bytes < plain.file_bytes
     decoded = decode(tmp_path / "plain.vcz")
     assert all(bits_equal(decoded[k], quantized[k]) for k in quantized)
@@ -317,3 +317,18 @@ def test_the_row_walk_is_taken_where_it_codes_smaller_and_decodes_exactly(tmp_pa
             for entries in [relative_index_encode(symbols, width)]
         )
         assert entry.data_bytes < columns
+
+
+def test_a_small_layer_whose_codebook_does_not_pay_stores_its_values(tmp_path) -> None:
+    # 48 distinct values in 64 weights: a 49-entry fp32 codebook costs more than the values themselves.
+    generator = torch.Generator().manual_seed(0)
+    small = torch.randn(8, 8, generator=generator)
+    small[small.abs() < 0.3] = 0
+    big = torch.randn(64, 64, generator=generator).round(decimals=1)  # few distinct values: a codebook pays
+    state = {"small.weight": small, "big.weight": big}
+    container = encode(state, tmp_path / "m.vcz", EncodeConfig(bits="8"))
+    coding = {entry.name: entry for entry in container.layers}
+    assert coding["small.weight"].bits == 0 and coding["small.weight"].weights.coding == "raw"
+    assert coding["big.weight"].bits == 8 and coding["big.weight"].codebook_size > 1
+    decoded = decode(tmp_path / "m.vcz")
+    assert all(bits_equal(decoded[name], tensor) for name, tensor in state.items())

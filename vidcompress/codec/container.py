@@ -169,6 +169,14 @@ def encode(
                 name, tensor, kinds[name], plan_bits[name], plan_index[name], config.huffman, config.row_walk
             )
             coded = len(data) + codebook.numel() * codebook.element_size()
+            if codebook.numel() and codebook.numel() * codebook.element_size() > len(data) // 4:
+                # A small layer whose codebook and code tables outweigh what they save (a depthwise 3x3
+                # of a few hundred weights): its values stored as they are, indexed, may code smaller.
+                raw_values = encode_layer(name, tensor, kinds[name], "raw", plan_index[name], config.huffman,
+                                          config.row_walk)  # fmt: skip
+                if len(raw_values[1]) < coded:
+                    entry, data, codebook = raw_values
+                    coded = len(data)
             if bits is None and name not in recorded and coded >= tensor.numel() * tensor.element_size():
                 raw.append(name)  # bits inferred, and a codebook would not pay: stored as it is
                 continue
