@@ -91,7 +91,7 @@ def test_output_checks(tmp_path) -> None:
     save_state_dict({"w": torch.ones(2, 2)}, source)
     with pytest.raises(InputError, match="same file as the input"):
         check_output_path(source, inputs=(source,), force=True)
-    with pytest.raises(InputError, match="exists; pass --force"):
+    with pytest.raises(InputError, match="exists; pass force=True"):
         check_output_path(source, inputs=(), force=False)
     assert check_output_path(source, force=True) == source
     with pytest.raises(InputError, match="output folder does not exist"):
@@ -111,17 +111,23 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path) -> None:
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(gone.stdout)
+    from vidcompress.io import HOST
+
     target = tmp_path / "out.safetensors"
-    stale = tmp_path / f".out.safetensors.{dead_pid}.abc.tmp"
+    stale = tmp_path / f".out.safetensors.{dead_pid}.abc.tmp"  # the name before the host was in it
     recent = tmp_path / f".out.safetensors.{dead_pid}.def.tmp"
-    live = tmp_path / f".out.safetensors.{os.getpid()}.ghi.tmp"
+    dead_here = tmp_path / f".out.safetensors.{HOST}.{dead_pid}.mno.tmp"  # this host's dead writer: recent
+    live = tmp_path / f".out.safetensors.{HOST}.{os.getpid()}.ghi.tmp"
+    elsewhere = tmp_path / f".out.safetensors.otherhost.{dead_pid}.pqr.tmp"  # another host's, recent
     other = tmp_path / f".other.safetensors.{dead_pid}.jkl.tmp"
-    for path in (stale, recent, live, other):
+    for path in (stale, recent, dead_here, live, elsewhere, other):
         path.write_bytes(b"partial")
     hours_ago = os.stat(stale).st_mtime - 7200
     for path in (stale, live, other):
         os.utime(path, (hours_ago, hours_ago))
     save_state_dict({"w": torch.ones(1)}, target)
-    # Only the old temporary of a dead writer of this very name goes; a recent one may belong to a
-    # writer on another machine, a live writer's is in use, another name's is not ours to judge.
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, recent.name, live.name, other.name])
+    # A dead writer of this host goes at once; one without a host in its name, or of another host, only
+    # when old (its writer may run on another machine); a live writer's is in use; another name's is
+    # not ours to judge.
+    kept = [target.name, recent.name, live.name, elsewhere.name, other.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

@@ -55,9 +55,9 @@ def test_a_selected_refused_layer_is_an_error_naming_it() -> None:
 @pytest.mark.parametrize(
     ("text", "spec", "message"),
     [
-        ("conv", SPARSITY, "expected PATTERN=VALUE"),
-        ("conv=", SPARSITY, "expected PATTERN=VALUE"),
-        ("=0.5", SPARSITY, "expected PATTERN=VALUE"),
+        ("conv", SPARSITY, "expected a value or PATTERN=VALUE"),
+        ("conv=", SPARSITY, "expected a value or PATTERN=VALUE"),
+        ("=0.5", SPARSITY, "expected a value or PATTERN=VALUE"),
         ("conv=x", SPARSITY, "expected a number"),
         ("conv=1.0", SPARSITY, r"must be in \[0, 1\)"),
         ("conv=-0.1", SPARSITY, r"must be in \[0, 1\)"),

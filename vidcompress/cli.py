@@ -131,7 +131,7 @@ def _check_output(output_path: Path, input_path: Path, suffix: str, force: bool,
 
     if output_path.suffix != suffix:
         raise CommandError(f"{output_path}: this command writes {what}; name the output *{suffix}")
-    check_output_path(output_path, inputs=(input_path,), force=force)
+    check_output_path(output_path, inputs=(input_path,), force=force, force_hint="pass --force")
 
 
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -15,3 +15,7 @@ class ConfigError(VidcompressError):
 
 class FormatError(InputError):
     """A container or weights file is truncated, corrupted or of an unknown format version."""
+
+
+class OutputError(VidcompressError):
+    """An output cannot be written (no permission, not a folder, disk full); nothing was changed."""

@@ -8,6 +8,7 @@ four vectors not at all.
 
 Which layer precedes which is read from the model's graph (`torch.fx.symbolic_trace`), so only pairs
 where the batch norm's one input is the layer's output, and that output goes nowhere else, are folded.
+A model that fx cannot trace as a whole is read a submodule at a time (those that can be traced).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def fold_bn_(model: nn.Module) -> list[tuple[str, str]]:
     rounding; each folded batch norm is replaced by `nn.Identity`.
 
     Raises:
-        ConfigError: the model is in training mode, cannot be traced by torch.fx, or a layer to fold
+        ConfigError: the model is in training mode, cannot be traced by torch.fx (neither whole nor
+            any submodule holding a pair), or a layer to fold
             has pruning masks or weight sharing attached (fold first, then compress).
     """
     if model.training:
@@ -38,14 +40,35 @@ def fold_bn_(model: nn.Module) -> list[tuple[str, str]]:
     attached = next((name for name, module in model.named_modules() if parametrize.is_parametrized(module)), None)
     if attached is not None:
         raise ConfigError(f"{attached}: has masks or weight sharing attached; call fold_bn_ before prune_/quantize_")
-    try:
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(
-            f"fold_bn_ reads the layer order from torch.fx, which cannot trace this model: {first}"
-        ) from None
+    failure: list[str] = []
+    pairs = _traced_pairs(model, "", failure)
+    has_norms = any(isinstance(module, _NORMS) for module in model.modules())
+    if not pairs and failure and has_norms:
+        why = f"fold_bn_ reads the layer order from torch.fx, which cannot trace this model: {failure[0]}"
+        raise ConfigError(why)
     modules = dict(model.named_modules())
+    for layer_name, norm_name in pairs:
+        _fold(modules[layer_name], modules[norm_name])
+        parent_name, _, child = norm_name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, nn.Identity())
+    return pairs
+
+
+def _traced_pairs(module: nn.Module, prefix: str, failure: list[str]) -> list[tuple[str, str]]:
+    """The (layer, norm) pairs to fold in `module`, read from its fx graph; where it cannot be traced
+    (data-dependent control flow, say), from those of its children that can (the first error is kept
+    in `failure`)."""
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+    except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
+        if not failure:
+            failure.append(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return [
+            pair
+            for name, child in module.named_children()
+            for pair in _traced_pairs(child, f"{prefix}{name}.", failure)
+        ]
+    modules = dict(module.named_modules())
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
@@ -63,11 +86,7 @@ def fold_bn_(model: nn.Module) -> list[tuple[str, str]]:
             continue  # a layer or norm used twice, or a norm without running statistics: not one affine map
         if isinstance(layer, nn.modules.conv._ConvTransposeNd) or _out_features(layer) != norm.num_features:
             continue
-        pairs.append((str(source.target), str(node.target)))
-    for layer_name, norm_name in pairs:
-        _fold(modules[layer_name], modules[norm_name])
-        parent_name, _, child = norm_name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, nn.Identity())
+        pairs.append((f"{prefix}{source.target}", f"{prefix}{node.target}"))
     return pairs
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
+import socket
 import struct
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from vidcompress.errors import InputError
+from vidcompress.errors import InputError, OutputError
 
 StateDict = dict[str, torch.Tensor]
 
@@ -113,7 +116,9 @@ def _load_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
 
 def _load_torch(path: Path) -> StateDict:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's multi-line notes on pickle protocols: our one line says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(
@@ -135,6 +140,7 @@ def check_output_path(
     *,
     inputs: tuple[str | os.PathLike[str], ...] = (),
     force: bool = False,
+    force_hint: str = "pass force=True",
 ) -> Path:
     """Refuse an output path that is one of the inputs, or that exists when `force` is off."""
     output = Path(output)
@@ -146,35 +152,59 @@ def check_output_path(
     if output.is_dir():
         raise InputError(f"{output}: is a directory, expected a file path")
     if output.exists() and not force:
-        raise InputError(f"{output}: exists; pass --force (force=True) to overwrite it")
+        raise InputError(f"{output}: exists; {force_hint} to overwrite it")
     if not output.parent.exists():
+        missing = next(p for p in [output.parent, *output.parent.parents] if p.exists() or p == p.parent)
+        if missing.exists() and not missing.is_dir():
+            raise InputError(f"{output}: {missing} is a file, not a folder")
         raise InputError(f"{output.parent}: output folder does not exist")
+    if not output.parent.is_dir():
+        raise InputError(f"{output}: {output.parent} is a file, not a folder")
+    if not os.access(output.parent, os.W_OK | os.X_OK):
+        raise InputError(f"{output}: the folder {output.parent} is not writable")
     return output
 
 
-STALE_SECONDS = 3600  # a temporary this old whose writer is gone is removed by the next write
+STALE_SECONDS = 3600  # another host's temporary this old is taken for a dead writer's
+HOST = socket.gethostname().replace(".", "_") or "host"
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Remove `.NAME.PID.*.tmp` files left beside `path` by a killed writer: the process is gone and
-    the file is over an hour old (the age guards against a writer on another machine sharing the
-    folder). Anything else is left alone."""
+    """Remove `.NAME.HOST.PID.*.tmp` files left beside `path` by a killed writer. On this host a
+    writer whose process is gone is dead, and its file goes at once; a file of another host (a folder
+    shared over the network) goes only when it is over an hour old, since that host's processes
+    cannot be seen from here. Anything else is left alone."""
     for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
+        parts = candidate.name[len(path.name) + 2 :].split(".")
+        host, pid = (parts[0], parts[1]) if len(parts) >= 3 and parts[1].isdigit() else (None, parts[0])
         if not pid.isdigit():
             continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except (PermissionError, OverflowError, ValueError):
+        if host == HOST:
+            try:
+                os.kill(int(pid), 0)
+                continue  # still running
+            except ProcessLookupError:
+                candidate.unlink(missing_ok=True)
+            except (PermissionError, OverflowError, ValueError):
+                pass
             continue
         try:
             if time.time() - candidate.stat().st_mtime > STALE_SECONDS:
                 candidate.unlink()
         except OSError:
             continue
+
+
+def _write_failure(path: Path, error: OSError) -> OutputError:
+    """One sentence for a failed write: the output's name and the system's reason."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = f"the folder {path.parent} is not writable ({reason.lower()})"
+    elif error.errno == errno.ENOTDIR:
+        reason = f"{path.parent} is not a folder"
+    return OutputError(f"{path}: cannot write it: {reason}; nothing was changed")
 
 
 def _umask() -> int:
@@ -191,18 +221,39 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     it may leave (`.NAME.PID.*.tmp`) is removed by a later write of the same name.
     """
     path = Path(path)
-    _remove_stale_temporaries(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the user's umask
+    try:
+        _remove_stale_temporaries(path)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
+        os.close(handle)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the user's umask
+    except OSError as error:
+        raise _write_failure(path, error) from None
     temporary_path = Path(temporary)
     try:
         yield temporary_path
         with open(temporary_path, "rb+") as stream:
             os.fsync(stream.fileno())
         os.replace(temporary_path, path)
+        _fsync_folder(path.parent)  # the rename itself survives a power loss once reported
+    except OSError as error:
+        raise _write_failure(path, error) from None
     finally:
         temporary_path.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # a platform or file system that cannot open folders: nothing more to make durable
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the data itself is already synced
+    finally:
+        os.close(descriptor)
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:

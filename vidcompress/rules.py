@@ -43,7 +43,7 @@ def _parse_sparsity(text: str) -> float | None:
         value = float(text)
     except ValueError:
         raise ConfigError(f"sparsity {text!r}: expected a number in [0, 1) or 'off'") from None
-    if not 0.0 <= value < 1.0:
+    if not 0.0 <= value < 1.0:  # NaN fails too
         raise ConfigError(f"sparsity {text!r}: must be in [0, 1) (0 leaves the layer dense)")
     return None if value == 0.0 else value
 
@@ -195,22 +195,38 @@ class LayerRules:
 RulesSource = str | os.PathLike[str] | Mapping[str, Any] | LayerRules
 
 
+_EXAMPLES = {"sparsity": "conv=0.9,fc=0.95", "bits": "conv=8,fc=5", "index bits": "conv=8,fc=5"}
+
+
 def _split_rule_string(text: str, spec: ValueSpec) -> list[tuple[str, str]]:
     pairs = []
-    for item in text.split(","):
-        item = item.strip()
+    items = [item.strip() for item in text.split(",")]
+    if len(items) > 1 and not all(items):
+        raise ConfigError(f"{spec.name} rules {text!r}: an empty rule between commas")
+    for item in items:
         if not item:
             continue
         pattern, sep, value = item.partition("=")
         if not sep and _is_value(pattern.strip(), spec):  # a bare value applies to every layer
             pairs += [(_BARE + kind.value, pattern.strip()) for kind in LayerKind]
             continue
+        if not sep and _is_number(pattern.strip()):
+            spec.parse(pattern.strip())  # a bare value out of range: say the range
         if not sep or not pattern.strip() or not value.strip():
-            raise ConfigError(f"{spec.name} rule {item!r}: expected PATTERN=VALUE, e.g. 'conv=0.9,fc=0.95'")
+            example = _EXAMPLES.get(spec.name, "conv=8,fc=5")
+            raise ConfigError(f"{spec.name} rule {item!r}: expected a value or PATTERN=VALUE, e.g. {example!r}")
         pairs.append((pattern.strip(), value.strip()))
     if not pairs:
         raise ConfigError(f"{spec.name} rules {text!r}: no rule given")
     return pairs
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_value(text: str, spec: ValueSpec) -> bool:
