@@ -43,7 +43,7 @@ from vidcompress.codec.huffman import groups_for
 from vidcompress.codec.layer import choose_index_bits, coded_bytes, frequency_bytes
 from vidcompress.codec.relative_index import column_major, relative_index_encode, relative_index_positions, walk
 from vidcompress.config import Config
-from vidcompress.errors import ConfigError, InputError
+from vidcompress.errors import ConfigError, InputError, check_path, check_weights
 from vidcompress.layers import LayerInfo, state_dict_layers
 from vidcompress.prune.magnitude import magnitude_mask
 from vidcompress.quantize.kmeans import INITS
@@ -268,8 +268,9 @@ class Allocation:
             f"Damage ({self.damage_measure}, summed over layers): {self.damage:.4g}.\n\n{table}"
         )
 
-    def plot(self, path: str | Path) -> Path:
-        """Bytes per layer against damage per layer (bars in network order)."""
+    def plot(self, path: str | Path, format: str | None = None) -> Path:
+        """Bytes per layer against damage per layer (bars in network order), written atomically
+        (`format`: matplotlib's, by default from the suffix)."""
         from vidcompress.plots import pyplot, save_figure
 
         plt = pyplot()
@@ -281,7 +282,7 @@ class Allocation:
         bottom.bar(x, [layer.chosen.damage for layer in self.layers], color="tab:red")
         bottom.set_ylabel(self.damage_measure)
         bottom.set_xticks(x, [layer.name for layer in self.layers], rotation=90, fontsize=6)
-        save_figure(figure, Path(path))
+        save_figure(figure, Path(path), format=format)
         return Path(path)
 
 
@@ -290,7 +291,12 @@ def _select(tensors: Mapping[str, torch.Tensor], config: BudgetConfig) -> list[L
     container stores them by (an embedding tied to an output layer is an embedding)."""
     aliases = tied_names(tensors)
     stored = {name: tensor for name, tensor in tensors.items() if name not in aliases}
-    return [layer for layer in state_dict_layers(stored) if layer.kind.value in config.kinds]
+    # A zero-size weight has nothing to allocate: it is stored as it is, like a bias.
+    return [
+        layer
+        for layer in state_dict_layers(stored)
+        if layer.kind.value in config.kinds and stored[layer.name].numel() > 0
+    ]
 
 
 def layer_candidates(
@@ -526,9 +532,9 @@ def _refine(
     scales: Mapping[str, float],
 ) -> None:
     """Spend the slack the grid leaves on the largest layers: bisect a layer's sparsity, at its bits,
-    down toward the grid point below; and at the grid's next width and at one bit more, up from its
-    sparsity (up to 0.99 if the grid prunes at all); keep whichever fits the budget with the least damage. A
-    coarse grid otherwise leaves a file several percent under."""
+    down toward the grid point below; and at the grid's next width and at one bit more (no wider than
+    the widest candidate), up from its sparsity (up to 0.99 if the grid prunes at all); keep whichever
+    fits the budget with the least damage. A coarse grid otherwise leaves a file several percent under."""
     for name in sorted(chosen, key=lambda n: -chosen[n].bytes)[:REFINED_LAYERS]:
         current = chosen[name]
 
@@ -551,7 +557,7 @@ def _refine(
         top = MAX_REFINED_SPARSITY if max(config.sparsities) > 0 else 0.0
         next_width = min((b for b in config.bits if b > current.bits), default=current.bits + 1)
         for bits in sorted({next_width, current.bits + 1}):
-            if top > current.sparsity and bits <= 16:
+            if top > current.sparsity and bits <= max(config.bits):  # never wider than the candidates
                 searches.append((current.sparsity, top, bits))
         best = current
         for start, stop, bits in searches:
@@ -625,7 +631,7 @@ def _fixed_bytes(
     for layer in layers:
         numel = tensors[layer.name].numel()
         kept = rng.random(numel) < 1 / 32
-        kept[0] = True
+        kept[:1] = True  # at least one value (none in a zero-size layer)
         values = np.where(rng.random(numel) < 0.5, 1.0, 2.0) * kept
         stand_in[layer.name] = torch.from_numpy(values).to(tensors[layer.name].dtype).view_as(tensors[layer.name])
     for alias, stored in tied_names(tensors).items():
@@ -747,6 +753,8 @@ def compress_to_budget(
     data): each layer's damage proxy is scaled to its measured effect (`measured_scales`, one
     evaluation a layer).
     """
+    check_weights(source, "source")
+    check_path(path, "path")
     config = config or BudgetConfig()
     if not isinstance(target, Target):
         target = Target.size(target)

@@ -7,7 +7,9 @@ own usage errors included, and nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -129,9 +131,49 @@ def _note(text: str) -> None:
 def _check_output(output_path: Path, input_path: Path, suffix: str, force: bool, what: str) -> None:
     from vidcompress.io import check_output_path
 
+    if output_path.is_dir():
+        raise CommandError(f"{output_path}: is a directory; this command writes {what} (name it *{suffix})")
     if output_path.suffix != suffix:
         raise CommandError(f"{output_path}: this command writes {what}; name the output *{suffix}")
     check_output_path(output_path, inputs=(input_path,), force=force, force_hint="pass --force")
+
+
+def _check_extra_outputs(paths: tuple[tuple[Path | None, str], ...], taken: tuple[Path, ...], force: bool) -> None:
+    """Check the side outputs (`--report`, `--plot`) before any work: suffix, folder, not an input or
+    another output, not an existing file unless --force; plots also need matplotlib."""
+    from vidcompress.io import check_output_path
+
+    for path, suffix in paths:
+        if path is None:
+            continue
+        if path.suffix != suffix:
+            raise CommandError(f"{path}: name it *{suffix}")
+        check_output_path(path, inputs=taken, force=force, force_hint="pass --force")
+        taken = (*taken, path)
+        if suffix == ".png":
+            from vidcompress.plots import pyplot
+
+            pyplot()
+
+
+def _check_plot_folder(folder: Path, force: bool) -> None:
+    """A folder for per-layer plots: an existing folder (empty unless --force) or a new one whose
+    nearest existing parent is a writable folder; matplotlib importable."""
+    from vidcompress.plots import pyplot
+
+    if folder.exists():
+        if not folder.is_dir():
+            raise CommandError(f"{folder}: exists and is not a folder")
+        if any(folder.iterdir()) and not force:
+            raise CommandError(f"{folder}: exists and is not empty; pass --force to write plots into it")
+        parent = folder
+    else:
+        parent = next(p for p in folder.parents if p.exists() or p == p.parent)
+        if not parent.is_dir():
+            raise CommandError(f"{folder}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"{folder}: the folder {parent} is not writable")
+    pyplot()
 
 
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -262,6 +304,8 @@ def quantize(
     from vidcompress.quantize import QuantizeConfig, quantize_state_dict
 
     _check_output(output_path, input_path, SAFETENSORS, force, "a weights file")
+    if plot_dir is not None:
+        _check_plot_folder(plot_dir, force)
     config = _stage_config(
         QuantizeConfig, config_path, bits=bits, init=init, max_iter=max_iter, method=method, lagrangian=lagrangian
     )
@@ -277,7 +321,10 @@ def quantize(
     if plot_dir is not None:
         from vidcompress.plots import plot_weight_histogram
 
-        plot_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            plot_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CommandError(f"{plot_dir}: cannot create it: {error.strerror or error}") from None
         for layer in report.layers:
             plot_weight_histogram(
                 tensors[layer.name].float().numpy(),
@@ -352,10 +399,12 @@ def encode_command(
             f"note: {len(left)} compressible layers (e.g. {left[0]}) hold too many distinct values for a codebook "
             "and are stored as they are: quantize them first to compress them"
         )
+    from vidcompress.report import size_change
+
     dense_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
     click.echo(
         f"wrote {output_path}: {len(container.layers)} layers encoded, {len(container.raw)} stored as they are; "
-        f"{container.file_bytes:,} bytes ({dense_bytes / container.file_bytes:.1f}x smaller than the tensors' "
+        f"{container.file_bytes:,} bytes ({size_change(dense_bytes, container.file_bytes)} the tensors' "
         f"{dense_bytes:,} bytes)"
     )
 
@@ -433,6 +482,7 @@ def compress_command(
     relative squared error). The file written never exceeds the target.
     """
     from vidcompress.budget import BudgetConfig, Target, compress_to_budget
+    from vidcompress.io import atomic_path
 
     given = [(kind, value) for kind, value in
              (("size", target_size), ("ratio", target_ratio), ("bits_per_param", target_bits_per_param))
@@ -442,26 +492,34 @@ def compress_command(
     kind, value = given[0]
     target = Target.size(value) if kind == "size" else Target(kind, float(value))
     _check_output(output_path, input_path, CONTAINER, force, "a container")
-    for extra, suffix in ((report_path, ".md"), (plot_path, ".png")):
-        if extra is not None and extra.suffix != suffix:
-            raise CommandError(f"{extra}: name it *{suffix}")
+    _check_extra_outputs(((report_path, ".md"), (plot_path, ".png")), (input_path, output_path), force)
     config = _stage_config(
         BudgetConfig, config_path, method=method, lagrangian=lagrangian, index_bits=index_bits, raw_dtype=raw_dtype,
         sparsities=_number_list(sparsities, "sparsities", float), bits=_number_list(bits_list, "bits", _whole_or_float),
     )  # fmt: skip
     tensors, metadata = _read_weights(input_path)
-    allocation, container = compress_to_budget(
-        tensors, output_path, target, config, metadata=metadata, progress=_progress()
-    )
-    if report_path is not None:
-        report_path.write_text(allocation.to_markdown() + "\n")
-    if plot_path is not None:
-        allocation.plot(plot_path)
+    # Every output is written to a temporary and all are renamed at the end: a failure leaves none.
+    with contextlib.ExitStack() as outputs:
+        container_path = outputs.enter_context(atomic_path(output_path))
+        allocation, container = compress_to_budget(
+            tensors, container_path, target, config, metadata=metadata, progress=_progress()
+        )
+        if report_path is not None:
+            outputs.enter_context(atomic_path(report_path)).write_text(allocation.to_markdown() + "\n")
+        if plot_path is not None:
+            allocation.plot(outputs.enter_context(atomic_path(plot_path)), format="png")
+    from vidcompress.report import size_change
+
     dense_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
+    if allocation.budget_bytes >= dense_bytes:
+        _note(
+            f"note: the target ({allocation.budget_bytes:,} bytes) is not below the input's {dense_bytes:,} bytes; "
+            f"the file uses the least damaging candidates (at most {max(config.bits):g} bits)"
+        )
     click.echo(allocation.to_markdown())
     click.echo(
         f"wrote {output_path}: {container.file_bytes:,} bytes for a budget of {allocation.budget_bytes:,} "
-        f"({dense_bytes / container.file_bytes:.1f}x smaller than the tensors' {dense_bytes:,} bytes)"
+        f"({size_change(dense_bytes, container.file_bytes)} the tensors' {dense_bytes:,} bytes)"
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from vidcompress.errors import InputError, OutputError
+from vidcompress.errors import InputError, OutputError, check_path, check_weights
 
 StateDict = dict[str, torch.Tensor]
 
@@ -40,6 +40,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, 
     Raises:
         InputError: the file is missing, is not a weights file, or holds no tensors.
     """
+    check_path(path, "path")
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -114,15 +115,23 @@ def _load_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
     return tensors, metadata
 
 
+def _torch_reason(error: Exception) -> str:
+    """The line of torch.load's error that says what was refused (its first lines are advice to load
+    with weights_only=False, which is what this package never does)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    specific = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation"))]
+    return (specific or useful or lines or [type(error).__name__])[0].rstrip(".")
+
+
 def _load_torch(path: Path) -> StateDict:
     try:
         with warnings.catch_warnings():  # torch's multi-line notes on pickle protocols: our one line says it
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(
-            f"{path}: cannot be read as a weights-only PyTorch file ({first_line}); "
+            f"{path}: cannot be read as a weights-only PyTorch file ({_torch_reason(error)}); "
             "files holding pickled objects are refused"
         ) from None
     if isinstance(obj, Mapping):
@@ -272,6 +281,8 @@ def save_state_dict(
     The metadata gets `format: pt` unless it names a format, as `safetensors.torch.save_file` writes
     and as `transformers` requires. Tensors that share storage (tied weights) are each written whole.
     """
+    check_weights(tensors, "tensors")
+    check_path(path, "path")
     header = safetensors_header(tensors, {"format": "pt", **(metadata or {})})
     write_atomic(path, lambda temporary: write_safetensors(temporary, header, tensors))
 

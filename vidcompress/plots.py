@@ -38,8 +38,17 @@ def plot_weight_histogram(weight: Any, codebook: Any, path: Any, title: str = ""
     save_figure(figure, path)
 
 
-def save_figure(figure: Any, path: Any, dpi: int = 120) -> None:
-    """Lay a figure out, write it (PNG by the suffix) and free it: every plot of the package ends here."""
+def save_figure(figure: Any, path: Any, dpi: int = 120, format: str | None = None) -> None:
+    """Lay a figure out, write it atomically (`format`, else by the suffix, PNG if none) and free it:
+    every plot of the package ends here."""
+    from pathlib import Path
+
+    from vidcompress.io import write_atomic
+
+    path = Path(path)
     figure.tight_layout()
-    figure.savefig(path, dpi=dpi)
-    pyplot().close(figure)
+    try:
+        kind = format or path.suffix[1:] or "png"
+        write_atomic(path, lambda temporary: figure.savefig(temporary, dpi=dpi, format=kind))
+    finally:
+        pyplot().close(figure)

@@ -51,6 +51,13 @@ def machine_line(info: dict[str, Any]) -> str:
     return f"{info['cpu']}, {info['cores']} cores{gpu}; torch {info['torch']}; {info['date']}"
 
 
+def size_change(before: int, after: int) -> str:
+    """How `after` bytes compare with `before`: '3.2x smaller than', '1.1x larger than', 'as large as'."""
+    if after <= 0 or before <= 0 or round(before / after, 1) == 1.0:
+        return "about as large as"
+    return f"{before / after:.1f}x smaller than" if after < before else f"{after / before:.1f}x larger than"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub Markdown table; the first column is left-aligned, the others right-aligned."""
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
@@ -72,6 +79,7 @@ class LayerStats:
     bits: int | None = None  # from the quantize stage's metadata, when the file has one
     codebook: list[float] | None = None
     note: str = ""  # why a tensor of 2+ dimensions is left alone
+    nonfinite: int = 0  # NaN and inf values (a float tensor's)
 
     @property
     def sparsity(self) -> float:
@@ -104,6 +112,7 @@ class WeightsReport:
             "compressible_parameters": c_params,
             "compressible_sparsity": 1.0 - c_nonzeros / c_params if c_params else 0.0,
             "file_bytes": self.file_bytes,
+            "nonfinite": sum(layer.nonfinite for layer in self.layers),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,7 +156,16 @@ class WeightsReport:
         )
         if self.file_bytes is not None:
             summary += f"; file {self.file_bytes:,} bytes"
-        return table + "\n\n" + summary
+        legend = (
+            "distinct: distinct values (zero included); bits: the quantize stage's codebook width, "
+            "'-' for a layer not quantized by vidcompress"
+        )
+        text = f"{table}\n\n{summary}\n{legend}"
+        bad = [layer for layer in self.layers if layer.nonfinite]
+        if bad:
+            listed = ", ".join(f"{layer.name} ({layer.nonfinite:,})" for layer in bad)
+            text += f"\nnon-finite values (NaN or inf), which prune, quantize and encode refuse: {listed}"
+        return text
 
 
 def inspect_state_dict(
@@ -163,6 +181,7 @@ def inspect_state_dict(
         flat = tensor.detach().reshape(-1)
         distinct = torch.unique(flat) if flat.numel() else flat
         bits = quantized.get(name, {}).get("bits")
+        nonfinite = int((~torch.isfinite(flat)).sum()) if flat.is_floating_point() else 0
         layers.append(
             LayerStats(
                 name=name,
@@ -175,6 +194,7 @@ def inspect_state_dict(
                 bits=bits,
                 codebook=_codebook(distinct) if bits is not None and distinct.numel() <= 1 << 16 else None,
                 note=why_not_compressible(name, tensor) if kind is None and tensor.ndim >= 2 else "",
+                nonfinite=nonfinite,
             )
         )
     return WeightsReport(layers, dict(metadata or {}), file_bytes)

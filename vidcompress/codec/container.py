@@ -42,7 +42,7 @@ from vidcompress.codec.manifest import (
     Manifest,
     parse_manifest,
 )
-from vidcompress.errors import ConfigError, FormatError, InputError
+from vidcompress.errors import ConfigError, FormatError, InputError, check_module, check_path, check_weights
 from vidcompress.io import StateDict, safetensors_header, strip_wrapper_prefixes, write_atomic, write_safetensors
 from vidcompress.layers import state_dict_layers
 from vidcompress.metadata import METADATA_KEY, read_stages
@@ -132,6 +132,8 @@ def encode(
     Raises:
         ConfigError: a selected layer has more distinct values than its bits allow.
     """
+    check_weights(source, "source")
+    check_path(path, "path")
     config = config or EncodeConfig()
     bits = config.bits
     if isinstance(source, nn.Module):
@@ -255,7 +257,10 @@ def is_container(path: str | os.PathLike[str]) -> bool:
 
 def read_container(path: str | os.PathLike[str]) -> Container:
     """Read and validate a container's manifest (no layer is decoded)."""
+    check_path(path, "path")
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a container (.vcz)")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
@@ -364,6 +369,8 @@ def read_layers(container: Container) -> Iterator[tuple[LayerEntry, memoryview, 
 def load_compressed(path: str | os.PathLike[str], model: ModuleT, strict: bool = True) -> ModuleT:
     """Decode a container into `model` (its original architecture; wrappers looked through) and return
     the model. A mismatch lists the missing and unexpected keys."""
+    check_path(path, "path")
+    check_module(model, "model")
     state = strip_wrapper_prefixes(decode(path))
     target = unwrap_model(model)
     expected = set(target.state_dict())

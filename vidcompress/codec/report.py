@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from vidcompress.codec.container import Container, size_breakdown
 from vidcompress.codec.layer import decode_streams, entropy_bits
-from vidcompress.report import markdown_table
+from vidcompress.report import markdown_table, size_change
 
 
 @dataclass
@@ -98,9 +98,16 @@ class ContainerReport:
         parts = markdown_table(["component", "bytes"], [[k, f"{v:,}"] for k, v in self.breakdown.items()])
         summary = (
             f"{totals['parameters']:,} parameters in {totals['file_bytes']:,} bytes: "
-            f"{totals['ratio_to_fp32']:.1f}x smaller than fp32, {totals['bits_per_parameter']:.3f} bits per parameter"
+            f"{size_change(totals['fp32_bytes'], totals['file_bytes'])} fp32, "
+            f"{totals['bits_per_parameter']:.3f} bits per parameter"
         )
-        return "\n\n".join([markdown_table(headers, rows), parts, summary])
+        legend = (
+            "layout: columns / rows (relative indices walking the weight by columns or rows) or dense (every "
+            "symbol, zeros included); fillers: zeros stored where a gap between nonzeros is longer than the "
+            "index width can count; bits/index: codebook width (raw: values as they are) / relative-index "
+            "width; bits/nz: coded bits per nonzero, the entropy of the stream in brackets."
+        )
+        return "\n\n".join([markdown_table(headers, rows), legend, parts, summary])
 
 
 def inspect_container(container: Container) -> ContainerReport:

@@ -12,9 +12,9 @@ from torch import nn
 from tqdm import tqdm
 
 from vidcompress.config import Config
-from vidcompress.errors import ConfigError
+from vidcompress.errors import ConfigError, check_module, check_weights
 from vidcompress.layers import module_layers, state_dict_layers, weight_sites
-from vidcompress.prune.magnitude import magnitude_mask
+from vidcompress.prune.magnitude import magnitude_mask, require_finite
 from vidcompress.prune.masks import get_mask, remove_mask, set_mask
 from vidcompress.prune.schedules import Schedule, parse_schedule
 from vidcompress.rules import SPARSITY, LayerRules, RulesSource
@@ -106,7 +106,7 @@ class Pruner:
             sites = self.sites_[name]
             with torch.no_grad():
                 weight = getattr(sites[0].module, sites[0].attribute)
-                set_mask(sites, magnitude_mask(weight, level))
+                set_mask(sites, magnitude_mask(weight, level, name))
 
     def sparsity(self) -> dict[str, float]:
         """The measured sparsity of every compressible layer (exact zeros over elements)."""
@@ -160,7 +160,12 @@ def prune_(model: nn.Module, config: PruneConfig | str | None = None) -> dict[st
             UserWarning,
             stacklevel=2,
         )
-    pruner = Pruner(config or PruneConfig()).attach(model)
+    check_module(model, "model")
+    config = config or PruneConfig()
+    sites = weight_sites(model)
+    for name in config.sparsity.resolve(module_layers(model)):  # refuse before any mask is attached
+        require_finite(getattr(sites[name][0].module, sites[name][0].attribute), name, "prune")
+    pruner = Pruner(config).attach(model)
     pruner.apply_levels(pruner.targets_)
     pruner.finalize()
     return dict(pruner.targets_)
@@ -178,10 +183,13 @@ def prune_state_dict(
     `inplace=True` replaces the pruned tensors in `tensors` itself (a dict), so that a caller holding no
     other reference keeps one copy of the model in memory, not two.
     """
+    check_weights(tensors, "tensors")
     rules = LayerRules.parse(sparsity, SPARSITY)  # type: ignore[arg-type]
     targets = rules.resolve(state_dict_layers(tensors))
     pruned = tensors if inplace and isinstance(tensors, dict) else dict(tensors)
+    for name in targets:  # before any change: a refused layer leaves `tensors` untouched, also in place
+        require_finite(tensors[name], name, "prune")
     for name, target in tqdm(targets.items(), desc="prune", unit="layer", disable=not progress):
         weight = tensors[name]
-        pruned[name] = weight.masked_fill(~magnitude_mask(weight, target), 0.0)
+        pruned[name] = weight.masked_fill(~magnitude_mask(weight, target, name), 0.0)
     return pruned, targets

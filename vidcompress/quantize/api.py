@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from vidcompress.attach import attach, bake_all, own_items
 from vidcompress.config import Config
-from vidcompress.errors import ConfigError
+from vidcompress.errors import ConfigError, check_module, check_weights
 from vidcompress.layers import LayerInfo, module_layers, state_dict_layers, weight_sites
 from vidcompress.prune.masks import remove_mask
 from vidcompress.quantize.kmeans import INITS
@@ -129,7 +129,12 @@ class QuantizeReport:
             ]
             for layer in self.layers
         ]
-        return markdown_table(["layer", "kind", "bits", "k used", "nonzeros", "SSE", "rate r"], rows)
+        table = markdown_table(["layer", "kind", "bits", "k used", "nonzeros", "SSE", "rate r"], rows)
+        return (
+            f"{table}\n\nk used: distinct nonzero levels; SSE: squared error against the original weights; "
+            "rate r: Deep Compression's n*32 / (n*bits + 2^bits*32), fp32 weights against bits-wide symbols "
+            "plus the codebook (before pruning and entropy coding)."
+        )
 
 
 def _layer_record(layer: LayerInfo, shared: SharedWeights, weight: torch.Tensor) -> LayerQuantization:
@@ -166,20 +171,24 @@ def quantize_(
             UserWarning,
             stacklevel=2,
         )
+    check_module(model, "model")
     config = config or QuantizeConfig()
-    layers = module_layers(model)
-    plan = config.bits.resolve(layers)
+    found = module_layers(model)
+    plan = config.bits.resolve(found)
+    layers = [layer for layer in found if layer.name in plan]
     sites = weight_sites(model)
-    records = []
+    # Every layer is shared before any is attached: a refused layer (NaN, already quantized) leaves the
+    # model as it was. The weight read through a pruning mask is the masked one.
+    shared_layers = []
     for layer in layers:
-        if layer.name not in plan:
-            continue
-        remove_mask(sites[layer.name])
         first = sites[layer.name][0]
-        if own_items(first.module, first.attribute):
+        if any(isinstance(item, WeightSharing) for item in own_items(first.module, first.attribute)):
             raise ConfigError(f"{layer.name}: already quantized; finalize_(model) first")
         weight = getattr(first.module, first.attribute).detach()
-        shared = _share(weight, plan[layer.name], config, layer.name, importance)
+        shared_layers.append((layer, weight, _share(weight, plan[layer.name], config, layer.name, importance)))
+    records = []
+    for layer, weight, shared in shared_layers:
+        remove_mask(sites[layer.name])  # the mask's zeros are baked in: symbol 0, and they stay zero
         attach(sites[layer.name], WeightSharing(shared, config.gradient))  # tied uses share one codebook
         records.append(_layer_record(layer, shared, weight))
     return QuantizeReport(records)
@@ -217,6 +226,7 @@ def quantize_state_dict(
     `inplace=True` replaces the quantized tensors in `tensors` itself (a dict): one copy in memory.
     `importance`: as for `quantize_`.
     """
+    check_weights(tensors, "tensors")
     config = QuantizeConfig(bits=config) if isinstance(config, str) else config or QuantizeConfig()
     layers = state_dict_layers(tensors)
     plan = config.bits.resolve(layers)

@@ -90,8 +90,9 @@ def share_weights(
         residual = values[nonzero] - centers[symbols[nonzero] - 1]
         sse = float(np.dot(residual, residual))  # plain squared error, whatever the importance
     table = torch.from_numpy(codebook).to(weight.dtype)
-    # A centroid that rounds to zero in the weight's dtype would alias symbol 0.
-    if bool((table[1:] == 0).any()):
+    # A centroid that rounds to zero in the weight's dtype would alias symbol 0. An all-zero (or empty)
+    # layer has no centroids: its one level is 0, and the unused entries stay 0.
+    if nonzero.any() and bool((table[1:] == 0).any()):
         raise InputError(f"{name or 'layer'}: a centroid rounds to zero in {weight.dtype}")
     return SharedWeights(table, torch.from_numpy(symbols).view(weight.shape), bits, sse)
 
