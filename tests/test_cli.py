@@ -86,3 +86,20 @@ def test_existing_output_needs_force(weights, tmp_path) -> None:
     assert out.read_bytes() == b"keep me"
     assert run("prune", weights, "-o", out, "--force").exit_code == 0
     assert out.read_bytes() != b"keep me"
+
+
+def test_piped_compress_reports_progress_on_stderr_before_its_result(tmp_path) -> None:
+    """Off a terminal (a log, CI, `| tee`) long steps still say where they are; -q silences them."""
+    import subprocess
+    import sys
+
+    weights = tmp_path / "small.safetensors"
+    save_state_dict({"conv.weight": torch.randn(32, 16, 3, 3), "fc.weight": torch.randn(10, 128)}, weights)
+    out = tmp_path / "model.vcz"
+    command = [sys.executable, "-m", "vidcompress.cli", "compress", str(weights), "--target-ratio", "8", "-o", str(out)]
+    piped = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True)
+    progress = [line for line in piped.stdout.splitlines() if line.startswith("candidates: ")]
+    assert progress and progress[0].startswith("candidates: 0/") and "done in" in progress[-1]
+    assert piped.stdout.index("candidates: 0/") < piped.stdout.index(f"wrote {out}")
+    quiet = CliRunner().invoke(main, ["-q", "compress", str(weights), "--target-ratio", "8", "-o", str(out), "--force"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vidcompress.codec import EncodeConfig, encode
 from vidcompress.codec.config import DEFAULT_INDEX_BITS
@@ -45,6 +44,7 @@ from vidcompress.codec.relative_index import column_major, relative_index_encode
 from vidcompress.config import Config
 from vidcompress.errors import ConfigError, InputError, check_path, check_weights
 from vidcompress.layers import LayerInfo, state_dict_layers
+from vidcompress.progress import progress as progress_lines
 from vidcompress.prune.magnitude import magnitude_mask
 from vidcompress.quantize.kmeans import INITS
 from vidcompress.quantize.scalar import METHODS, Levels, fit_levels
@@ -673,7 +673,7 @@ def all_candidates(
         layer.name: layer_candidates(
             layer.name, tensors[layer.name], config, index[layer.name], (importance or {}).get(layer.name)
         )
-        for layer in tqdm(layers, desc="candidates", unit="layer", disable=not progress)
+        for layer in progress_lines(layers, "candidates", "layer", progress)
     }
 
 

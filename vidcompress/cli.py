@@ -120,7 +120,8 @@ def _quiet() -> bool:
 
 
 def _progress() -> bool:
-    return not _quiet() and sys.stderr.isatty()
+    """Long steps report on stderr unless -q: a bar on a terminal, a line every few seconds elsewhere."""
+    return not _quiet()
 
 
 def _note(text: str) -> None:

@@ -29,7 +29,6 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.nn.utils import parametrize
-from tqdm import tqdm
 
 from vidcompress._version import __version__
 from vidcompress.attach import own_items
@@ -46,6 +45,7 @@ from vidcompress.errors import ConfigError, FormatError, InputError, check_modul
 from vidcompress.io import StateDict, safetensors_header, strip_wrapper_prefixes, write_atomic, write_safetensors
 from vidcompress.layers import state_dict_layers
 from vidcompress.metadata import METADATA_KEY, read_stages
+from vidcompress.progress import progress as progress_lines
 
 SOURCE_METADATA_KEY = "source_metadata"
 MAX_INFERRED_BITS = 16
@@ -163,7 +163,7 @@ def encode(
     envelope: StateDict = {}
     entries: list[LayerEntry] = []
     raw: list[str] = []
-    for name, tensor in tqdm(stored.items(), desc="encode", unit="tensor", disable=not progress):
+    for name, tensor in progress_lines(stored.items(), "encode", "tensor", progress):
         if name in plan_bits:
             if name not in plan_index:
                 raise ConfigError(f"{name}: index bits are off for a layer selected for encoding")

@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vidcompress.config import Config
 from vidcompress.errors import ConfigError, check_module, check_weights
 from vidcompress.layers import module_layers, state_dict_layers, weight_sites
+from vidcompress.progress import progress as progress_lines
 from vidcompress.prune.magnitude import magnitude_mask, require_finite
 from vidcompress.prune.masks import get_mask, remove_mask, set_mask
 from vidcompress.prune.schedules import Schedule, parse_schedule
@@ -189,7 +189,7 @@ def prune_state_dict(
     pruned = tensors if inplace and isinstance(tensors, dict) else dict(tensors)
     for name in targets:  # before any change: a refused layer leaves `tensors` untouched, also in place
         require_finite(tensors[name], name, "prune")
-    for name, target in tqdm(targets.items(), desc="prune", unit="layer", disable=not progress):
+    for name, target in progress_lines(targets.items(), "prune", "layer", progress):
         weight = tensors[name]
         pruned[name] = weight.masked_fill(~magnitude_mask(weight, target, name), 0.0)
     return pruned, targets

@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vidcompress.attach import attach, bake_all, own_items
 from vidcompress.config import Config
 from vidcompress.errors import ConfigError, check_module, check_weights
 from vidcompress.layers import LayerInfo, module_layers, state_dict_layers, weight_sites
+from vidcompress.progress import progress as progress_lines
 from vidcompress.prune.masks import remove_mask
 from vidcompress.quantize.kmeans import INITS
 from vidcompress.quantize.scalar import METHODS
@@ -232,9 +232,7 @@ def quantize_state_dict(
     plan = config.bits.resolve(layers)
     result = tensors if inplace and isinstance(tensors, dict) else dict(tensors)
     records = []
-    for layer in tqdm(
-        [layer for layer in layers if layer.name in plan], desc="quantize", unit="layer", disable=not progress
-    ):
+    for layer in progress_lines([layer for layer in layers if layer.name in plan], "quantize", "layer", progress):
         weight = tensors[layer.name]
         shared = _share(weight, plan[layer.name], config, layer.name, importance)
         result[layer.name] = shared.weight()
