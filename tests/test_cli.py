@@ -96,10 +96,11 @@ def test_piped_compress_reports_progress_on_stderr_before_its_result(tmp_path) -
     weights = tmp_path / "small.safetensors"
     save_state_dict({"conv.weight": torch.randn(32, 16, 3, 3), "fc.weight": torch.randn(10, 128)}, weights)
     out = tmp_path / "model.vcz"
-    command = [sys.executable, "-m", "vidcompress.cli", "compress", str(weights), "--target-ratio", "8", "-o", str(out)]
+    small = ["--target-ratio", "8", "--sparsities", "0,0.5", "--bits", "2-4"]  # a small grid: a quick run
+    command = [sys.executable, "-m", "vidcompress.cli", "compress", str(weights), *small, "-o", str(out)]
     piped = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True)
     progress = [line for line in piped.stdout.splitlines() if line.startswith("candidates: ")]
     assert progress and progress[0].startswith("candidates: 0/") and "done in" in progress[-1]
     assert piped.stdout.index("candidates: 0/") < piped.stdout.index(f"wrote {out}")
-    quiet = CliRunner().invoke(main, ["-q", "compress", str(weights), "--target-ratio", "8", "-o", str(out), "--force"])
+    quiet = CliRunner().invoke(main, ["-q", "compress", str(weights), *small, "-o", str(out), "--force"])
     assert quiet.exit_code == 0 and quiet.stderr == ""

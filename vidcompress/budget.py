@@ -265,7 +265,10 @@ class Allocation:
         return (
             f"Target: {budget}. Predicted {self.predicted_bytes:,} bytes, written {actual}; fixed costs "
             f"{self.fixed_bytes:,} bytes; {self.plans} plan(s){error}.\n"
-            f"Damage ({self.damage_measure}, summed over layers): {self.damage:.4g}.\n\n{table}"
+            f"Damage ({self.damage_measure}, summed over layers): {self.damage:.4g}.\n\n{table}\n\n"
+            "levels: distinct nonzero values the layer keeps (2^bits - 1 at most); bytes: its coded data and "
+            "codebook in the file; bits/param: those bytes over all its parameters, pruned ones included; "
+            f"damage: {self.damage_measure} of the layer's weights."
         )
 
     def plot(self, path: str | Path, format: str | None = None) -> Path:
