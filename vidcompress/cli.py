@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -160,20 +159,12 @@ def _check_extra_outputs(paths: tuple[tuple[Path | None, str], ...], taken: tupl
 def _check_plot_folder(folder: Path, force: bool) -> None:
     """A folder for per-layer plots: an existing folder (empty unless --force) or a new one whose
     nearest existing parent is a writable folder; matplotlib importable."""
+    from vidcompress.io import check_output_folder
     from vidcompress.plots import pyplot
 
-    if folder.exists():
-        if not folder.is_dir():
-            raise CommandError(f"{folder}: exists and is not a folder")
-        if any(folder.iterdir()) and not force:
-            raise CommandError(f"{folder}: exists and is not empty; pass --force to write plots into it")
-        parent = folder
-    else:
-        parent = next(p for p in folder.parents if p.exists() or p == p.parent)
-        if not parent.is_dir():
-            raise CommandError(f"{folder}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CommandError(f"{folder}: the folder {parent} is not writable")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise CommandError(f"{folder}: exists and is not empty; pass --force to write plots into it")
+    check_output_folder(folder, folder)  # an existing file named so is click's error, before this
     pyplot()
 
 

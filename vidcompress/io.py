@@ -162,16 +162,21 @@ def check_output_path(
         raise InputError(f"{output}: is a directory, expected a file path")
     if output.exists() and not force:
         raise InputError(f"{output}: exists; {force_hint} to overwrite it")
+    check_output_folder(output.parent, output)
     if not output.parent.exists():
-        missing = next(p for p in [output.parent, *output.parent.parents] if p.exists() or p == p.parent)
-        if missing.exists() and not missing.is_dir():
-            raise InputError(f"{output}: {missing} is a file, not a folder")
         raise InputError(f"{output.parent}: output folder does not exist")
-    if not output.parent.is_dir():
-        raise InputError(f"{output}: {output.parent} is a file, not a folder")
-    if not os.access(output.parent, os.W_OK | os.X_OK):
-        raise InputError(f"{output}: the folder {output.parent} is not writable")
     return output
+
+
+def check_output_folder(folder: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+    """Refuse a folder that `output` cannot be written into: the folder, or the nearest one above it
+    when it is still to be created, must be a writable folder (not a file)."""
+    folder = Path(folder)
+    existing = next(p for p in [folder, *folder.parents] if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise InputError(f"{output}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{output}: the folder {existing} is not writable")
 
 
 STALE_SECONDS = 3600  # another host's temporary this old is taken for a dead writer's
