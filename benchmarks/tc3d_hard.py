@@ -23,7 +23,8 @@ from typing import Any
 
 from benchmarks.common import RESULTS, machine
 from benchmarks.tc3d_compress import publish
-from examples.tc3d.compress import DEMO_SIZE, DEMO_WIDTH, compress_run, default_run_config, demo_compress_config
+from examples.tc3d.compress import compress_run, default_run_config
+from examples.tc3d.demo import SETTINGS
 from examples.tc3d.synthetic import HARD, generate
 from examples.tc3d.train import run_training
 from vidcompress.report import markdown_table
@@ -52,10 +53,11 @@ def main() -> None:
             out / "data", classes=8, videos_per_class=VIDEOS_PER_CLASS, test_groups=TEST_GROUPS,
             validation_groups=VALIDATION_GROUPS, difficulty=HARD,
         )  # fmt: skip
-    config = default_run_config(str(out / "data"), str(out / "train"), DEMO_WIDTH, DEMO_SIZE, args.epochs)
+    paper = SETTINGS["paper"]  # the model and the five steps of the paper setting
+    config = default_run_config(str(out / "data"), str(out / "train"), paper.width, paper.size, args.epochs)
     config.progress = False
     training = run_training(config)
-    summary = compress_run(out / "train", out / "compressed", demo_compress_config(progress=False))
+    summary = compress_run(out / "train", out / "compressed", paper.compress(False))
     summary["training_history"] = training["history"]
     summary["data_description"] = (
         f"hard synthetic action set ({HARD.distractors} distractor{'s' if HARD.distractors != 1 else ''}, "

@@ -170,59 +170,32 @@ def anomaly(anomalies: tuple[str, ...], **options) -> None:
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default="runs/demo", show_default=True)
-@click.option("--full", is_flag=True, help="the paper's full-size model (width 64, 112 x 112): for a GPU")
-@click.option("--epochs", type=int, help="training epochs [default: 15, or 30 with --full]")
-@click.option("--videos-per-class", type=int, default=56, show_default=True, help="24 of them for testing")
+@click.option("--paper", "setting", flag_value="paper", help="the paper's pruning schedule (about 30 min on 2 cores)")
+@click.option("--full", "setting", flag_value="full", help="the paper's full-size model and bits: for a GPU")
+@click.option("--epochs", type=int, help="training epochs [default: 20; 15 with --paper, 30 with --full]")
 @click.option(
     "--fusion", type=click.Choice(FUSIONS), default="weighted", show_default=True,
     help="weighted is the only fusion that can tell the two order classes apart",
 )  # fmt: skip
 @click.option("--retrain", is_flag=True, help="train again even if the run folder has a model")
-def demo(out: Path, full: bool, epochs: int | None, videos_per_class: int, fusion: str, retrain: bool) -> None:
-    """The whole job: synthetic data, a trained T-C3D, the five compression steps, a report."""
-    import time
+def demo(out: Path, setting: str | None, epochs: int | None, fusion: str, retrain: bool) -> None:
+    """The whole job: synthetic data, a trained T-C3D, the five compression steps, a report.
 
-    from examples.tc3d.compress import (
-        DEMO_SIZE,
-        DEMO_WIDTH,
-        CompressConfig,
-        compress_run,
-        default_run_config,
-        demo_compress_config,
-    )
+    By default a quick setting that finishes in a few minutes on a 2-core CPU; --paper and --full run
+    the longer ones (the report says which ran)."""
+    from examples.tc3d.demo import SETTINGS, run_demo
     from examples.tc3d.report import signed_points, write_report
-    from examples.tc3d.synthetic import DEMO_TEST_GROUPS
-    from examples.tc3d.synthetic import generate as write
-    from examples.tc3d.train import run_training
     from vidcompress.report import machine_info, machine_line
 
-    start = time.perf_counter()
-    data = out / "data"
-    if not (data / "ucfTrainTestlist" / "classInd.txt").exists():
-        click.echo(f"1/4 generating the synthetic action set in {data}")
-        write(
-            data, classes=8, videos_per_class=videos_per_class, test_groups=DEMO_TEST_GROUPS, frames=48,
-            size=128 if full else 64, progress=True,
-        )  # fmt: skip
-    width, size = (64, 112) if full else (DEMO_WIDTH, DEMO_SIZE)
-    config = default_run_config(str(data), str(out / "train"), width, size, epochs or (30 if full else 15), fusion)
-    if retrain or not (out / "train" / "model.safetensors").exists():
-        click.echo(f"2/4 training T-C3D (width {width}, {size} x {size}, {fusion} fusion, {config.epochs} epochs)")
-        run_training(
-            config,
-            on_epoch=lambda r: click.echo(
-                f"  epoch {r['epoch']}: loss {r['train_loss']:.3f}, video accuracy {100 * r['video_accuracy']:.1f}%"
-            ),
-        )
-    click.echo("3/4 compressing: sparse, dense, prune, quantize, Huffman")
-    settings = CompressConfig() if full else demo_compress_config()
-    summary = compress_run(out / "train", out / "compressed", settings, log=click.echo)
+    chosen = SETTINGS[setting or "quick"]
+    click.echo(f"demo setting: {chosen.name} ({chosen.description})")
+    summary = run_demo(chosen, out, epochs=epochs, fusion=fusion, retrain=retrain, log=click.echo)
     click.echo("4/4 writing the report")
     report = write_report(
-        summary, out / "compressed", machine=machine_line(machine_info()), wall_seconds=time.perf_counter() - start
+        summary, out / "compressed", machine=machine_line(machine_info()), wall_seconds=summary["wall_seconds"]
     )
     click.echo(
-        f"done in {(time.perf_counter() - start) / 60:.1f} min: {summary['ratio']:.1f}x smaller, accuracy "
+        f"done in {summary['wall_seconds'] / 60:.1f} min: {summary['ratio']:.1f}x smaller, accuracy "
         f"{signed_points(summary['accuracy_drop_points'])} points; report: {report}"
     )
 

@@ -331,18 +331,7 @@ def _encoding(config: CompressConfig, quantization: QuantizeConfig, huffman: boo
     return EncodeConfig(bits=quantization.bits, index_bits=config.encode.index_bits, huffman=huffman)
 
 
-# The CPU demo: T-C3D at width 24 on 48 x 48 input, weighted fusion, conv weights at 5 bits (the paper's
-# 8 / 5 reported beside). Why each choice, with the measurements behind it: docs/tc3d.md, "What the demo runs".
-DEMO_WIDTH = 24
-DEMO_SIZE = 48
-DEMO_FUSION = "weighted"
-
-
-def demo_compress_config(progress: bool = True) -> CompressConfig:
-    """The demo's five steps: the paper's sparsities, schedule and index bits; conv weights at 5 bits."""
-    return CompressConfig(
-        quantize=QuantizeConfig(bits="conv=5,fc=5"), compare=QuantizeConfig(bits=PAPER_BITS), progress=progress
-    )
+DEMO_FUSION = "weighted"  # the demo's: why, docs/tc3d.md "What the demo runs"
 
 
 def default_run_config(

@@ -177,12 +177,6 @@ def write_video(path: Path, video: np.ndarray, fps: int = 25) -> None:
             container.mux(packet)
 
 
-# The demo's data set: 56 videos a class, the first 6 groups of 4 (24 videos a class, 192 in all) for
-# testing, so that one test video is 0.52 accuracy points.
-DEMO_VIDEOS_PER_CLASS = 56
-DEMO_TEST_GROUPS = 6
-
-
 def generate(
     root: str | Path,
     *,
