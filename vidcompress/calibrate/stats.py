@@ -1,0 +1,211 @@
+"""Calibration statistics: the second moment `H = sum x x^T` of the columns each weight multiplies.
+
+A layer's weight, viewed as a matrix `W` of (rows, columns), computes `W x` for every column `x` of its
+input: the input vector of a Linear (over all leading dimensions) or of Hugging Face's `Conv1D`, the
+im2col patch of a convolution (channels of one group times kernel positions, with the layer's padding,
+stride and dilation). `H` (one per group of a grouped convolution) is what the layer solvers need: the
+output error of a changed weight `W'` on the calibration inputs is `tr((W - W') H (W - W')^T)`.
+
+The statistics are accumulated on the fly from forward pre-hooks, chunk by chunk in float32 products
+summed into float64, so memory is one H per layer being collected plus a bounded work array, never the
+activations of the whole calibration set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidcompress.errors import ConfigError, InputError
+from vidcompress.layers import is_hf_conv1d
+
+# Rows of im2col columns turned into one H product at a time (bounds the work array: rows x width).
+CHUNK_ELEMENTS = 1 << 24
+
+
+def matrix_view(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """The weight as (groups, rows, columns): the matrix that multiplies each input column."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return weight.reshape(module.groups, weight.shape[0] // module.groups, -1)
+    if is_hf_conv1d(module):
+        return weight.t().unsqueeze(0)
+    return weight.unsqueeze(0)
+
+
+def from_matrix_view(module: nn.Module, matrix: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Inverse of `matrix_view`."""
+    if is_hf_conv1d(module):
+        return matrix[0].t().contiguous()
+    return matrix.reshape(tuple(shape))
+
+
+def supported(module: nn.Module, attribute: str) -> str | None:
+    """None when the hooks can see this weight's input columns, else why not."""
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return "a transposed convolution (its input columns are not an im2col of its input)"
+    if isinstance(module, nn.modules.conv._ConvNd | nn.Linear) or is_hf_conv1d(module):
+        if isinstance(module, nn.Linear) and type(module).__name__ == "NonDynamicallyQuantizableLinear":
+            return "the output projection of nn.MultiheadAttention (the attention calls its weight directly)"
+        return None
+    return f"a {type(module).__name__} weight ({attribute}); calibrated solvers cover Linear, Conv1D and ConvNd"
+
+
+def columns(module: nn.Module, x: torch.Tensor) -> Iterable[list[torch.Tensor]]:
+    """The input columns of `module` for input `x`, in chunks: each chunk one (n, width) matrix per group."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        yield from _conv_columns(module, x)
+        return
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    width = weight.shape[0] if is_hf_conv1d(module) else weight.shape[1]
+    if x.shape[-1] != width:
+        raise InputError(f"input of width {x.shape[-1]} where the weight takes {width}")
+    flat = x.reshape(-1, width)
+    step = max(1, CHUNK_ELEMENTS // max(width, 1))
+    for start in range(0, flat.shape[0], step):
+        yield [flat[start : start + step]]
+
+
+def _conv_columns(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> Iterable[list[torch.Tensor]]:
+    dims = len(module.kernel_size)
+    if x.ndim == dims + 1:
+        x = x.unsqueeze(0)  # an unbatched input
+    if x.ndim != dims + 2 or x.shape[1] != module.in_channels:
+        raise InputError(
+            f"input of shape {tuple(x.shape)} where the convolution takes (N, {module.in_channels}, {dims} sizes)"
+        )
+    pad = module._reversed_padding_repeated_twice
+    if any(pad):
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        x = F.pad(x, pad, mode=mode)
+    for axis in range(dims):
+        reach = module.dilation[axis] * (module.kernel_size[axis] - 1) + 1
+        x = x.unfold(2 + axis, reach, module.stride[axis])
+    if any(d > 1 for d in module.dilation):  # keep every dilation-th tap of each window
+        taps: tuple[Any, ...] = (Ellipsis, *(slice(None, None, d) for d in module.dilation))
+        x = x[taps]
+    # (N, C, O_1..O_d, k_1..k_d) -> (N, O_1, O_2.., C, k_1..k_d): a row per output position
+    order = [0, *range(2, 2 + dims), 1, *range(2 + dims, 2 + 2 * dims)]
+    x = x.permute(order)
+    groups, per_group = module.groups, module.in_channels // module.groups
+    width = module.in_channels * math.prod(module.kernel_size)
+    positions_per_row = math.prod(x.shape[2 : 1 + dims])  # output positions in one step of the first axis
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(width * positions_per_row, 1))
+    for n in range(x.shape[0]):
+        sample = x[n]
+        for start in range(0, sample.shape[0], rows_per_chunk):
+            chunk = sample[start : start + rows_per_chunk]
+            if chunk.numel() == 0:
+                continue
+            chunk = chunk.reshape(-1, module.in_channels, *module.kernel_size)
+            yield [chunk[:, g * per_group : (g + 1) * per_group].reshape(chunk.shape[0], -1) for g in range(groups)]
+
+
+@dataclass
+class Statistics:
+    """One layer's accumulated second moments."""
+
+    hessian: torch.Tensor  # (groups, width, width), float64
+    samples: int = 0  # input columns seen (per group)
+    calls: int = 0
+
+
+def accumulate(stats: Statistics, chunks: Iterable[list[torch.Tensor]]) -> None:
+    for chunk in chunks:
+        for g, block in enumerate(chunk):
+            block = block.detach().to(torch.float32)
+            if not bool(torch.isfinite(block).all()):
+                raise InputError("the calibration input holds NaN or inf")
+            stats.hessian[g] += (block.t() @ block).to(torch.float64)
+        stats.samples += chunk[0].shape[0]
+
+
+class StopForward(Exception):
+    """Raised from a hook once every layer being collected has seen its inputs: the rest of the forward
+    pass is not needed."""
+
+
+@dataclass
+class Collector:
+    """Forward pre-hooks that accumulate `Statistics` for some layers, removed by `close` (always)."""
+
+    targets: dict[str, list[nn.Module]]  # layer name -> the modules that use its weight
+    stats: dict[str, Statistics] = field(default_factory=dict)
+    calls_per_batch: dict[str, list[int]] | None = None  # stop each forward once all are reached
+    _handles: list[Any] = field(default_factory=list)
+    _batch_calls: dict[str, int] = field(default_factory=dict)
+    _batch: int = 0
+
+    def open(self) -> None:
+        for name, modules in self.targets.items():
+            first = modules[0]
+            weight = first.weight
+            assert isinstance(weight, torch.Tensor)
+            shape = matrix_view(first, weight).shape
+            self.stats[name] = Statistics(torch.zeros(shape[0], shape[2], shape[2], dtype=torch.float64))
+            for module in modules:
+                self._handles.append(module.register_forward_pre_hook(self._hook(name, module), with_kwargs=True))
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def start_batch(self, index: int = 0) -> None:
+        self._batch, self._batch_calls = index, dict.fromkeys(self.targets, 0)
+
+    def _hook(self, name: str, module: nn.Module) -> Callable[..., None]:
+        def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            x = args[0] if args else kwargs.get("input", kwargs.get("x"))
+            if not isinstance(x, torch.Tensor):
+                raise InputError(f"{name}: its input is not a tensor ({type(x).__name__})")
+            try:
+                accumulate(self.stats[name], columns(module, x))
+            except InputError as error:
+                raise InputError(f"{name}: {error}") from None
+            self.stats[name].calls += 1
+            self._batch_calls[name] += 1
+            expected = self.calls_per_batch
+            if expected is not None and all(self._batch_calls[n] >= expected[n][self._batch] for n in self.targets):
+                raise StopForward
+
+        return hook
+
+
+def default_forward(model: nn.Module, batch: Any) -> Any:
+    """A batch as a model takes it: a tensor, a tuple or list of positional inputs, or a dict of keywords."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, tuple | list):
+        return model(*batch)
+    return model(batch)
+
+
+def run_batches(
+    model: nn.Module,
+    batches: Sequence[Any],
+    forward: Callable[[nn.Module, Any], Any],
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
+    """Run every batch through the model without gradients, stopping each early where a hook says so;
+    an error of the model's own becomes an InputError naming the batch."""
+    with torch.no_grad():
+        for index, batch in enumerate(batches):
+            if on_batch is not None:
+                on_batch(index)
+            try:
+                forward(model, batch)
+            except StopForward:
+                continue
+            except (InputError, ConfigError):
+                raise
+            except Exception as error:  # the model's own complaint about an input: say which batch
+                raise InputError(
+                    f"calibration batch {index} does not fit the model: {type(error).__name__}: {error}"
+                ) from None
