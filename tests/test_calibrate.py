@@ -12,13 +12,16 @@ from torch import nn
 
 from vidcompress.calibrate import CalibrateConfig, calibrate_, recalibrate_bn_
 from vidcompress.calibrate.solvers import Levels, block_counts, inverse_factor, output_error, solve
-from vidcompress.calibrate.stats import Collector, default_forward, matrix_view, run_batches
+from vidcompress.calibrate.stats import Collector, Source, default_forward, input_sources, matrix_view, run_batches
 from vidcompress.codec import encode, load_compressed
 from vidcompress.errors import ConfigError, InputError
 
 
 def _hooked_hessian(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    collector = Collector({"layer": [module]})
+    source = input_sources(module, module, "weight")
+    assert isinstance(source, Source)
+    shape = matrix_view(module, "weight", module.weight.detach()).shape
+    collector = Collector({"layer": [source]}, {"layer": (shape[0], shape[2])})
     collector.open()
     try:
         collector.start_batch()
@@ -73,7 +76,7 @@ def test_conv_hessian_equals_explicit_im2col(name: str) -> None:
     # the weight's matrix view is the one H belongs to: ||conv(x) - bias||^2 = sum_g tr(W_g H_g W_g^T)
     with torch.no_grad():
         out = conv(x) - (conv.bias.view(1, -1, *[1] * len(conv.kernel_size)) if conv.bias is not None else 0)
-    w = matrix_view(conv, conv.weight.detach().double())
+    w = matrix_view(conv, "weight", conv.weight.detach().double())
     energy = sum(float(torch.trace(w[g] @ hooked[g] @ w[g].T)) for g in range(conv.groups))
     assert energy == pytest.approx(float(out.double().pow(2).sum()), rel=1e-5)
 
@@ -308,13 +311,66 @@ def test_a_failure_after_some_layers_were_solved_restores_them() -> None:
     assert _unchanged(model, before)
 
 
-def test_layers_the_solver_cannot_see_are_refused_by_name() -> None:
-    model = nn.Sequential(nn.Linear(8, 8))
-    model.add_module("attention", nn.MultiheadAttention(8, 2))
-    with pytest.raises(ConfigError, match=r"attention\.in_proj_weight: a MultiheadAttention weight"):
-        calibrate_(model, [torch.randn(2, 8)], sparsity="fc=0.5", bits="fc=4")
+class _Recurrent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn, self.head = nn.GRU(4, 6, batch_first=True), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def test_weights_the_hooks_cannot_see_are_refused_by_name_or_taken_data_free_when_asked() -> None:
+    model = _Recurrent()
+    before = copy.deepcopy(model.state_dict())
+    x = [torch.randn(2, 5, 4)]
+    with pytest.raises(ConfigError, match=r"rnn\.weight_ih_l0: a GRU weight"):
+        calibrate_(model, x, sparsity="fc=0.5", bits="fc=4")
+    assert _unchanged(model, before)
+    report = calibrate_(model, x, CalibrateConfig(sparsity="fc=0.5", bits="fc=4", unseen="magnitude"))
+    solvers = {layer.name: layer.solver for layer in report.layers}
+    assert solvers == {"rnn.weight_ih_l0": "magnitude", "rnn.weight_hh_l0": "magnitude", "head.weight": "sparsegpt"}
+    assert "| rnn.weight_ih_l0 | fc | magnitude |" in report.to_markdown()
     with pytest.raises(ConfigError, match="give either a config or"):
         calibrate_(_cnn(), _inputs(), CalibrateConfig(), bits="conv=4")
+
+
+class _Attention(nn.Module):
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_hessians_are_those_of_its_projections_inputs(batch_first: bool) -> None:
+    """in_proj's three groups see the query, key and value; out_proj sees the attention's output before it."""
+    torch.manual_seed(0)
+    model = _Attention(batch_first).eval()
+    x = torch.randn(3, 5, 8)
+    for name, attribute, module in (
+        ("in", "in_proj_weight", model.attention), ("out", "weight", model.attention.out_proj),
+    ):  # fmt: skip
+        source = input_sources(model, module, attribute)
+        assert isinstance(source, Source) and source.hook is model.attention
+        groups = 3 if name == "in" else 1
+        collector = Collector({name: [source]}, {name: (groups, 8)})
+        collector.open()
+        try:
+            collector.start_batch()
+            run_batches(model, [x], default_forward)
+        finally:
+            collector.close()
+        if name == "in":
+            flat = x.reshape(-1, 8).double()
+            assert torch.allclose(collector.stats[name].hessian, (flat.T @ flat).expand(3, 8, 8), atol=1e-4)
+        else:
+            with torch.no_grad():  # out = before @ W^T + b: solve for what the projection was given
+                out = (model(x) - model.attention.out_proj.bias).reshape(-1, 8).double()
+            flat = torch.linalg.solve(model.attention.out_proj.weight.detach().double(), out.T).T
+            assert torch.allclose(collector.stats[name].hessian[0], flat.T @ flat, rtol=1e-4, atol=1e-4)
 
 
 def test_config_round_trip_and_bad_values() -> None:

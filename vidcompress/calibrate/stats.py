@@ -29,12 +29,16 @@ from vidcompress.layers import is_hf_conv1d
 CHUNK_ELEMENTS = 1 << 24
 
 
-def matrix_view(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
-    """The weight as (groups, rows, columns): the matrix that multiplies each input column."""
+def matrix_view(module: nn.Module, attribute: str, weight: torch.Tensor) -> torch.Tensor:
+    """The weight as (groups, rows, columns): the matrix that multiplies each input column. A grouped
+    convolution's groups split its channels; attention's fused in_proj_weight splits into the query,
+    key and value projections, each with its own input."""
     if isinstance(module, nn.modules.conv._ConvNd):
         return weight.reshape(module.groups, weight.shape[0] // module.groups, -1)
     if is_hf_conv1d(module):
         return weight.t().unsqueeze(0)
+    if isinstance(module, nn.MultiheadAttention) and attribute == "in_proj_weight":
+        return weight.reshape(3, weight.shape[0] // 3, weight.shape[1])
     return weight.unsqueeze(0)
 
 
@@ -45,31 +49,102 @@ def from_matrix_view(module: nn.Module, matrix: torch.Tensor, shape: Sequence[in
     return matrix.reshape(tuple(shape))
 
 
-def supported(module: nn.Module, attribute: str) -> str | None:
-    """None when the hooks can see this weight's input columns, else why not."""
+Chunks = Iterable[list[torch.Tensor]]  # the input columns, in chunks: each chunk one (n, width) matrix per group
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one use of a weight gets its input columns: a forward pre-hook on `hook` (with its
+    positional and keyword arguments) and the function turning them into columns. `derived` marks
+    columns computed from the hooked module's own weights (attention's output projection): such a layer
+    is never collected in the same pass as those weights."""
+
+    hook: nn.Module
+    extract: Callable[[tuple[Any, ...], dict[str, Any]], Chunks]
+    derived: bool = False
+
+
+def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    x = args[0] if args else next(iter(kwargs.values()), None)
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"its input is not a tensor ({type(x).__name__})")
+    return x
+
+
+def input_sources(model: nn.Module, module: nn.Module, attribute: str) -> Source | str:
+    """The Source of `module.<attribute>`'s input columns, or why the hooks cannot see them."""
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         return "a transposed convolution (its input columns are not an im2col of its input)"
-    if isinstance(module, nn.modules.conv._ConvNd | nn.Linear) or is_hf_conv1d(module):
-        if isinstance(module, nn.Linear) and type(module).__name__ == "NonDynamicallyQuantizableLinear":
-            return "the output projection of nn.MultiheadAttention (the attention calls its weight directly)"
-        return None
-    return f"a {type(module).__name__} weight ({attribute}); calibrated solvers cover Linear, Conv1D and ConvNd"
-
-
-def columns(module: nn.Module, x: torch.Tensor) -> Iterable[list[torch.Tensor]]:
-    """The input columns of `module` for input `x`, in chunks: each chunk one (n, width) matrix per group."""
     if isinstance(module, nn.modules.conv._ConvNd):
-        yield from _conv_columns(module, x)
-        return
-    weight = module.weight
-    assert isinstance(weight, torch.Tensor)
-    width = weight.shape[0] if is_hf_conv1d(module) else weight.shape[1]
+        conv = module
+        return Source(conv, lambda args, kwargs: _conv_columns(conv, _first_tensor(args, kwargs)))
+    if isinstance(module, nn.MultiheadAttention):
+        mha = module
+        if attribute == "in_proj_weight":
+            return Source(mha, lambda args, kwargs: _attention_inputs(mha, args, kwargs, (0, 1, 2)))
+        which = {"q_proj_weight": 0, "k_proj_weight": 1, "v_proj_weight": 2}[attribute]
+        return Source(mha, lambda args, kwargs: _attention_inputs(mha, args, kwargs, (which,)))
+    if isinstance(module, nn.Linear) or is_hf_conv1d(module):
+        weight = getattr(module, attribute)
+        width = weight.shape[0] if is_hf_conv1d(module) else weight.shape[1]
+        attentions = (m for m in model.modules() if isinstance(m, nn.MultiheadAttention))
+        owner = next((m for m in attentions if m.out_proj is module), None)
+        if owner is not None:
+            return _output_projection(owner, width)
+        return Source(module, lambda args, kwargs: _rows(_first_tensor(args, kwargs), width))
+    kind = type(module).__name__
+    return f"a {kind} weight ({attribute}); calibrated solvers cover Linear, Conv1D, ConvNd and attention"
+
+
+def _output_projection(mha: nn.MultiheadAttention, width: int) -> Source:
+    return Source(mha, lambda args, kwargs: _rows(_attention_output(mha, args, kwargs), width), derived=True)
+
+
+def _rows(x: torch.Tensor, width: int) -> Chunks:
     if x.shape[-1] != width:
         raise InputError(f"input of width {x.shape[-1]} where the weight takes {width}")
     flat = x.reshape(-1, width)
     step = max(1, CHUNK_ELEMENTS // max(width, 1))
     for start in range(0, flat.shape[0], step):
         yield [flat[start : start + step]]
+
+
+_ATTENTION_ARGUMENTS = (
+    "query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal",
+)  # fmt: skip
+
+
+def _attention_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    bound = dict(zip(_ATTENTION_ARGUMENTS, args, strict=False))
+    bound.update(kwargs)
+    return bound
+
+
+def _attention_inputs(
+    mha: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: dict[str, Any], which: tuple[int, ...]
+) -> Chunks:
+    """Query, key and value as the projections see them (one group each)."""
+    bound = _attention_arguments(args, kwargs)
+    inputs = [bound["query"], bound["key"], bound["value"]]
+    yield [inputs[i].reshape(-1, inputs[i].shape[-1]) for i in which]
+
+
+def _attention_output(mha: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    """The attention's output before its output projection: the same computation with an identity
+    projection and no bias (dropout off, as in eval mode)."""
+    bound = _attention_arguments(args, kwargs)
+    query, key, value = bound["query"], bound["key"], bound["value"]
+    if mha.batch_first and query.dim() == 3:
+        query, key, value = (x.transpose(0, 1) for x in (query, key, value))
+    identity = torch.eye(mha.embed_dim, dtype=query.dtype, device=query.device)
+    out, _ = F.multi_head_attention_forward(
+        query, key, value, mha.embed_dim, mha.num_heads, mha.in_proj_weight, mha.in_proj_bias, mha.bias_k,
+        mha.bias_v, mha.add_zero_attn, 0.0, identity, None, training=False,
+        key_padding_mask=bound.get("key_padding_mask"), need_weights=False, attn_mask=bound.get("attn_mask"),
+        use_separate_proj_weight=not mha._qkv_same_embed_dim, q_proj_weight=mha.q_proj_weight,
+        k_proj_weight=mha.k_proj_weight, v_proj_weight=mha.v_proj_weight, is_causal=bool(bound.get("is_causal")),
+    )  # fmt: skip
+    return out
 
 
 def _conv_columns(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> Iterable[list[torch.Tensor]]:
@@ -135,7 +210,8 @@ class StopForward(Exception):
 class Collector:
     """Forward pre-hooks that accumulate `Statistics` for some layers, removed by `close` (always)."""
 
-    targets: dict[str, list[nn.Module]]  # layer name -> the modules that use its weight
+    targets: dict[str, list[Source]]  # layer name -> where each use of its weight gets its input
+    shapes: dict[str, tuple[int, int]]  # layer name -> (groups, width) of its matrix view
     stats: dict[str, Statistics] = field(default_factory=dict)
     calls_per_batch: dict[str, list[int]] | None = None  # stop each forward once all are reached
     _handles: list[Any] = field(default_factory=list)
@@ -143,14 +219,11 @@ class Collector:
     _batch: int = 0
 
     def open(self) -> None:
-        for name, modules in self.targets.items():
-            first = modules[0]
-            weight = first.weight
-            assert isinstance(weight, torch.Tensor)
-            shape = matrix_view(first, weight).shape
-            self.stats[name] = Statistics(torch.zeros(shape[0], shape[2], shape[2], dtype=torch.float64))
-            for module in modules:
-                self._handles.append(module.register_forward_pre_hook(self._hook(name, module), with_kwargs=True))
+        for name, sources in self.targets.items():
+            groups, width = self.shapes[name]
+            self.stats[name] = Statistics(torch.zeros(groups, width, width, dtype=torch.float64))
+            for source in sources:
+                self._handles.append(source.hook.register_forward_pre_hook(self._hook(name, source), with_kwargs=True))
 
     def close(self) -> None:
         for handle in self._handles:
@@ -160,13 +233,10 @@ class Collector:
     def start_batch(self, index: int = 0) -> None:
         self._batch, self._batch_calls = index, dict.fromkeys(self.targets, 0)
 
-    def _hook(self, name: str, module: nn.Module) -> Callable[..., None]:
+    def _hook(self, name: str, source: Source) -> Callable[..., None]:
         def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            x = args[0] if args else kwargs.get("input", kwargs.get("x"))
-            if not isinstance(x, torch.Tensor):
-                raise InputError(f"{name}: its input is not a tensor ({type(x).__name__})")
             try:
-                accumulate(self.stats[name], columns(module, x))
+                accumulate(self.stats[name], source.extract(args, kwargs))
             except InputError as error:
                 raise InputError(f"{name}: {error}") from None
             self.stats[name].calls += 1
