@@ -397,3 +397,55 @@ def test_recalibrate_bn_matches_the_batch_statistics() -> None:
     assert norm.momentum == 0.1 and not model.training
     with pytest.raises(InputError, match="no BatchNorm"):
         recalibrate_bn_(nn.Linear(2, 2), [torch.randn(1, 2)])
+
+
+def _kl(student: nn.Module, teacher: nn.Module, batches: list[torch.Tensor]) -> float:
+    with torch.no_grad():
+        s = torch.cat([torch.log_softmax(student(b), 1) for b in batches])
+        t = torch.cat([torch.log_softmax(teacher(b), 1) for b in batches])
+    return float(torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean"))
+
+
+def _compressed_pair() -> tuple[nn.Module, nn.Module, list[torch.Tensor]]:
+    teacher, student = _cnn(), _cnn()
+    x = _inputs(3)
+    calibrate_(student, x, sparsity="conv=0.7,fc=0.7", bits="conv=3,fc=3")
+    return student, teacher, x
+
+
+def test_distill_lowers_the_kl_and_keeps_zeros_and_levels() -> None:
+    from vidcompress import distill_
+
+    student, teacher, x = _compressed_pair()
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    start = _kl(student, teacher, x)
+    report = distill_(student, teacher, x, steps=30, lr=3e-3, augment=lambda b, g: b.flip(-1), seed=1)
+    assert _kl(student, teacher, x) < 0.8 * start
+    assert set(report.shared_layers) == {"0.weight", "3.weight", "5.weight", "9.weight"} and len(report.losses) == 30
+    after = student.state_dict()
+    assert set(after) == set(before)  # baked: no parametrization left
+    for name in report.shared_layers:
+        assert torch.equal(after[name] == 0, before[name] == 0)
+        assert torch.unique(after[name][after[name] != 0]).numel() <= 7
+    assert torch.equal(after["1.running_mean"], before["1.running_mean"])  # statistics stay fixed
+    assert not torch.equal(after["0.weight"], before["0.weight"])  # the centroids moved
+
+
+def test_distill_resumes_from_its_checkpoint_to_the_same_weights(tmp_path) -> None:
+    from vidcompress import distill_
+
+    straight, teacher, x = _compressed_pair()
+    distill_(straight, teacher, x, steps=6, lr=1e-3)
+    stopped, _, _ = _compressed_pair()
+    path = tmp_path / "distill.pt"
+    distill_(stopped, teacher, x, steps=3, lr=1e-3, checkpoint=path, checkpoint_every=3)
+    resumed, _, _ = _compressed_pair()
+    report = distill_(resumed, teacher, x, steps=6, lr=1e-3, checkpoint=path, checkpoint_every=3)
+    assert len(report.losses) == 3 and report.steps == 6
+    for key, value in straight.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a distillation checkpoint"):
+        distill_(_compressed_pair()[0], teacher, x, steps=2, checkpoint=tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="steps 0"):
+        distill_(_compressed_pair()[0], teacher, x, steps=0)

