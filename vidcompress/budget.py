@@ -9,7 +9,10 @@ entries, layout choice and codebook the encoder will write), and its damage is e
 - data-free: the relative squared error ||W - Q(W)||^2 / ||W||^2 (one over the layer's SQNR), summed
   over layers;
 - with importance (`estimate_importance`: squared gradients on calibration batches): the importance-
-  weighted squared error, sum h (w - q)^2, a second-order estimate of the loss increase.
+  weighted squared error, sum h (w - q)^2, a second-order estimate of the loss increase;
+- with calibration inputs (`compress_to_budget(..., calibration=...)`, `vidcompress.calibrate.budget`):
+  the measured output error tr((W - Q) H (W - Q)^T) / tr(W H W^T) of each candidate, summed over layers,
+  and the written weights are the calibrated solver's.
 
 The choice is a multiple-choice knapsack, solved twice, the lower damage kept: by a Lagrangian sweep
 (each layer takes the candidate minimising damage + mu x bytes; mu bisected to the largest total under
@@ -60,6 +63,8 @@ COMPRESSED_KINDS = ("conv", "fc")
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 MAX_PLANS = 3  # plan, write, and plan again with the overshoot taken off, at most this many times
+# A layer's own damage measure: the candidate's weights (flat, float64, the layer's order) -> its damage.
+Damage = Callable[[np.ndarray], float]
 
 
 def levels_for(bits: float) -> int:
@@ -311,9 +316,11 @@ def layer_candidates(
     *,
     sparsities: tuple[float, ...] | None = None,
     bits: tuple[float, ...] | None = None,
+    damage: Damage | None = None,
 ) -> list[Candidate]:
     """Every (sparsity, bits) candidate of one layer (the config's grid, or the `sparsities` and `bits`
-    given) with its exact coded bytes and estimated damage."""
+    given) with its exact coded bytes and estimated damage (`damage`: the layer's own measure of the
+    candidate's weights, in place of the squared error)."""
     values = weight.detach().to("cpu", torch.float64).reshape(-1).numpy()
     if not np.all(np.isfinite(values)):
         raise InputError(f"{name}: weights contain NaN or inf")
@@ -343,7 +350,8 @@ def layer_candidates(
                 walks.append((rows, width, entries.fillers, coded_bytes(entries.codes, 1 << width), stored))
         for width_bits in bits or config.bits:
             if kept.size == 0:
-                candidates.append(Candidate(sparsity, width_bits, walks[0][1], 0, element, scale * pruned_error))
+                lost = scale * pruned_error if damage is None else damage(np.zeros(n))
+                candidates.append(Candidate(sparsity, width_bits, walks[0][1], 0, element, lost))
                 continue
             fitted = _fit(values, h, kept, width_bits, config)
             symbols = fitted.assign(values[kept])
@@ -366,9 +374,15 @@ def layer_candidates(
                     sparse.append((coded_bytes(walk(grid, shape, by_rows=rows)[stored], alphabet) + index_bytes, width))
                 dense = coded_bytes(column_major(grid, shape), alphabet)  # the dense layout walks columns
             data, width = min(sparse, key=lambda option: option[0])  # on a tie, columns (as the encoder)
+            if damage is None:
+                lost = scale * (pruned_error + kept_error)
+            else:
+                quantized = np.zeros(n)
+                quantized[kept] = fitted.centroids[symbols]
+                lost = damage(quantized)
             candidates.append(
                 Candidate(sparsity, width_bits, width, fitted.centroids.size, min(data, dense) + alphabet * element,
-                          scale * (pruned_error + kept_error))
+                          lost)
             )  # fmt: skip
     return candidates
 
@@ -533,6 +547,7 @@ def _refine(
     index: Mapping[str, int | str],
     importance: Mapping[str, torch.Tensor] | None,
     scales: Mapping[str, float],
+    damages: Mapping[str, Damage] | None = None,
 ) -> None:
     """Spend the slack the grid leaves on the largest layers: bisect a layer's sparsity, at its bits,
     down toward the grid point below; and at the grid's next width and at one bit more (no wider than
@@ -544,7 +559,7 @@ def _refine(
         def evaluate(sparsity: float, bits: float, layer: str = name) -> Candidate:
             (option,) = layer_candidates(
                 layer, tensors[layer], config, index[layer], None if importance is None else importance.get(layer),
-                sparsities=(sparsity,), bits=(bits,),
+                sparsities=(sparsity,), bits=(bits,), damage=(damages or {}).get(layer),
             )  # fmt: skip
             return replace(option, damage=option.damage * scales.get(layer, 1.0))
 
@@ -669,12 +684,18 @@ def all_candidates(
     *,
     importance: Mapping[str, torch.Tensor] | None = None,
     progress: bool = False,
+    damages: Mapping[str, Damage] | None = None,
 ) -> dict[str, list[Candidate]]:
     """`layer_candidates` of every layer a budget compresses, by name."""
     layers, index = _plan_layers(tensors, config)
     return {
         layer.name: layer_candidates(
-            layer.name, tensors[layer.name], config, index[layer.name], (importance or {}).get(layer.name)
+            layer.name,
+            tensors[layer.name],
+            config,
+            index[layer.name],
+            (importance or {}).get(layer.name),
+            damage=(damages or {}).get(layer.name),
         )
         for layer in progress_lines(layers, "candidates", "layer", progress)
     }
@@ -690,13 +711,16 @@ def plan_budget(
     fixed_bytes: int | None = None,
     candidates: dict[str, list[Candidate]] | None = None,
     scales: Mapping[str, float] | None = None,
+    damages: Mapping[str, Damage] | None = None,
+    measure: str | None = None,
 ) -> tuple[Allocation, dict[str, list[Candidate]]]:
     """Choose each layer's sparsity and bits for `target`; returns the allocation and the candidates
     (their damage unscaled).
 
     `fixed_bytes`: the container's costs besides its layers, as measured on a written file (None:
     estimated from a stand-in, and a small margin held back). `scales`: per-layer factors on the
-    damage (`measured_scales`: the proxy calibrated on the user's evaluation)."""
+    damage (`measured_scales`: the proxy calibrated on the user's evaluation). `damages`: per-layer
+    damage measures (see `layer_candidates`), named by `measure` in the allocation."""
     calibrated = fixed_bytes is not None
     config = config or BudgetConfig()
     layers, index = _plan_layers(tensors, config)
@@ -706,7 +730,7 @@ def plan_budget(
     if fixed_bytes is None:
         fixed_bytes = _fixed_bytes(tensors, layers, index, config.raw_dtype)
     if candidates is None:
-        candidates = all_candidates(tensors, config, importance=importance, progress=progress)
+        candidates = all_candidates(tensors, config, importance=importance, progress=progress, damages=damages)
     # The first plan holds a little back: the stand-in's manifest numbers have fewer digits than the
     # file's (about 10 bytes a layer), and the header's length moves with the digits of the manifest's
     # CRC (which covers the time of writing), padded to 8 bytes: up to 8 bytes from one write to the next.
@@ -721,8 +745,9 @@ def plan_budget(
             f"{asked} is below the smallest file these candidates give "
             f"({floor:,} bytes: {fixed_bytes:,} of fixed costs); allow higher sparsities or fewer bits"
         )
-    _refine(chosen, available, tensors, config, index, importance, scales or {})
-    measure = "relative squared error" if importance is None else "importance-weighted squared error"
+    _refine(chosen, available, tensors, config, index, importance, scales or {}, damages)
+    if measure is None:
+        measure = "relative squared error" if importance is None else "importance-weighted squared error"
     if scales:
         measure += ", scaled to the measured sensitivity"
     allocation = Allocation(
@@ -745,6 +770,8 @@ def compress_to_budget(
     progress: bool = False,
     cache: dict[str, list[Candidate]] | None = None,
     evaluate: Callable[[dict[str, torch.Tensor]], float] | None = None,
+    calibration: Any = None,
+    forward: Callable[[nn.Module, Any], Any] | None = None,
 ) -> tuple[Allocation, Container]:
     """Write `source` as a container of at most the target's bytes, with the least estimated damage.
 
@@ -755,12 +782,27 @@ def compress_to_budget(
     `evaluate`: the user's score of a state dict, lower is better (a validation loss on calibration
     data): each layer's damage proxy is scaled to its measured effect (`measured_scales`, one
     evaluation a layer).
+    `calibration`: batches of the model's inputs (as for `calibrate_`; `forward(model, batch)` where a
+    batch is not just its arguments): each candidate's damage is its measured output error and the
+    written weights are the calibrated solver's (`vidcompress.calibrate.budget`); `source` must then be
+    the model.
     """
     check_weights(source, "source")
     check_path(path, "path")
     config = config or BudgetConfig()
     if not isinstance(target, Target):
         target = Target.size(target)
+    if calibration is not None:
+        if not isinstance(source, nn.Module):
+            raise ConfigError("calibration needs the model itself (its layers run on the inputs), not a state dict")
+        if importance is not None or evaluate is not None or cache is not None:
+            raise ConfigError("calibration replaces importance, evaluate and cache; give it alone")
+        from vidcompress.calibrate.budget import calibrated_budget
+
+        allocation, container, _ = calibrated_budget(
+            source, path, target, config, calibration, forward=forward, metadata=metadata, progress=progress
+        )
+        return allocation, container
     if isinstance(source, nn.Module):
         source = unwrap_model(source).state_dict()
     tensors = {name: tensor.detach() for name, tensor in source.items()}

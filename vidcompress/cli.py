@@ -448,6 +448,13 @@ def _number_list(text: str | None, what: str, convert: Callable[[str], Any]) -> 
 )
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the allocation as Markdown.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Plot bytes and damage per layer (PNG).")
+@click.option("--model", "model_spec", help="MODULE:CALLABLE that builds the architecture (with --calibration).")
+@click.option(
+    "--calibration", "calibration_path", type=click.Path(path_type=Path),
+    help="A safetensors file of the model's input tensors: damage is measured output error, weights are "
+    "solved on them (SparseGPT / GPTQ). Needs --model.",
+)  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Calibration batch.")
 @raw_dtype_option
 @config_option("BudgetConfig")
 @force_option
@@ -465,13 +472,17 @@ def compress_command(
     index_bits: str | None,
     report_path: Path | None,
     plot_path: Path | None,
+    model_spec: str | None,
+    calibration_path: Path | None,
+    batch_size: int,
     raw_dtype: str | None,
     config_path: Path | None,
     force: bool,
 ) -> None:
     """Compress a weights file to a size budget in one step: per-layer pruning and quantization chosen
     so that the container meets the target with the least estimated damage (data-free: each layer's
-    relative squared error). The file written never exceeds the target.
+    relative squared error; with --model and --calibration: each layer's measured output error, and
+    the calibrated solver's weights). The file written never exceeds the target.
     """
     from vidcompress.budget import BudgetConfig, Target, compress_to_budget
     from vidcompress.io import atomic_path
@@ -489,12 +500,22 @@ def compress_command(
         BudgetConfig, config_path, method=method, lagrangian=lagrangian, index_bits=index_bits, raw_dtype=raw_dtype,
         sparsities=_number_list(sparsities, "sparsities", float), bits=_number_list(bits_list, "bits", _whole_or_float),
     )  # fmt: skip
+    if (model_spec is None) != (calibration_path is None):
+        raise CommandError("--model and --calibration go together: the model runs on the calibration inputs")
     tensors, metadata = _read_weights(input_path)
+    source: Any = tensors
+    calibration = None
+    if model_spec is not None and calibration_path is not None:
+        from vidcompress.calibrate.inputs import build_model, load_weights, read_calibration
+
+        source = build_model(model_spec)
+        load_weights(source, tensors, str(input_path), model_spec)
+        calibration = read_calibration(calibration_path, source, batch_size)
     # Every output is written to a temporary and all are renamed at the end: a failure leaves none.
     with contextlib.ExitStack() as outputs:
         container_path = outputs.enter_context(atomic_path(output_path))
         allocation, container = compress_to_budget(
-            tensors, container_path, target, config, metadata=metadata, progress=_progress()
+            source, container_path, target, config, metadata=metadata, progress=_progress(), calibration=calibration
         )
         if report_path is not None:
             outputs.enter_context(atomic_path(report_path)).write_text(allocation.to_markdown() + "\n")

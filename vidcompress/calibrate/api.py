@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -222,6 +222,11 @@ class _Layer:
     bits: int | None
     sources: list[Source]  # empty: the hooks cannot see this weight's inputs (`unseen` says why)
     unseen: str | None = None
+    levels: int | None = None  # nonzero codebook levels (2^bits - 1 from bits rules; any count from a plan)
+
+    def __post_init__(self) -> None:
+        if self.levels is None and self.bits is not None:
+            self.levels = (1 << self.bits) - 1
 
     @property
     def module(self) -> nn.Module:
@@ -233,15 +238,28 @@ class _Layer:
         return getattr(site.module, site.attribute)
 
 
-def _plan(model: nn.Module, config: CalibrateConfig) -> list[_Layer]:
+def _plan(
+    model: nn.Module, config: CalibrateConfig, plan: Mapping[str, tuple[float, int | None]] | None = None
+) -> list[_Layer]:
+    """The selected layers: by the config's rules, or by `plan` (name -> (sparsity, nonzero levels))."""
     found = module_layers(model)
-    sparsities, bits = config.sparsity.resolve(found), config.bits.resolve(found)
+    if plan is None:
+        sparsities, bits = config.sparsity.resolve(found), config.bits.resolve(found)
+        levels: dict[str, int | None] = {}
+    else:
+        unknown = sorted(set(plan) - {info.name for info in found})
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: not a compressible weight of this model")
+        sparsities = {name: s for name, (s, _) in plan.items()}
+        levels = {name: count for name, (_, count) in plan.items()}
+        bits = {name: max(1, math.ceil(math.log2(count + 1))) for name, count in levels.items() if count}
     sites = weight_sites(model)
     layers = []
     for info in found:
         if info.name not in sparsities and info.name not in bits:
             continue
-        layer = _Layer(info, sites[info.name], sparsities.get(info.name, 0.0), bits.get(info.name), [])
+        sparsity, width = sparsities.get(info.name, 0.0), bits.get(info.name)
+        layer = _Layer(info, sites[info.name], sparsity, width, [], levels=levels.get(info.name))
         for site in layer.sites:
             if own_items(site.module, site.attribute):
                 raise ConfigError(f"{info.name}: already pruned or quantized; finalize_(model) first")
@@ -330,9 +348,36 @@ def calibrate_(
         config = CalibrateConfig(sparsity=sparsity, bits=bits, method=method or "sparsegpt")
     elif sparsity is not None or bits is not None or method is not None:
         raise ConfigError("calibrate_: give either a config or sparsity / bits / method, not both")
+    return _run(model, inputs, config, _plan(model, config), forward, progress)
+
+
+def calibrate_plan_(
+    model: nn.Module,
+    inputs: Any,
+    plan: Mapping[str, tuple[float, int | None]],
+    config: CalibrateConfig | None = None,
+    *,
+    forward: Forward | None = None,
+    progress: bool = False,
+) -> CalibrateReport:
+    """`calibrate_` with each layer's sparsity and number of nonzero codebook levels given by `plan`
+    (name -> (sparsity, levels or None)): any level count, as a size budget chooses them. The config
+    gives the solver's settings; its rules are not used."""
+    check_module(model, "model")
+    config = config or CalibrateConfig()
+    return _run(model, inputs, config, _plan(model, config, plan), forward, progress)
+
+
+def _run(
+    model: nn.Module,
+    inputs: Any,
+    config: CalibrateConfig,
+    layers: list[_Layer],
+    forward: Forward | None,
+    progress: bool,
+) -> CalibrateReport:
     batches = _as_batches(inputs)
     forward = forward or default_forward
-    layers = _plan(model, config)
     for layer in layers:
         require_finite(layer.parameter.detach(), layer.info.name, "calibrate")
     modes = {module: module.training for module in model.modules()}
@@ -351,6 +396,37 @@ def calibrate_(
             module.train(mode)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def collect_hessians(
+    model: nn.Module, inputs: Any, names: Iterable[str], *, forward: Forward | None = None
+) -> dict[str, torch.Tensor]:
+    """H of each named layer from the model as it is, in one pass over `inputs` (eval mode; the model
+    is not changed). Each H is (groups, width, width), float64."""
+    check_module(model, "model")
+    wanted = list(names)
+    layers = _plan(model, CalibrateConfig(), {name: (0.0, None) for name in wanted})  # only the sources are used
+    unseen = [layer for layer in layers if not layer.sources]
+    if unseen:
+        raise ConfigError(f"{unseen[0].info.name}: {unseen[0].unseen}")
+    batches = _as_batches(inputs)
+    modes = {module: module.training for module in model.modules()}
+    collector = Collector(
+        {layer.info.name: layer.sources for layer in layers},
+        {layer.info.name: _groups_and_width(layer) for layer in layers},
+    )
+    model.eval()
+    try:
+        collector.open()
+        run_batches(model, batches, forward or default_forward, on_batch=collector.start_batch)
+    finally:
+        collector.close()
+        for module, mode in modes.items():
+            module.train(mode)
+    never = [name for name in wanted if collector.stats[name].calls == 0]
+    if never:
+        raise InputError(f"{never[0]}: never ran during calibration; its inputs are unknown")
+    return {name: collector.stats[name].hessian for name in wanted}
 
 
 def _calibrate(
@@ -457,10 +533,10 @@ def _sparsegpt(
             pruned[g], _ = solve(
                 original[g], factors[g], sparsity=layer.sparsity, keep_zero=original[g] == 0, block=config.block
             )
-    if layer.bits is None:
+    if layer.levels is None:
         return pruned, damp, retries, False
     diagonal = torch.diagonal(hessian, dim1=-2, dim2=-1).unsqueeze(1).expand_as(pruned)
-    levels = fit_codebook(pruned, (1 << layer.bits) - 1, config.quantizer, diagonal, config.seed, name)
+    levels = fit_codebook(pruned, layer.levels, config.quantizer, diagonal, config.seed, name)
     if levels.numel() == 0:
         return pruned, damp, retries, False
     levels = _in_dtype(levels, dtype, name)

@@ -152,8 +152,9 @@ def _conv_columns(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> Iterable[
     if x.ndim == dims + 1:
         x = x.unsqueeze(0)  # an unbatched input
     if x.ndim != dims + 2 or x.shape[1] != module.in_channels:
+        sizes = ("L", "H, W", "T, H, W")[dims - 1] if dims <= 3 else f"{dims} sizes"
         raise InputError(
-            f"input of shape {tuple(x.shape)} where the convolution takes (N, {module.in_channels}, {dims} sizes)"
+            f"input of shape {tuple(x.shape)} where the convolution takes (N, {module.in_channels}, {sizes})"
         )
     pad = module._reversed_padding_repeated_twice
     if any(pad):
@@ -273,7 +274,9 @@ def run_batches(
                 forward(model, batch)
             except StopForward:
                 continue
-            except (InputError, ConfigError):
+            except InputError as error:
+                raise InputError(f"calibration batch {index}: {error}") from None
+            except ConfigError:
                 raise
             except Exception as error:  # the model's own complaint about an input: say which batch
                 raise InputError(
