@@ -9,7 +9,11 @@ on the labelled clips. Columns: data-free (magnitude pruning and k-means, `bench
 calibrated (`calibrate_`, default dampening), calibrated then BatchNorm re-estimated on the same windows
 (`recalibrate_bn_`). Each model is the one decoded from its container.
 
-    python -m benchmarks.i3d_calibrated [--windows 2] [--quick]
+`--budgets 10,20` runs size budgets instead (targets as ratios to the fp32 file): data-free
+`compress_to_budget` against `compress_to_budget(..., calibration=windows)`, into
+`i3d_calibrated_budgets.*`.
+
+    python -m benchmarks.i3d_calibrated [--windows 2] [--quick] [--budgets 10,20]
 """
 
 from __future__ import annotations
@@ -75,7 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, default=2, help="calibration windows a video [2]")
     parser.add_argument("--quick", action="store_true", help="two clips, one crop, one setting (a smoke run)")
+    parser.add_argument("--budgets", help="ratios to the fp32 file, comma-separated: budget rows instead")
     args = parser.parse_args()
+    if args.budgets:
+        budgets(args.windows, [float(r) for r in args.budgets.split(",")])
+        return
     info = machine()
     clips = load_clips()
     crops: tuple[str, ...] = CROPS[:2]
@@ -147,6 +155,63 @@ def main() -> None:
         name, {"machine": info, "command": command, "dense_bytes": dense_bytes, "rows": rows}, "\n".join(lines)
     )
     (RESULTS / f"{name}.partial.json").unlink(missing_ok=True)
+    print("\n".join(lines))
+
+
+def budgets(per_video: int, ratios: list[float]) -> None:
+    """Budget rows: data-free and calibrated `compress_to_budget` at each ratio, measured on the 20 views."""
+    from vidcompress.budget import Target, compress_to_budget
+
+    info = machine()
+    views, inputs = make_views(load_clips(), CROPS[:2])
+    windows = calibration_windows(per_video)
+    dense = predict(pretrained_i3d(), inputs)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for ratio in ratios:
+            row: dict[str, Any] = {"ratio": ratio}
+            for column, calibration in (("data_free", None), ("calibrated", windows)):
+                start = time.process_time()
+                allocation, container = compress_to_budget(
+                    pretrained_i3d(), folder / "i3d.vcz", Target("ratio", ratio), calibration=calibration, progress=True
+                )
+                decoded = load_compressed(folder / "i3d.vcz", I3D()).eval()
+                row[column] = {
+                    "bytes": container.file_bytes, "cpu_minutes": (time.process_time() - start) / 60,
+                    "plans": allocation.plans, "damage_measure": allocation.damage_measure,
+                    "layers": [{"name": layer.name, "sparsity": layer.chosen.sparsity, "bits": layer.chosen.bits}
+                               for layer in allocation.layers],
+                    **compare(dense, predict(decoded, inputs), views),
+                }  # fmt: skip
+                print({k: v for k, v in row[column].items() if k != "layers"}, flush=True)
+            rows.append(row)
+            (RESULTS / "i3d_calibrated_budgets.partial.json").write_text(json.dumps(rows, indent=2))
+    command = (
+        f"python -m benchmarks.i3d_calibrated --windows {per_video} --budgets {','.join(f'{r:g}' for r in ratios)}"
+    )
+    lines = [
+        "# I3D to a size budget from unlabelled footage: data-free against calibrated",
+        "",
+        f"Machine: {machine_line(info)}. Command: `{command}`.",
+        "",
+        f"Each target is a ratio to the fp32 file. Data-free: `compress_to_budget` scoring candidates by relative "
+        f"squared error. Calibrated: the same grid scored by measured output error on {len(windows)} windows of "
+        f"{WINDOW} frames of the calibration footage (none of it an evaluation clip), the weights written by the "
+        f"calibrated solver. Measured once per row on the {len(views)} views of `i3d.md`. CPU minutes count both "
+        "cores.",
+        "",
+        markdown_table(
+            ["target", "data-free: bytes", "agreement", "KL", "CPU min", "calibrated: bytes", "agreement", "KL",
+             "CPU min"],
+            [[f"{r['ratio']:g}x", f"{r['data_free']['bytes']:,}", f"{100 * r['data_free']['agreement']:.0f}%",
+              f"{r['data_free']['kl']:.3f}", f"{r['data_free']['cpu_minutes']:.1f}", f"{r['calibrated']['bytes']:,}",
+              f"{100 * r['calibrated']['agreement']:.0f}%", f"{r['calibrated']['kl']:.3f}",
+              f"{r['calibrated']['cpu_minutes']:.1f}"] for r in rows],
+        ),
+    ]  # fmt: skip
+    write_results("i3d_calibrated_budgets", {"machine": info, "command": command, "rows": rows}, "\n".join(lines))
+    (RESULTS / "i3d_calibrated_budgets.partial.json").unlink(missing_ok=True)
     print("\n".join(lines))
 
 
