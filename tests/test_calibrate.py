@@ -17,18 +17,22 @@ from vidcompress.codec import encode, load_compressed
 from vidcompress.errors import ConfigError, InputError
 
 
-def _hooked_hessian(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    source = input_sources(module, module, "weight")
+def _hooked_hessian(
+    module: nn.Module, x: torch.Tensor, *, model: nn.Module | None = None, attribute: str = "weight"
+) -> torch.Tensor:
+    """H of `module.<attribute>` as the hooks collect it while `model` (default: the module) runs on x."""
+    model = module if model is None else model
+    source = input_sources(model, module, attribute)
     assert isinstance(source, Source)
-    shape = matrix_view(module, "weight", module.weight.detach()).shape
+    shape = matrix_view(module, attribute, getattr(module, attribute).detach()).shape
     collector = Collector({"layer": [source]}, {"layer": (shape[0], shape[2])})
     collector.open()
     try:
         collector.start_batch()
-        run_batches(module, [x], default_forward)
+        run_batches(model, [x], default_forward)
     finally:
         collector.close()
-    assert not module._forward_pre_hooks  # removed
+    assert not any(m._forward_pre_hooks for m in model.modules())  # removed
     return collector.stats["layer"].hessian
 
 
@@ -355,22 +359,15 @@ def test_attention_hessians_are_those_of_its_projections_inputs(batch_first: boo
     ):  # fmt: skip
         source = input_sources(model, module, attribute)
         assert isinstance(source, Source) and source.hook is model.attention
-        groups = 3 if name == "in" else 1
-        collector = Collector({name: [source]}, {name: (groups, 8)})
-        collector.open()
-        try:
-            collector.start_batch()
-            run_batches(model, [x], default_forward)
-        finally:
-            collector.close()
+        hessian = _hooked_hessian(module, x, model=model, attribute=attribute)
         if name == "in":
             flat = x.reshape(-1, 8).double()
-            assert torch.allclose(collector.stats[name].hessian, (flat.T @ flat).expand(3, 8, 8), atol=1e-4)
+            assert torch.allclose(hessian, (flat.T @ flat).expand(3, 8, 8), atol=1e-4)
         else:
             with torch.no_grad():  # out = before @ W^T + b: solve for what the projection was given
                 out = (model(x) - model.attention.out_proj.bias).reshape(-1, 8).double()
             flat = torch.linalg.solve(model.attention.out_proj.weight.detach().double(), out.T).T
-            assert torch.allclose(collector.stats[name].hessian[0], flat.T @ flat, rtol=1e-4, atol=1e-4)
+            assert torch.allclose(hessian[0], flat.T @ flat, rtol=1e-4, atol=1e-4)
 
 
 def test_config_round_trip_and_bad_values() -> None:

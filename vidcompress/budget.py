@@ -818,61 +818,66 @@ def compress_to_budget(
     )
     if cache is not None and not cache:
         cache.update(candidates)
-    fixed = allocation.fixed_bytes
-    path = Path(path)
-    trial = path.with_name(f".{path.name}.budget-trial")  # the output is replaced only by a file within budget
-    try:
-        return _write_within_budget(
-            tensors, path, trial, target, config, importance, metadata, allocation, candidates, fixed, scales
-        )
-    finally:
-        trial.unlink(missing_ok=True)
+
+    def weights(chosen: Mapping[str, Candidate]) -> dict[str, torch.Tensor]:
+        return {
+            name: compressed_weight(tensors[name], c, config, None if importance is None else importance.get(name))
+            for name, c in chosen.items()
+        }
+
+    def replan(fixed: int) -> Allocation:
+        return plan_budget(
+            tensors, target, config, importance=importance, fixed_bytes=fixed, candidates=candidates, scales=scales
+        )[0]
+
+    return write_within_budget(tensors, path, target, config, metadata, allocation, weights, replan)
 
 
-def _write_within_budget(
-    tensors: dict[str, torch.Tensor],
-    path: Path,
-    trial: Path,
+def write_within_budget(
+    tensors: Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
     target: Target,
     config: BudgetConfig,
-    importance: Mapping[str, torch.Tensor] | None,
     metadata: Mapping[str, str] | None,
     allocation: Allocation,
-    candidates: dict[str, list[Candidate]],
-    fixed: int,
-    scales: Mapping[str, float] | None,
+    weights: Callable[[Mapping[str, Candidate]], Mapping[str, torch.Tensor]],
+    replan: Callable[[int], Allocation],
 ) -> tuple[Allocation, Container]:
+    """Write the allocation's layers (`weights(chosen)`: each budgeted layer's tensor) with the other
+    tensors as they are; a file over budget is planned again (`replan(fixed bytes)`) with the miss taken
+    off, at most MAX_PLANS times. The output is replaced only by a file within budget."""
+    path = Path(path)
+    trial = path.with_name(f".{path.name}.budget-trial")
+    fixed = allocation.fixed_bytes
     first_plan = None
-    for attempt in range(1, MAX_PLANS + 1):
-        chosen = {layer.name: layer.chosen for layer in allocation.layers}
-        compressed = dict(tensors)
-        for name, candidate in chosen.items():
-            compressed[name] = compressed_weight(
-                tensors[name], candidate, config, None if importance is None else importance.get(name)
+    try:
+        for attempt in range(1, MAX_PLANS + 1):
+            chosen = {layer.name: layer.chosen for layer in allocation.layers}
+            compressed = {**tensors, **weights(chosen)}
+            for alias, stored in tied_names(tensors).items():  # a tied weight stays one tensor, stored once
+                compressed[alias] = compressed[stored]
+            encoding = EncodeConfig(
+                bits={name: codebook_bits(c.bits) for name, c in chosen.items()},
+                index_bits={name: c.index_bits for name, c in chosen.items()},
+                raw_dtype=config.raw_dtype,
             )
-        for alias, stored in tied_names(tensors).items():  # a tied weight stays one tensor, stored once
-            compressed[alias] = compressed[stored]
-        encoding = EncodeConfig(
-            bits={name: codebook_bits(c.bits) for name, c in chosen.items()},
-            index_bits={name: c.index_bits for name, c in chosen.items()},
-            raw_dtype=config.raw_dtype,
-        )
-        container = encode(compressed, trial, encoding, metadata=metadata)
-        allocation.actual_bytes = container.file_bytes
-        allocation.plans = attempt
-        first_plan = first_plan or (allocation.predicted_bytes, container.file_bytes)
-        allocation.first_plan = first_plan
-        for layer in allocation.layers:
-            entry = next(e for e in container.layers if e.name == layer.name)
-            layer.actual_bytes = entry.data_bytes + entry.codebook_size * tensors[layer.name].element_size()
-        if container.file_bytes <= allocation.budget_bytes:
-            os.replace(trial, path)
-            return allocation, replace(container, path=path)
-        # The size model missed: take the overshoot off the layers' share and plan again.
-        fixed += container.file_bytes - allocation.predicted_bytes
-        allocation, _ = plan_budget(
-            tensors, target, config, importance=importance, fixed_bytes=fixed, candidates=candidates, scales=scales
-        )
+            container = encode(compressed, trial, encoding, metadata=metadata)
+            allocation.actual_bytes = container.file_bytes
+            allocation.plans = attempt
+            first_plan = first_plan or (allocation.predicted_bytes, container.file_bytes)
+            allocation.first_plan = first_plan
+            by_name = {entry.name: entry for entry in container.layers}
+            for layer in allocation.layers:
+                entry = by_name[layer.name]
+                layer.actual_bytes = entry.data_bytes + entry.codebook_size * tensors[layer.name].element_size()
+            if container.file_bytes <= allocation.budget_bytes:
+                os.replace(trial, path)
+                return allocation, replace(container, path=path)
+            # The size model missed: take the overshoot off the layers' share and plan again.
+            fixed += container.file_bytes - allocation.predicted_bytes
+            allocation = replan(fixed)
+    finally:
+        trial.unlink(missing_ok=True)
     raise ConfigError(
         f"could not meet {target}: the file came out at {allocation.actual_bytes:,} bytes after {MAX_PLANS} plans"
     )

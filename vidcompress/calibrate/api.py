@@ -39,7 +39,9 @@ from vidcompress.calibrate.solvers import (
 )
 from vidcompress.calibrate.stats import (
     Collector,
+    Forward,
     Source,
+    as_batches,
     default_forward,
     from_matrix_view,
     input_sources,
@@ -59,8 +61,6 @@ from vidcompress.report import markdown_table
 from vidcompress.rules import BITS, SPARSITY, LayerRules, RulesSource
 
 METHODS = ("sparsegpt", "magnitude")
-
-Forward = Callable[[nn.Module, Any], Any]
 
 
 @dataclass(frozen=True, init=False)
@@ -199,19 +199,6 @@ class CalibrateReport:
             f"inputs. {self.method}, {self.batches} batches, {self.passes} calibration passes, "
             f"{self.seconds:.1f} s.{note}"
         )
-
-
-def _as_batches(inputs: Any) -> list[Any]:
-    if isinstance(inputs, torch.Tensor):
-        return [inputs]  # one batch (iterating a tensor would drop its batch dimension)
-    if isinstance(inputs, dict):
-        return [inputs]
-    if not isinstance(inputs, Iterable):
-        raise InputError(f"calibration inputs: expected an iterable of batches, got {type(inputs).__name__}")
-    batches = list(inputs)
-    if not batches:
-        raise InputError("calibration inputs: empty; give at least one batch of model inputs")
-    return batches
 
 
 @dataclass
@@ -376,7 +363,7 @@ def _run(
     forward: Forward | None,
     progress: bool,
 ) -> CalibrateReport:
-    batches = _as_batches(inputs)
+    batches = as_batches(inputs)
     forward = forward or default_forward
     for layer in layers:
         require_finite(layer.parameter.detach(), layer.info.name, "calibrate")
@@ -409,7 +396,7 @@ def collect_hessians(
     unseen = [layer for layer in layers if not layer.sources]
     if unseen:
         raise ConfigError(f"{unseen[0].info.name}: {unseen[0].unseen}")
-    batches = _as_batches(inputs)
+    batches = as_batches(inputs)
     modes = {module: module.training for module in model.modules()}
     collector = Collector(
         {layer.info.name: layer.sources for layer in layers},

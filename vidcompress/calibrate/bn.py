@@ -11,8 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidcompress.calibrate.api import Forward, _as_batches
-from vidcompress.calibrate.stats import default_forward, run_batches
+from vidcompress.calibrate.stats import Forward, as_batches, default_forward, run_batches
 from vidcompress.errors import InputError, check_module
 
 
@@ -27,7 +26,7 @@ def recalibrate_bn_(model: nn.Module, inputs: Any, *, forward: Forward | None = 
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms:
         raise InputError("recalibrate_bn_: the model has no BatchNorm layer that tracks running statistics")
-    batches = _as_batches(inputs)
+    batches = as_batches(inputs)
     modes = {module: module.training for module in model.modules()}
     saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]  # type: ignore[union-attr]
     model.eval()

@@ -16,7 +16,6 @@ import copy
 import os
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,21 +23,19 @@ import torch
 from torch import nn
 
 from vidcompress.budget import (
-    MAX_PLANS,
     Allocation,
     BudgetConfig,
+    Candidate,
     Damage,
     Target,
     _plan_layers,
-    codebook_bits,
     levels_for,
     plan_budget,
+    write_within_budget,
 )
-from vidcompress.calibrate.api import CalibrateConfig, CalibrateReport, Forward, calibrate_plan_, collect_hessians
-from vidcompress.calibrate.stats import matrix_view
-from vidcompress.codec import EncodeConfig, encode
-from vidcompress.codec.container import Container, tied_names, unwrap_model
-from vidcompress.errors import ConfigError
+from vidcompress.calibrate.api import CalibrateConfig, CalibrateReport, calibrate_plan_, collect_hessians
+from vidcompress.calibrate.stats import Forward, matrix_view
+from vidcompress.codec.container import Container, unwrap_model
 from vidcompress.layers import weight_sites
 
 MEASURE = "output error on the calibration inputs"
@@ -91,44 +88,22 @@ def calibrated_budget(
     solver = solver or CalibrateConfig(quantizer=config.method, seed=config.seed)
     damages = output_damages(model, hessians, solver.dampening)
     allocation, candidates = plan_budget(tensors, target, config, progress=progress, damages=damages, measure=MEASURE)
-    path = Path(path)
-    trial = path.with_name(f".{path.name}.budget-trial")
-    fixed = allocation.fixed_bytes
-    first_plan = None
-    try:
-        for attempt in range(1, MAX_PLANS + 1):
-            chosen = {layer.name: layer.chosen for layer in allocation.layers}
-            student = copy.deepcopy(model)
-            plan = {name: (c.sparsity, levels_for(c.bits)) for name, c in chosen.items()}
-            report = calibrate_plan_(student, calibration, plan, solver, forward=forward, progress=progress)
-            compressed = dict(student.state_dict())
-            for alias, stored in tied_names(tensors).items():
-                compressed[alias] = compressed[stored]
-            encoding = EncodeConfig(
-                bits={name: codebook_bits(c.bits) for name, c in chosen.items()},
-                index_bits={name: c.index_bits for name, c in chosen.items()},
-                raw_dtype=config.raw_dtype,
-            )
-            container = encode(compressed, trial, encoding, metadata=metadata)
-            allocation.actual_bytes, allocation.plans = container.file_bytes, attempt
-            first_plan = first_plan or (allocation.predicted_bytes, container.file_bytes)
-            allocation.first_plan = first_plan
-            by_name = {entry.name: entry for entry in container.layers}
-            solved = {layer.name: layer for layer in report.layers}
-            for layer in allocation.layers:
-                entry = by_name[layer.name]
-                layer.actual_bytes = entry.data_bytes + entry.codebook_size * tensors[layer.name].element_size()
-                layer.chosen = replace(layer.chosen, damage=solved[layer.name].error)  # the solver's, measured
-            if container.file_bytes <= allocation.budget_bytes:
-                os.replace(trial, path)
-                return allocation, replace(container, path=path), report
-            fixed += container.file_bytes - allocation.predicted_bytes  # the size model's miss, taken off
-            allocation, _ = plan_budget(
-                tensors, target, config, fixed_bytes=fixed, candidates=candidates, damages=damages, measure=MEASURE
-            )
-    finally:
-        trial.unlink(missing_ok=True)
-    raise ConfigError(
-        f"could not meet {target}: the calibrated file came out at {allocation.actual_bytes:,} bytes after "
-        f"{MAX_PLANS} plans"
-    )
+    reports: list[CalibrateReport] = []
+
+    def weights(chosen: Mapping[str, Candidate]) -> dict[str, torch.Tensor]:
+        student = copy.deepcopy(model)
+        plan = {name: (c.sparsity, levels_for(c.bits)) for name, c in chosen.items()}
+        reports.append(calibrate_plan_(student, calibration, plan, solver, forward=forward, progress=progress))
+        state = student.state_dict()
+        return {name: state[name] for name in chosen}
+
+    def replan(fixed: int) -> Allocation:
+        return plan_budget(
+            tensors, target, config, fixed_bytes=fixed, candidates=candidates, damages=damages, measure=MEASURE
+        )[0]
+
+    allocation, container = write_within_budget(tensors, path, target, config, metadata, allocation, weights, replan)
+    solved = {layer.name: layer.error for layer in reports[-1].layers}
+    for layer in allocation.layers:  # the written weights' damage: the solver's, measured
+        layer.chosen = replace(layer.chosen, damage=solved[layer.name])
+    return allocation, container, reports[-1]

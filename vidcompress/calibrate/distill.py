@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidcompress.attach import attach, bake_all, own_items
-from vidcompress.calibrate.api import Forward, _as_batches
-from vidcompress.calibrate.stats import default_forward
+from vidcompress.calibrate.stats import Forward, as_batches, default_forward
 from vidcompress.errors import ConfigError, InputError, check_module
 from vidcompress.io import atomic_path
 from vidcompress.layers import module_layers, weight_sites
@@ -143,7 +142,7 @@ def distill_(
         raise ConfigError(f"steps {steps!r}: must be an integer of at least 1")
     if not lr > 0 or not temperature > 0:
         raise ConfigError(f"lr {lr!r} and temperature {temperature!r}: must be positive")
-    batches = _as_batches(inputs)
+    batches = as_batches(inputs)
     forward = forward or default_forward
     pick = logits or _default_logits
     start = time.perf_counter()

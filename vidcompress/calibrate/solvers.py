@@ -100,7 +100,7 @@ def solve(
     (they count toward the sparsity). With `levels`, each kept weight goes to its nearest level at the
     time its column is walked; with `sparsity` 0 and no `levels` nothing changes.
     """
-    w = weight.contiguous().clone()
+    w = weight.clone(memory_format=torch.contiguous_format)
     rows, cols = w.shape
     u = factor.upper
     forced = keep_zero if keep_zero is not None else torch.zeros_like(w, dtype=torch.bool)
@@ -111,7 +111,7 @@ def solve(
         end = min(start + block, cols)
         w1, u1 = w[:, start:end].clone(), u[start:end, start:end]
         err1 = torch.zeros_like(w1)
-        m1 = forced[:, start:end].contiguous().clone()
+        m1 = forced[:, start:end].clone(memory_format=torch.contiguous_format)
         if counts is not None:
             want = counts[b] + carry
             score = w1.pow(2) / torch.diagonal(u1).pow(2).unsqueeze(0)

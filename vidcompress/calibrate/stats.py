@@ -249,6 +249,23 @@ class Collector:
         return hook
 
 
+Forward = Callable[[nn.Module, Any], Any]  # forward(model, batch): a batch through the model
+
+
+def as_batches(inputs: Any) -> list[Any]:
+    """The calibration batches as a list (they are walked once per pass); a tensor or dict is one batch."""
+    if isinstance(inputs, torch.Tensor):
+        return [inputs]  # one batch (iterating a tensor would drop its batch dimension)
+    if isinstance(inputs, dict):
+        return [inputs]
+    if not isinstance(inputs, Iterable):
+        raise InputError(f"calibration inputs: expected an iterable of batches, got {type(inputs).__name__}")
+    batches = list(inputs)
+    if not batches:
+        raise InputError("calibration inputs: empty; give at least one batch of model inputs")
+    return batches
+
+
 def default_forward(model: nn.Module, batch: Any) -> Any:
     """A batch as a model takes it: a tensor, a tuple or list of positional inputs, or a dict of keywords."""
     if isinstance(batch, dict):
